@@ -1,0 +1,366 @@
+"""Data sets as uint8 tensors in memory: ID sets, OOD sets, noise sets and the embedded default.
+
+Every set is an :class:`ImageSet`: images (N, 3, 32, 32) uint8 and labels (N,) int64, with -1
+for OOD samples. Keeping the raw bytes (not normalised floats) makes a set small enough to live
+on the GPU and makes its checksum a property of the pixels, so stored results can name the exact
+data they came from.
+
+Sources are named by short strings, so a configuration is plain data:
+
+* ID sets: ``cifar10``, ``cifar100`` (torchvision), ``synthetic`` (embedded, no files) and
+  ``folder:PATH``, an ImageFolder layout with ``train/<class>/`` and ``test/<class>/`` inside a
+  folder or a ``.tar``/``.tar.gz``/``.tar.xz`` archive (the offline CIFAR-10 JPEGs, users' data).
+* OOD sets: the paper's seven (``tinyimagenet_crop``, ``tinyimagenet_resize``, ``lsun_crop``,
+  ``lsun_resize``, ``svhn``, ``textures``, ``places365``) through pytorch-ood / torchvision with
+  their checksums; the OE paper's noise sets ``gaussian``, ``rademacher``, ``blobs``; the embedded
+  ``synthetic_shapes``, ``synthetic_textures``, ``synthetic_scenes``; and any folder or archive
+  of images as ``crop:PATH`` or ``resize:PATH`` (a random 32x32 crop or a downscale of each
+  image, the two ODIN recipes), optionally named ``NAME=crop:PATH``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+from . import synthetic
+from .errors import ConfigError, DataError
+
+#: Normalisation of the paper and the OE code, for every data set: (mean, std) per channel.
+CIFAR_MEAN = tuple(v / 255 for v in (125.3, 123.0, 113.9))
+CIFAR_STD = tuple(v / 255 for v in (63.0, 62.1, 66.7))
+
+PAPER_OOD_SETS = ("tinyimagenet_crop", "tinyimagenet_resize", "lsun_crop", "lsun_resize", "svhn",
+                  "textures", "places365")
+NOISE_SETS = ("gaussian", "rademacher", "blobs")
+SYNTHETIC_OOD_SETS = tuple(f"synthetic_{k}" for k in synthetic.OOD_KINDS)
+ID_SETS = ("cifar10", "cifar100", "synthetic")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
+SYNTHETIC_SIZES = {"train": 6000, "test": 1200, "ood": 1200}
+NOISE_SIZE = 2000
+
+
+@dataclass
+class ImageSet:
+    """A named set of 32x32 RGB images as uint8 (N, 3, 32, 32) with int64 labels (-1 = OOD)."""
+
+    name: str
+    images: Tensor
+    labels: Tensor
+    classes: tuple[str, ...] = ()
+    source: str = ""
+    _sha256: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[1] != 3:
+            raise DataError(f"{self.name}: images must be uint8 (N, 3, H, W), got "
+                            f"{self.images.dtype} {tuple(self.images.shape)}")
+        if len(self.labels) != len(self.images):
+            raise DataError(f"{self.name}: {len(self.images)} images but {len(self.labels)} labels")
+        if len(self.images) == 0:
+            raise DataError(f"{self.name} holds no images; check its source ({self.source})")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def sha256(self) -> str:
+        """Checksum of the pixels and labels: names the exact data a stored result came from."""
+        if self._sha256 is None:
+            h = hashlib.sha256()
+            h.update(self.images.contiguous().numpy().tobytes())
+            h.update(self.labels.contiguous().numpy().tobytes())
+            self._sha256 = h.hexdigest()
+        return self._sha256
+
+    def subset(self, limit: int | None, seed: int = 0) -> "ImageSet":
+        """At most ``limit`` samples, drawn without replacement by a seeded permutation."""
+        if limit is None or limit >= len(self):
+            return self
+        if limit < 1:
+            raise ConfigError(f"a subset limit must be >= 1, got {limit}")
+        g = torch.Generator().manual_seed(seed)
+        keep = torch.randperm(len(self), generator=g)[:limit].sort().values
+        return ImageSet(self.name, self.images[keep], self.labels[keep], self.classes,
+                        f"{self.source} (subset of {limit}, seed {seed})")
+
+
+def normalize(images: Tensor, mean: Sequence[float] = CIFAR_MEAN,
+              std: Sequence[float] = CIFAR_STD) -> Tensor:
+    """uint8 (or [0, 1] float) images to normalised float inputs, on the images' device."""
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return (x - m) / s
+
+
+def denormalize(x: Tensor, mean: Sequence[float] = CIFAR_MEAN,
+                std: Sequence[float] = CIFAR_STD) -> Tensor:
+    """Normalised inputs back to [0, 1] pixel intensities (not clamped)."""
+    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return x * s + m
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """Where data lives and whether it may be downloaded."""
+
+    root: str = os.environ.get("MIMLIB_DATA", str(Path.home() / ".cache" / "mimlib" / "data"))
+    download: bool = True
+
+
+# --------------------------------------------------------------------------- ID sets
+
+def load_id(spec: str, split: str, options: DataOptions = DataOptions()) -> ImageSet:
+    """The train or test split of an ID set named by ``spec`` (see the module docstring)."""
+    if split not in ("train", "test"):
+        raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
+    if spec == "synthetic":
+        images, labels = synthetic.make_id(SYNTHETIC_SIZES[split], seed=0 if split == "train" else 1)
+        return ImageSet(f"synthetic/{split}", torch.from_numpy(images), torch.from_numpy(labels),
+                        synthetic.ID_CLASSES, "mimlib.synthetic (embedded, seeded)")
+    if spec in ("cifar10", "cifar100"):
+        return _torchvision_cifar(spec, split, options)
+    if spec.startswith("folder:"):
+        return _image_folder(Path(spec[len("folder:"):]).expanduser(), split)
+    raise ConfigError(f"unknown ID data set {spec!r}; choose one of {list(ID_SETS)} or "
+                      "'folder:PATH' (an ImageFolder layout with train/ and test/ inside)")
+
+
+def _torchvision_cifar(name: str, split: str, options: DataOptions) -> ImageSet:
+    from torchvision import datasets
+
+    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+    root = Path(options.root) / name
+    try:
+        ds = cls(str(root), train=split == "train", download=options.download)
+    except RuntimeError as err:  # torchvision: "Dataset not found or corrupted"
+        raise DataError(_missing_message(name, root, options)) from err
+    except OSError as err:  # no network
+        raise DataError(f"could not download {name} to {root}: {err}. Download it on a machine "
+                        "with internet access and copy it there, or use 'folder:PATH'.") from err
+    images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
+    return ImageSet(f"{name}/{split}", images, torch.as_tensor(ds.targets, dtype=torch.int64),
+                    tuple(ds.classes), f"torchvision.datasets.{cls.__name__} (md5-checked)")
+
+
+def _missing_message(name: str, root: Path, options: DataOptions) -> str:
+    if not options.download:
+        return (f"{name} is not in {root} and downloads are switched off; run once with "
+                "download=True (or --download), or point data_root at a copy")
+    return f"{name} in {root} is missing or corrupt; delete the folder and download it again"
+
+
+class _Source:
+    """Uniform access to the image files of a folder or of a tar archive."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.exists():
+            raise DataError(f"{path} does not exist; give an existing folder or .tar/.tar.xz")
+        self.path = path
+        self.tar = None
+        if path.is_file():
+            try:
+                self.tar = tarfile.open(path)
+            except (tarfile.TarError, OSError) as err:
+                raise DataError(f"{path} is neither a folder nor a readable tar archive") from err
+            self.members = {m.name.lstrip("./"): m for m in self.tar.getmembers() if m.isfile()}
+            self.names = sorted(self.members)
+        else:
+            self.names = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
+
+    def read(self, name: str) -> bytes:
+        if self.tar is not None:
+            return self.tar.extractfile(self.members[name]).read()
+        return (self.path / name).read_bytes()
+
+    def images_under(self, prefix: str) -> list[str]:
+        return [n for n in self.names if n.startswith(prefix)
+                and n.lower().endswith(IMAGE_SUFFIXES)]
+
+
+def _decode(data: bytes, name: str) -> Image.Image:
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except (UnidentifiedImageError, OSError) as err:
+        raise DataError(f"{name} is not a readable image ({err}); remove it from the folder") from err
+    return img.convert("RGB")
+
+
+def _image_folder(path: Path, split: str) -> ImageSet:
+    source = _Source(path)
+    prefix = _split_prefix(source, split)
+    files = source.images_under(prefix)
+    if not files:
+        raise DataError(f"no images under {path}/{prefix}: an ID folder needs "
+                        f"{split}/<class>/<image> files ({', '.join(IMAGE_SUFFIXES)})")
+    class_of = [f[len(prefix):].split("/")[0] for f in files]
+    if any("/" not in f[len(prefix):] for f in files):
+        raise DataError(f"{path}/{prefix} has images outside class folders; use the layout "
+                        f"{split}/<class>/<image>")
+    classes = tuple(sorted(set(class_of)))
+    if len(classes) < 2:
+        raise DataError(f"{path}/{prefix} has {len(classes)} class folder(s); need at least 2")
+    images = np.empty((len(files), 32, 32, 3), np.uint8)
+    for i, name in enumerate(files):
+        img = _decode(source.read(name), name)
+        if img.size != (32, 32):
+            img = img.resize((32, 32), Image.BILINEAR)
+        images[i] = np.asarray(img)
+    labels = torch.as_tensor([classes.index(c) for c in class_of], dtype=torch.int64)
+    # A fixed pseudo-random order, like CIFAR's own files: read in sorted order, an unshuffled
+    # loader (the faithful protocol) would see one class at a time and wreck the model.
+    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(0))
+    return ImageSet(f"{path.name}/{split}",
+                    torch.from_numpy(images.transpose(0, 3, 1, 2).copy())[order], labels[order],
+                    classes, f"image folder {path} ({split}), fixed shuffled order")
+
+
+def _split_prefix(source: _Source, split: str) -> str:
+    """The path prefix of a split inside a folder or archive (``train/`` or ``x/train/``)."""
+    for name in source.names:
+        parts = name.split("/")
+        if split in parts[:-2]:
+            return "/".join(parts[: parts.index(split) + 1]) + "/"
+    raise DataError(f"{source.path} has no '{split}/' folder; an ID folder needs "
+                    "train/<class>/ and test/<class>/ inside")
+
+
+# --------------------------------------------------------------------------- OOD sets
+
+def load_ood(spec: str, options: DataOptions = DataOptions(), *, seed: int = 0) -> ImageSet:
+    """An OOD set named by ``spec`` (see the module docstring), all labels -1."""
+    name, _, rest = spec.partition("=") if "=" in spec else (None, "", spec)
+    if rest.startswith(("crop:", "resize:")):
+        mode, _, path = rest.partition(":")
+        return _ood_folder(Path(path).expanduser(), mode, name or f"{Path(path).name}_{mode}", seed)
+    if spec in SYNTHETIC_OOD_SETS:
+        kind = spec[len("synthetic_"):]
+        images = synthetic.make_ood(kind, SYNTHETIC_SIZES["ood"], seed=100 + seed)
+        return _ood_set(spec, torch.from_numpy(images), "mimlib.synthetic (embedded, seeded)")
+    if spec in NOISE_SETS:
+        return _ood_set(spec, noise_images(spec, NOISE_SIZE, seed), "OE-paper noise (seeded)")
+    if spec in PAPER_OOD_SETS:
+        return _paper_ood(spec, options)
+    raise ConfigError(
+        f"unknown OOD data set {spec!r}; choose one of {list(PAPER_OOD_SETS + NOISE_SETS + SYNTHETIC_OOD_SETS)} "
+        "or 'crop:PATH' / 'resize:PATH' (optionally 'NAME=crop:PATH') for a folder of images")
+
+
+def _ood_set(name: str, images: Tensor, source: str) -> ImageSet:
+    return ImageSet(name, images, torch.full((len(images),), -1, dtype=torch.int64), (), source)
+
+
+def _ood_folder(path: Path, mode: str, name: str, seed: int) -> ImageSet:
+    source = _Source(path)
+    files = source.images_under("")
+    if not files:
+        raise DataError(f"no images in {path} ({', '.join(IMAGE_SUFFIXES)}); give a folder or "
+                        "archive that holds image files")
+    rng = np.random.default_rng(seed)
+    out = np.empty((len(files), 32, 32, 3), np.uint8)
+    for i, f in enumerate(files):
+        img = _decode(source.read(f), f)
+        out[i] = np.asarray(_crop_or_resize(img, mode, rng))
+    return _ood_set(name, torch.from_numpy(out.transpose(0, 3, 1, 2).copy()),
+                    f"{mode} of {len(files)} images in {path} (seed {seed})")
+
+
+def _crop_or_resize(img: Image.Image, mode: str, rng: np.random.Generator) -> Image.Image:
+    """The ODIN recipes: a random 32x32 crop, or a downscale to 32x32."""
+    if mode == "resize" or min(img.size) < 32:
+        return img.resize((32, 32), Image.BILINEAR)
+    left = int(rng.integers(0, img.size[0] - 32 + 1))
+    top = int(rng.integers(0, img.size[1] - 32 + 1))
+    return img.crop((left, top, left + 32, top + 32))
+
+
+def noise_images(kind: str, n: int, seed: int) -> Tensor:
+    """The OE paper's noise OOD sets, mapped from its [-1, 1] arrays to pixels (uint8).
+
+    gaussian: clip(N(0, 0.5^2), -1, 1); rademacher: +-1 with probability 1/2; blobs: Bernoulli(0.7)
+    pixels blurred with a Gaussian of sigma 1.5 and thresholded at 0.75. OE feeds the [-1, 1]
+    arrays to the network unnormalised; here they become images (v + 1) / 2 and are normalised
+    like every other set.
+    """
+    rng = np.random.default_rng(seed)
+    if kind == "gaussian":
+        v = np.clip(rng.normal(0.0, 0.5, (n, 3, 32, 32)), -1, 1)
+        pixels = (v + 1) / 2
+    elif kind == "rademacher":
+        pixels = rng.binomial(1, 0.5, (n, 3, 32, 32)).astype(np.float64)
+    elif kind == "blobs":
+        from scipy.ndimage import gaussian_filter
+
+        raw = rng.binomial(1, 0.7, (n, 32, 32, 3)).astype(np.float64)
+        blurred = gaussian_filter(raw, sigma=(0, 1.5, 1.5, 0), mode="nearest")
+        blurred[blurred < 0.75] = 0.0
+        pixels = blurred.transpose(0, 3, 1, 2)
+    else:
+        raise ConfigError(f"unknown noise set {kind!r}; choose one of {NOISE_SETS}")
+    return torch.from_numpy(np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8))
+
+
+def _paper_ood(name: str, options: DataOptions) -> ImageSet:
+    """One of the paper's seven OOD sets, downloaded by pytorch-ood / torchvision (checksummed)."""
+    root = Path(options.root) / "ood"
+    factories = _paper_ood_factories()
+    try:
+        dataset = factories[name](str(root), options.download)
+    except (RuntimeError, OSError, FileNotFoundError) as err:
+        if not options.download:
+            raise DataError(f"{name} is not in {root} and downloads are switched off; run once "
+                            "with download=True or copy the archive there") from err
+        raise DataError(f"could not get {name} into {root}: {err}. Download it on a machine with "
+                        "internet access, or use 'resize:PATH' / 'crop:PATH' for a local copy") from err
+    images = _pil_dataset_to_uint8(dataset)
+    return _ood_set(name, images, f"{type(dataset).__name__} ({root}), resized to 32x32")
+
+
+def _paper_ood_factories() -> dict[str, Callable[[str, bool], object]]:
+    from pytorch_ood.dataset.img import (LSUNCrop, LSUNResize, Textures, TinyImageNetCrop,
+                                         TinyImageNetResize)
+    from torchvision.datasets import SVHN, Places365
+
+    return {
+        "tinyimagenet_crop": lambda r, d: TinyImageNetCrop(r, download=d),
+        "tinyimagenet_resize": lambda r, d: TinyImageNetResize(r, download=d),
+        "lsun_crop": lambda r, d: LSUNCrop(r, download=d),
+        "lsun_resize": lambda r, d: LSUNResize(r, download=d),
+        "textures": lambda r, d: Textures(r, download=d),
+        "svhn": lambda r, d: SVHN(r, split="test", download=d),
+        "places365": lambda r, d: Places365(r, split="val", small=True, download=d),
+    }
+
+
+def _pil_dataset_to_uint8(dataset: object) -> Tensor:
+    """Every image of a PIL data set, resized to 32x32 as the authors' transform does."""
+    n = len(dataset)  # type: ignore[arg-type]
+    out = np.empty((n, 32, 32, 3), np.uint8)
+    for i in range(n):
+        img = dataset[i][0].convert("RGB")  # type: ignore[index]
+        if img.size != (32, 32):
+            img = img.resize((32, 32), Image.BILINEAR)
+        out[i] = np.asarray(img)
+    return torch.from_numpy(out.transpose(0, 3, 1, 2).copy())
+
+
+def iter_batches(n: int, batch_size: int) -> Iterator[slice]:
+    """Consecutive slices covering range(n)."""
+    for start in range(0, n, batch_size):
+        yield slice(start, min(start + batch_size, n))

@@ -1,0 +1,131 @@
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mimlib.data import (DataOptions, ImageSet, load_id, load_ood, noise_images)
+from mimlib.errors import ConfigError, DataError
+from mimlib.synthetic import ID_CLASSES
+
+
+def _write_images(folder, n, size=(32, 32), seed=0, suffix=".png"):
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        arr = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        Image.fromarray(arr).save(folder / f"img_{i}{suffix}")
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    for split, n in (("train", 4), ("test", 2)):
+        for cls in ("cat", "dog", "emu"):
+            _write_images(tmp_path / "ds" / split / cls, n, seed=hash((split, cls)) % 1000)
+    return tmp_path / "ds"
+
+
+def test_synthetic_id_set_is_balanced_deterministic_and_embedded() -> None:
+    a, b = load_id("synthetic", "train"), load_id("synthetic", "train")
+    assert a.images.shape == (6000, 3, 32, 32) and a.images.dtype == torch.uint8
+    assert torch.equal(a.images, b.images) and a.sha256() == b.sha256()
+    assert np.bincount(a.labels.numpy()).tolist() == [1000] * len(ID_CLASSES)
+    assert a.sha256() != load_id("synthetic", "test").sha256()
+
+
+def test_synthetic_ood_sets_are_unlabelled_and_differ_from_id() -> None:
+    for name in ("synthetic_shapes", "synthetic_morphs", "synthetic_textures", "synthetic_scenes"):
+        s = load_ood(name)
+        assert (s.labels == -1).all() and len(s) == 1200
+        assert s.sha256() != load_ood("synthetic_shapes").sha256() or name == "synthetic_shapes"
+
+
+def test_image_folder_and_its_tar_archive_load_the_same(image_folder, tmp_path) -> None:
+    train = load_id(f"folder:{image_folder}", "train")
+    assert len(train) == 12 and train.classes == ("cat", "dog", "emu")
+    assert sorted(train.labels.tolist()) == [0] * 4 + [1] * 4 + [2] * 4
+    assert train.labels.tolist() != sorted(train.labels.tolist())  # a fixed shuffled order
+    archive = tmp_path / "ds.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(image_folder, arcname="ds")
+    from_tar = load_id(f"folder:{archive}", "train")
+    assert torch.equal(from_tar.images, train.images)
+    files = sorted((image_folder / "train").rglob("*.png"))
+    originals = {np.asarray(Image.open(f)).tobytes() for f in files}
+    assert {img.permute(1, 2, 0).numpy().tobytes() for img in train.images} == originals
+
+
+def test_ood_folder_crop_and_resize(tmp_path) -> None:
+    _write_images(tmp_path / "big", 5, size=(64, 48))
+    crop = load_ood(f"tin_crop=crop:{tmp_path / 'big'}")
+    resize = load_ood(f"resize:{tmp_path / 'big'}")
+    assert crop.name == "tin_crop" and resize.name == "big_resize"
+    assert crop.images.shape == resize.images.shape == (5, 3, 32, 32)
+    # a crop holds original pixels: each crop occurs somewhere in its source image
+    src = np.asarray(Image.open(sorted((tmp_path / "big").iterdir())[0]))
+    patch = crop.images[0].permute(1, 2, 0).numpy()
+    found = any(np.array_equal(src[y:y + 32, x:x + 32], patch)
+                for y in range(48 - 31) for x in range(64 - 31))
+    assert found
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda p: p.mkdir(), "no images"),
+    (lambda p: (p.mkdir(), (p / "notes.txt").write_text("hi")), "no images"),
+    (lambda p: (p.mkdir(), (p / "x.jpg").write_bytes(b"not a jpeg")), "not a readable image"),
+])
+def test_bad_ood_folders_are_errors(tmp_path, make, match) -> None:
+    make(tmp_path / "f")
+    with pytest.raises(DataError, match=match):
+        load_ood(f"crop:{tmp_path / 'f'}")
+
+
+def test_bad_id_folders_are_errors(tmp_path, image_folder) -> None:
+    with pytest.raises(DataError, match="does not exist"):
+        load_id(f"folder:{tmp_path / 'absent'}", "train")
+    (tmp_path / "flat" / "train").mkdir(parents=True)
+    _write_images(tmp_path / "flat" / "train", 2)
+    with pytest.raises(DataError):
+        load_id(f"folder:{tmp_path / 'flat'}", "train")
+    with pytest.raises(DataError, match="no 'test/' folder"):
+        load_id(f"folder:{tmp_path / 'flat'}", "test")
+
+
+def test_unknown_names_are_errors() -> None:
+    with pytest.raises(ConfigError, match="unknown ID data set"):
+        load_id("imagenet", "train")
+    with pytest.raises(ConfigError, match="unknown OOD data set"):
+        load_ood("mnist")
+    with pytest.raises(ConfigError, match="split"):
+        load_id("synthetic", "val")
+
+
+def test_missing_downloads_with_downloads_off_are_errors(tmp_path) -> None:
+    off = DataOptions(root=str(tmp_path), download=False)
+    with pytest.raises(DataError, match="downloads are switched off"):
+        load_id("cifar10", "train", off)
+    with pytest.raises(DataError, match="downloads are switched off"):
+        load_ood("tinyimagenet_crop", off)
+
+
+def test_noise_sets_follow_the_oe_recipes() -> None:
+    rademacher = noise_images("rademacher", 200, 0)
+    assert set(rademacher.unique().tolist()) == {0, 255}
+    assert abs(rademacher.float().mean().item() / 255 - 0.5) < 0.01
+    gaussian = noise_images("gaussian", 200, 0).float() / 255
+    assert abs(gaussian.mean().item() - 0.5) < 0.01
+    assert abs(gaussian.std().item() - 0.235) < 0.02  # std of clip(N(0, .5), -1, 1) / 2
+    blobs = noise_images("blobs", 200, 0).float() / 255
+    assert 0.2 < (blobs == 0).float().mean().item() < 0.9 and blobs.max() <= 1
+    assert torch.equal(noise_images("blobs", 5, 1), noise_images("blobs", 5, 1))
+
+
+def test_image_set_checks_its_own_shape() -> None:
+    with pytest.raises(DataError, match="no images"):
+        ImageSet("empty", torch.zeros(0, 3, 32, 32, dtype=torch.uint8),
+                 torch.zeros(0, dtype=torch.int64))
+    with pytest.raises(DataError, match="uint8"):
+        ImageSet("float", torch.zeros(2, 3, 32, 32), torch.zeros(2, dtype=torch.int64))
+    s = load_ood("gaussian").subset(10, seed=3)
+    assert len(s) == 10 and torch.equal(s.images, load_ood("gaussian").subset(10, seed=3).images)
