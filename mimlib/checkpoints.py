@@ -1,0 +1,140 @@
+"""Saving and loading weights safely: atomic writes, ``weights_only=True``, full SHA-256 checks.
+
+Published checkpoints come from pytorch-ood's model registry (the OE / energy-OOD WRN-40-2 CIFAR
+baselines among them); each download is verified against the registry's full SHA-256 digest
+before ``torch.load`` sees it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError, ConfigError, DataError
+from .models import build_model
+
+#: The paper's starting points: the OE authors' baseline WRN-40-2 ("cifar10-pt" in pytorch-ood
+#: 0.1.6), keyed by pytorch-ood 0.4's registry names.
+PAPER_CHECKPOINTS = {"cifar10": "wrn-40-2/cifar10/crossentropy",
+                     "cifar100": "wrn-40-2/cifar100/crossentropy"}
+_REGISTRY_ARCHS = {"wrn-40-2": "wrn40_2", "resnet-18": "resnet18"}
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """Hex SHA-256 digest of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save to a temporary file in the same folder, then rename: never a half file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_state_dict_file(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                         sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """A state dict from a file, with ``weights_only=True`` and an optional checksum check."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if sha256 is not None and sha256_of(path) != sha256:
+        raise CheckpointError(f"checkpoint {path} fails its SHA-256 check (expected {sha256}); "
+                              "delete it and download it again")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # truncated zip, pickle error, foreign format
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(err).__name__}: "
+                              f"{err}); delete it and recreate or re-download it") from err
+    if isinstance(obj, dict) and "state_dict" in obj:
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"checkpoint {path} does not hold a state dict of tensors")
+    return {k.replace("module.", "", 1) if k.startswith("module.") else k: v
+            for k, v in obj.items()}
+
+
+def load_into(model: nn.Module, state_dict: dict[str, torch.Tensor], origin: str) -> nn.Module:
+    """load_state_dict(strict=True), with a message that names what does not fit."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    wrong_keys = [k for k in own if k in state_dict and state_dict[k].shape != own[k].shape]
+    wrong = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+             for k in wrong_keys]
+    if missing or unexpected or wrong:
+        details = "; ".join(filter(None, [
+            f"missing {missing[:4]}" if missing else "",
+            f"unexpected {unexpected[:4]}" if unexpected else "",
+            f"shape mismatch {wrong[:3]}" if wrong else ""]))
+        hint = (" (trained for another number of classes?)"
+                if any(k.startswith("fc.") for k in wrong_keys) else "")
+        raise CheckpointError(f"checkpoint {origin} does not fit {type(model).__name__}{hint}: "
+                              f"{details}")
+    model.load_state_dict(state_dict, strict=True)
+    return model
+
+
+def load_checkpoint(model: nn.Module, path: str | os.PathLike,
+                    map_location: str | torch.device = "cpu") -> nn.Module:
+    """Load weights saved by :func:`atomic_torch_save` (or any state dict file) into model."""
+    return load_into(model, load_state_dict_file(path, map_location), str(path))
+
+
+def load_published(key: str, *, cache_dir: str | os.PathLike | None = None,
+                   download: bool = True) -> nn.Module:
+    """A published checkpoint from pytorch-ood's registry as a mimlib model, in eval mode.
+
+    ``key`` is a registry key such as ``wrn-40-2/cifar10/crossentropy`` (see
+    :data:`PAPER_CHECKPOINTS`). The file is downloaded once into ``cache_dir`` (default: torch
+    hub's checkpoint folder), verified against the registry's full SHA-256 digest, and loaded
+    with ``weights_only=True`` into mimlib's architecture of the same name.
+    """
+    from pytorch_ood.model import get_model_info
+
+    try:
+        entry = get_model_info(key)
+    except ValueError as err:
+        raise ConfigError(f"unknown published checkpoint {key!r}: {err}") from err
+    arch = _REGISTRY_ARCHS.get(entry.arch or "")
+    if arch is None:
+        raise ConfigError(f"checkpoint {key!r} is a {entry.arch}; mimlib loads "
+                          f"{sorted(_REGISTRY_ARCHS)} checkpoints")
+    folder = Path(cache_dir or Path(torch.hub.get_dir()) / "checkpoints")
+    path = folder / entry.file_name
+    if not path.is_file():
+        if not download:
+            raise DataError(f"checkpoint {key} is not in {folder} and downloads are switched off; "
+                            f"download {entry.url} there as {entry.file_name}, or allow downloads")
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            torch.hub.download_url_to_file(entry.url, str(path), hash_prefix=entry.sha256)
+        except RuntimeError as err:  # hash mismatch: the partial file is already removed
+            raise CheckpointError(f"download of {key} from {entry.url} failed its SHA-256 check: "
+                                  f"{err}") from err
+        except OSError as err:
+            raise DataError(f"could not download {key} from {entry.url}: {err}") from err
+    state = load_state_dict_file(path, sha256=entry.sha256)
+    if entry.state_dict_transform is not None:
+        state = entry.state_dict_transform(state)
+    model = build_model(arch, int(entry.arch_kwargs["num_classes"]))
+    return load_into(model, state, f"{key} ({path})").eval()

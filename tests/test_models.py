@@ -1,0 +1,109 @@
+import pytest
+import torch
+from pytorch_ood.model import WideResNet as PodWideResNet
+
+from mimlib import build_model, wrn40_2
+from mimlib.checkpoints import (atomic_torch_save, load_checkpoint, load_published,
+                                load_state_dict_file)
+from mimlib.errors import CheckpointError, ConfigError, DataError
+
+
+def test_wrn40_2_loads_pytorch_oods_state_dict_strictly_and_gives_identical_outputs() -> None:
+    torch.manual_seed(0)
+    reference = PodWideResNet(num_classes=10, depth=40, widen_factor=2, drop_rate=0.3).eval()
+    # make batch-norm statistics non-trivial so that a wrong layer order would show
+    with torch.no_grad():
+        for m in reference.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+    ours = wrn40_2(10).eval()
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    assert list(ours.state_dict()) == list(reference.state_dict())
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), reference(x), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(ours.features(x), reference.features(x), atol=1e-5, rtol=1e-5)
+    assert sum(p.numel() for p in ours.parameters()) == 2243546
+
+
+@pytest.mark.parametrize("arch,dim", [("wrn40_2", 128), ("resnet18", 512), ("small_cnn", 128)])
+def test_every_architecture_exposes_features_and_head(arch: str, dim: int) -> None:
+    model = build_model(arch, 7).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        z = model.features(x)
+        assert z.shape == (2, dim) and model.feature_dim == dim
+        torch.testing.assert_close(model(x), model.fc(z))
+
+
+@pytest.mark.parametrize("arch,classes", [("vgg16", 10), ("small_cnn", 1), ("wrn40_2", 2.5)])
+def test_bad_architecture_requests_are_errors(arch: str, classes: object) -> None:
+    with pytest.raises(ConfigError):
+        build_model(arch, classes)  # type: ignore[arg-type]
+
+
+def test_checkpoint_round_trip_and_errors(tmp_path) -> None:
+    model = build_model("small_cnn", 5)
+    path = tmp_path / "model.pt"
+    atomic_torch_save(model.state_dict(), path)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temporary file left
+    loaded = load_checkpoint(build_model("small_cnn", 5), path)
+    for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(CheckpointError, match="another number of classes"):
+        load_checkpoint(build_model("small_cnn", 6), path)
+    with pytest.raises(CheckpointError, match="missing"):
+        load_checkpoint(build_model("resnet18", 5), path)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_checkpoint(build_model("small_cnn", 5), truncated)
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        load_state_dict_file(path, sha256="0" * 64)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(build_model("small_cnn", 5), tmp_path / "absent.pt")
+
+
+def test_checkpoints_refuse_pickled_code(tmp_path) -> None:
+    class Payload:
+        def __reduce__(self):  # would run code if loaded with weights_only=False
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"w": Payload()}, path)
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_state_dict_file(path)
+
+
+def test_published_checkpoints_need_a_download_or_a_verified_cache(tmp_path) -> None:
+    with pytest.raises(DataError, match="downloads are switched off"):
+        load_published("wrn-40-2/cifar10/crossentropy", cache_dir=tmp_path, download=False)
+    from pytorch_ood.model import get_model_info
+
+    entry = get_model_info("wrn-40-2/cifar10/crossentropy")
+    (tmp_path / entry.file_name).write_bytes(b"not the published weights")
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        load_published("wrn-40-2/cifar10/crossentropy", cache_dir=tmp_path, download=False)
+    with pytest.raises(ConfigError, match="unknown published checkpoint"):
+        load_published("wrn-40-2/mnist/nothing", cache_dir=tmp_path, download=False)
+
+
+def test_published_checkpoint_loads_into_mimlibs_wrn_when_cached(tmp_path, monkeypatch) -> None:
+    """A cached file whose SHA-256 the registry pins loads with weights_only into wrn40_2."""
+    import hashlib
+
+    from pytorch_ood.model import registry
+
+    state = wrn40_2(10).state_dict()
+    path = tmp_path / "weights.pt"
+    torch.save({f"module.{k}": v for k, v in state.items()}, path)  # DataParallel prefix
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    entry = registry.get_model_info("wrn-40-2/cifar10/crossentropy")
+    fake = registry.ModelEntry(**{**entry.__dict__, "sha256": digest})
+    monkeypatch.setattr(registry, "_lookup", lambda key: fake)
+    path.rename(tmp_path / fake.file_name)
+    model = load_published("wrn-40-2/cifar10/crossentropy", cache_dir=tmp_path, download=False)
+    assert not model.training
+    for k, v in state.items():
+        assert torch.equal(model.state_dict()[k], v)
