@@ -1,0 +1,225 @@
+"""The results store: every finished computation, keyed by a hash of its configuration.
+
+Layout: ``ROOT/<kind>/<key>/`` holds ``record.json`` (configuration, metrics, library versions,
+git revision, data checksums, timing) and any artefacts (``scores.npz``, ``model.pt``,
+``log.json``...). An entry is written into a hidden temporary folder and renamed into place in
+one atomic step, so a killed process leaves either a complete entry or none (plus a stale
+temporary folder that the next write removes). Re-running with the same configuration finds the
+entry and skips the work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from .errors import MimlibError
+
+RECORD = "record.json"
+
+
+def default_root() -> Path:
+    """``$MIMLIB_RESULTS``, else ``results/store`` under the current directory."""
+    return Path(os.environ.get("MIMLIB_RESULTS", "results/store"))
+
+
+def canonical_json(obj: Any) -> str:
+    """Stable JSON (sorted keys, no whitespace): equal configurations give equal strings."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+def config_key(kind: str, config: dict[str, Any]) -> str:
+    """The first 16 hex digits of the SHA-256 of the kind and canonical configuration."""
+    return hashlib.sha256(f"{kind}\n{canonical_json(config)}".encode()).hexdigest()[:16]
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.integer, np.floating)):
+        return obj.item()
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
+
+
+def environment() -> dict[str, Any]:
+    """Library versions, Python, platform and the git revision of the project."""
+    versions = {}
+    for name in ("torch", "torchvision", "numpy", "sklearn", "pytorch_ood", "mimlib"):
+        try:
+            versions[name] = __import__(name).__version__
+        except (ImportError, AttributeError):
+            versions[name] = None
+    cuda = None
+    with contextlib.suppress(Exception):
+        import torch
+
+        cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"versions": versions, "python": platform.python_version(),
+            "platform": platform.platform(), "device": cuda or "cpu", "git": git_revision()}
+
+
+def git_revision() -> str | None:
+    """``<commit>`` or ``<commit>-dirty`` of the checkout holding this package, else None."""
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=10)
+        if rev.returncode:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+@dataclass
+class Entry:
+    """A finished entry: its folder and its record."""
+
+    path: Path
+    record: dict[str, Any]
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def arrays(self, name: str = "scores.npz") -> dict[str, np.ndarray]:
+        with np.load(self.path / name, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+
+    def json(self, name: str) -> Any:
+        return json.loads((self.path / name).read_text())
+
+
+class Store:
+    """A folder of finished results, keyed by (kind, configuration)."""
+
+    def __init__(self, root: str | os.PathLike | None = None) -> None:
+        self.root = Path(root) if root is not None else default_root()
+
+    def path(self, kind: str, config: dict[str, Any]) -> Path:
+        return self.root / kind / config_key(kind, config)
+
+    def get(self, kind: str, config: dict[str, Any]) -> Entry | None:
+        """The finished entry for this configuration, or None. Checks the stored configuration."""
+        path = self.path(kind, config)
+        record_file = path / RECORD
+        if not record_file.is_file():
+            return None
+        try:
+            record = json.loads(record_file.read_text())
+        except json.JSONDecodeError as err:
+            raise MimlibError(f"store entry {path} is corrupt ({err}); delete the folder and "
+                              "re-run to recompute it") from err
+        if canonical_json(record.get("config")) != canonical_json(config):
+            raise MimlibError(f"store entry {path} holds another configuration than its key "
+                              "says; delete the folder and re-run")
+        return Entry(path, record)
+
+    @contextlib.contextmanager
+    def writer(self, kind: str, config: dict[str, Any]) -> Iterator[Path]:
+        """A temporary folder to write artefacts into; committed atomically on success only."""
+        final = self.path(kind, config)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self._clean_stale(final.parent)
+        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{os.getpid()}-{final.name}-"))
+        try:
+            yield tmp
+            if not (tmp / RECORD).is_file():
+                raise MimlibError("a store entry must write its record before it is committed")
+            _fsync_tree(tmp)
+            if final.exists():  # another process finished first: keep its entry
+                shutil.rmtree(tmp)
+            else:
+                os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def put(self, kind: str, config: dict[str, Any], result: dict[str, Any],
+            arrays: dict[str, np.ndarray] | None = None,
+            files: dict[str, Callable[[Path], None]] | None = None,
+            provenance: dict[str, Any] | None = None) -> Entry:
+        """Write one entry: the record (config + result + environment) and optional artefacts.
+
+        ``files`` maps a file name to a function that writes that file at the given path.
+        """
+        with self.writer(kind, config) as tmp:
+            if arrays:
+                np.savez_compressed(tmp / "scores.npz", **arrays)
+            for name, write in (files or {}).items():
+                write(tmp / name)
+            record = {"kind": kind, "key": config_key(kind, config), "config": config,
+                      "result": result, "provenance": provenance or {},
+                      "environment": environment(), "created": time.strftime(
+                          "%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            (tmp / RECORD).write_text(json.dumps(record, indent=1, sort_keys=True,
+                                                 default=_json_default))
+        return self.get(kind, config)  # type: ignore[return-value]
+
+    def get_or_compute(self, kind: str, config: dict[str, Any],
+                       compute: Callable[[], tuple[dict[str, Any], dict[str, np.ndarray] | None]],
+                       *, force: bool = False) -> Entry:
+        """The stored entry, or compute (result, arrays) and store it first."""
+        entry = None if force else self.get(kind, config)
+        if entry is not None:
+            return entry
+        if force:
+            self.delete(kind, config)
+        result, arrays = compute()
+        return self.put(kind, config, result, arrays)
+
+    def delete(self, kind: str, config: dict[str, Any]) -> None:
+        path = self.path(kind, config)
+        if path.exists():
+            trash = path.with_name(f".tmp-{os.getpid()}-{path.name}-deleted")
+            os.replace(path, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+
+    def entries(self, kind: str | None = None) -> list[Entry]:
+        """Every finished entry (of one kind), oldest first."""
+        kinds = [self.root / kind] if kind else sorted(p for p in self.root.glob("*") if p.is_dir())
+        found = []
+        for folder in kinds:
+            for path in sorted(folder.glob("*/" + RECORD)):
+                found.append(Entry(path.parent, json.loads(path.read_text())))
+        return sorted(found, key=lambda e: e.record.get("created", ""))
+
+    @staticmethod
+    def _clean_stale(folder: Path) -> None:
+        """Remove the temporary folders of writers that are no longer running (killed ones)."""
+        for tmp in folder.glob(".tmp-*"):
+            pid = tmp.name.split("-")[1]
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())

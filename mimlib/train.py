@@ -1,0 +1,375 @@
+"""Training loops: MIM fine-tuning, Outlier Exposure fine-tuning and OE-recipe pretraining.
+
+All three are one loop over ID batches held on the device as uint8. When an outlier source is
+given, each step forwards the ID batch and the outlier batch together (one forward pass, as the
+OE code does) and minimises
+
+    CE(f(x_id), y) + lam * CE(f(x_out), uniform),
+
+where CE towards the uniform distribution is ``-mean_c log softmax(f(x))_c`` (identical to OE's
+``-(x.mean(1) - logsumexp(x, 1))``). MIM's outliers are post-mix-augmented multi-input mixes of
+the ID batch; OE's are a batch of an auxiliary image set; pretraining has none.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .augment import PostMixAugment, check_probability
+from .data import ImageSet, normalize
+from .device import autocast, out_of_memory_as_error, resolve_device, seed_everything
+from .errors import ConfigError, NonFiniteLossError
+from .mixing import WEIGHT_SCHEMES, check_k, multi_input_mixup
+from .progress import track
+
+EvalHook = Callable[[nn.Module, int], dict[str, float]]
+STAT_NAMES = ("loss_id", "loss_out", "acc_id", "msp_id", "msp_out")
+
+
+@dataclass
+class LoopConfig:
+    """Optimiser and loop settings shared by every training run (validated on creation)."""
+
+    epochs: float = 1.0
+    steps: int | None = None  # overrides epochs when given
+    batch_size: int = 128
+    lr: float = 1e-4
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    nesterov: bool = False
+    schedule: str = "constant"  # or "cosine" (OE's per-step cosine to lr * 1e-5)
+    lam: float = 1.0
+    bn_mode: str = "train"  # "eval": model.eval() while training (frozen BN, no dropout)
+    shuffle: bool = True
+    id_augment: str = "none"  # or "crop_flip" (random 32x32 crop of the 4-padded image + flip)
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # bf16 autocast on CUDA; ignored on the CPU
+    channels_last: bool = True  # on CUDA
+    compile: bool = False
+    eval_every: int = 0  # call the evaluation hook every N steps (and at 0 and the end)
+    check_every: int = 1  # steps between checks for a non-finite loss (1 on the CPU is free)
+
+    def __post_init__(self) -> None:
+        _positive(self, "lr", "batch_size")
+        if self.steps is not None:
+            _whole(self, "steps", minimum=1)
+        elif not (isinstance(self.epochs, (int, float)) and self.epochs > 0):
+            raise ConfigError(f"epochs must be > 0 (or give steps), got {self.epochs!r}")
+        _whole(self, "batch_size", minimum=1)
+        _whole(self, "eval_every", minimum=0)
+        _whole(self, "check_every", minimum=1)
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"momentum must lie in [0, 1), got {self.momentum!r}")
+        for name in ("weight_decay", "lam"):
+            if not (isinstance(getattr(self, name), (int, float)) and getattr(self, name) >= 0):
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        _choice(self, "schedule", ("constant", "cosine"))
+        _choice(self, "bn_mode", ("eval", "train"))
+        _choice(self, "id_augment", ("none", "crop_flip"))
+
+    def total_steps(self, n: int) -> int:
+        """Optimiser steps for n training images (the last batch of an epoch may be smaller)."""
+        return self.steps if self.steps is not None else math.ceil(
+            self.epochs * math.ceil(n / self.batch_size))
+
+
+@dataclass
+class MIMConfig(LoopConfig):
+    """MIM fine-tuning: the paper's defaults (k = 10, lambda = 1, SGD lr 1e-4, one epoch)."""
+
+    k: int = 10
+    weights: str = "equal"  # or "dirichlet"
+    alpha: float = 1.0  # Dirichlet concentration
+    aug_p: float = 1.0
+    aug_colour: bool = True
+    aug_affine: bool = True
+    aug_quantize: bool = False  # emulate the authors' 8-bit PIL round trip
+    aug_interpolation: str = "nearest"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_k(self.k)
+        _choice(self, "weights", WEIGHT_SCHEMES)
+        if not self.alpha > 0:
+            raise ConfigError(f"alpha must be > 0, got {self.alpha!r}")
+        check_probability(self.aug_p, "aug_p (augmentation probability)")
+
+    def augmenter(self) -> PostMixAugment:
+        return PostMixAugment(p=self.aug_p, colour=self.aug_colour, affine=self.aug_affine,
+                              quantize=self.aug_quantize, interpolation=self.aug_interpolation)
+
+
+@dataclass
+class OEConfig(LoopConfig):
+    """Outlier Exposure fine-tuning, the OE code's recipe (oe_tune: 10 epochs, lr 1e-3, cosine)."""
+
+    epochs: float = 10.0
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    nesterov: bool = True
+    schedule: str = "cosine"
+    lam: float = 0.5
+    id_augment: str = "crop_flip"
+    outlier_batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _whole(self, "outlier_batch_size", minimum=1)
+
+
+@dataclass
+class PretrainConfig(LoopConfig):
+    """The OE baseline recipe: 100 epochs, SGD Nesterov lr 0.1 cosine, wd 5e-4, crop + flip."""
+
+    epochs: float = 100.0
+    lr: float = 0.1
+    weight_decay: float = 5e-4
+    nesterov: bool = True
+    schedule: str = "cosine"
+    lam: float = 0.0
+    id_augment: str = "crop_flip"
+
+
+@dataclass
+class TrainResult:
+    """The trained model (in eval mode), one log row per step, and the hook's evaluations."""
+
+    model: nn.Module
+    log: list[dict[str, float]]
+    evals: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def mim_finetune(model: nn.Module, id_train: ImageSet, config: MIMConfig | None = None, *,
+                 on_eval: EvalHook | None = None, **overrides: Any) -> TrainResult:
+    """Fine-tune ``model`` with Multiple Input Mixup on ``id_train``.
+
+    Each step: an ID batch x, N mixed images (each the mean of k members of x, drawn by k
+    independent permutations), post-mix augmentation with probability ``aug_p``, and the loss
+    CE(f(x), y) + lam * CE(f(x_mix), uniform). Keyword overrides update ``config`` (e.g.
+    ``k=5, steps=100``). ``on_eval(model, step)`` is called every ``eval_every`` steps.
+    """
+    cfg = _with_overrides(config or MIMConfig(), overrides)
+    augment = cfg.augmenter()
+
+    def mixed_outliers(x: Tensor, gen: torch.Generator) -> Tensor:
+        return augment(multi_input_mixup(x, cfg.k, weights=cfg.weights, alpha=cfg.alpha,
+                                         generator=gen), generator=gen)
+
+    return _train(model, id_train, cfg, mixed_outliers, on_eval, "MIM fine-tuning")
+
+
+def oe_finetune(model: nn.Module, id_train: ImageSet, outliers: ImageSet,
+                config: OEConfig | None = None, *, on_eval: EvalHook | None = None,
+                **overrides: Any) -> TrainResult:
+    """Fine-tune with Outlier Exposure on an auxiliary set (e.g. pytorch-ood's 300K images)."""
+    cfg = _with_overrides(config or OEConfig(), overrides)
+    device = resolve_device(cfg.device)
+    aux = outliers.images.to(device)
+    stream = _IndexStream(len(aux), cfg.outlier_batch_size, cfg.seed + 7)
+
+    def auxiliary_outliers(x: Tensor, gen: torch.Generator) -> Tensor:
+        batch = aux[stream.next().to(device)]
+        return normalize(random_crop_flip(batch, generator=gen))
+
+    return _train(model, id_train, cfg, auxiliary_outliers, on_eval, "OE fine-tuning")
+
+
+def pretrain(model: nn.Module, id_train: ImageSet, config: PretrainConfig | None = None, *,
+             on_eval: EvalHook | None = None, **overrides: Any) -> TrainResult:
+    """Train a classifier from scratch with the OE baseline recipe (see :class:`PretrainConfig`)."""
+    cfg = _with_overrides(config or PretrainConfig(), overrides)
+    return _train(model, id_train, cfg, None, on_eval, "pretraining")
+
+
+# --------------------------------------------------------------------------- the loop
+
+def _train(model: nn.Module, id_train: ImageSet, cfg: LoopConfig,
+           outliers: Callable[[Tensor, torch.Generator], Tensor] | None,
+           on_eval: EvalHook | None, desc: str) -> TrainResult:
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    if id_train.num_classes and _out_features(model) != id_train.num_classes:
+        raise ConfigError(f"the model has {_out_features(model)} outputs but {id_train.name} has "
+                          f"{id_train.num_classes} classes")
+    model.to(device)
+    if device.type == "cuda" and cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    forward = torch.compile(model) if cfg.compile else model
+    images, labels = id_train.images.to(device), id_train.labels.to(device)
+    n = len(images)
+    total = cfg.total_steps(n)
+    order = _batch_order(n, cfg, total)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                          weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(cfg.schedule, total))
+    stats = torch.zeros((total, len(STAT_NAMES)), device=device)
+    lrs: list[float] = []
+    evals: list[dict[str, float]] = []
+    checked = 0
+    start = time.perf_counter()
+    _maybe_eval(on_eval, model, 0, cfg, evals)
+    model.train(cfg.bn_mode == "train")
+    with out_of_memory_as_error(cfg.batch_size):
+        for step, idx in track(enumerate(order), total, desc):
+            idx = idx.to(device, non_blocking=True)
+            raw = images[idx]
+            if cfg.id_augment == "crop_flip":
+                raw = random_crop_flip(raw, generator=gen)
+            x, y = normalize(raw), labels[idx]
+            x_out = outliers(x, gen) if outliers is not None else None
+            inputs = torch.cat([x, x_out]) if x_out is not None else x
+            if device.type == "cuda" and cfg.channels_last:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            with autocast(device, cfg.amp):
+                logits = forward(inputs).float()
+            loss_id = F.cross_entropy(logits[: len(x)], y)
+            if x_out is not None:
+                out_logp = F.log_softmax(logits[len(x):], dim=1)
+                loss_out = -out_logp.mean(dim=1).mean()
+                loss = loss_id + cfg.lam * loss_out
+            else:
+                loss_out = torch.zeros((), device=device)
+                loss = loss_id
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            lrs.append(sched.get_last_lr()[0])
+            sched.step()
+            with torch.no_grad():
+                p_id = logits[: len(x)].softmax(dim=1)
+                msp_out = (out_logp.exp().amax(dim=1).mean() if x_out is not None
+                           else torch.zeros((), device=device))
+                stats[step] = torch.stack([loss_id.detach(), loss_out.detach(),
+                                           (p_id.argmax(1) == y).float().mean(),
+                                           p_id.amax(dim=1).mean(), msp_out])
+            if (step + 1) % cfg.check_every == 0 or step + 1 == total:
+                checked = _check_finite(stats, checked, step + 1)
+            if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < total:
+                _maybe_eval(on_eval, model, step + 1, cfg, evals)
+                model.train(cfg.bn_mode == "train")
+    model.eval()
+    seconds = time.perf_counter() - start
+    _maybe_eval(on_eval, model, total, cfg, evals)
+    rows = stats.cpu().tolist()
+    log = [{"step": i + 1, "lr": lrs[i], **dict(zip(STAT_NAMES, row))} for i, row in enumerate(rows)]
+    return TrainResult(model, log, evals, seconds, dataclasses.asdict(cfg))
+
+
+def _maybe_eval(hook: EvalHook | None, model: nn.Module, step: int, cfg: LoopConfig,
+                evals: list[dict[str, float]]) -> None:
+    if hook is None or not cfg.eval_every:
+        return
+    if evals and evals[-1]["step"] == step:
+        return
+    model.eval()
+    with torch.no_grad():
+        evals.append({"step": step, **hook(model, step)})
+
+
+def _check_finite(stats: Tensor, checked: int, upto: int) -> int:
+    window = stats[checked:upto, :2]
+    bad = ~torch.isfinite(window).all(dim=1)
+    if bool(bad.any()):
+        first = checked + int(bad.nonzero()[0, 0])
+        raise NonFiniteLossError(first + 1, float(stats[first, 0]), float(stats[first, 1]))
+    return upto
+
+
+def _batch_order(n: int, cfg: LoopConfig, total: int) -> list[Tensor]:
+    """The index tensor of every step: epochs of (optionally shuffled) consecutive batches."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    batches: list[Tensor] = []
+    while len(batches) < total:
+        perm = torch.randperm(n, generator=gen) if cfg.shuffle else torch.arange(n)
+        batches.extend(perm.split(cfg.batch_size))
+    return batches[:total]
+
+
+def _lr_factor(schedule: str, total: int) -> Callable[[int], float]:
+    if schedule == "constant":
+        return lambda step: 1.0
+    floor = 1e-5  # OE: cosine_annealing(step, total, 1, 1e-6 / lr) with lr = 0.1
+
+    return lambda step: floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * step / total))
+
+
+class _IndexStream:
+    """Endless shuffled batches of indices into a set of n items (one epoch after another)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+        self.n, self.batch_size = n, batch_size
+        self.gen = torch.Generator().manual_seed(seed)
+        self.buffer = torch.empty(0, dtype=torch.int64)
+
+    def next(self) -> Tensor:
+        while len(self.buffer) < self.batch_size:
+            self.buffer = torch.cat([self.buffer, torch.randperm(self.n, generator=self.gen)])
+        out, self.buffer = self.buffer[: self.batch_size], self.buffer[self.batch_size:]
+        return out
+
+
+def random_crop_flip(images: Tensor, pad: int = 4, *,
+                     generator: torch.Generator | None = None) -> Tensor:
+    """Per-image random crop of the zero-padded image and random horizontal flip (uint8 or float).
+
+    The torchvision ``RandomCrop(32, padding=4)`` + ``RandomHorizontalFlip()`` of the OE recipe,
+    for a whole batch at once on its device.
+    """
+    n, _, h, w = images.shape
+    gdev = generator.device if generator is not None else images.device
+    padded = F.pad(images, (pad, pad, pad, pad))
+    oy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=gdev).to(images.device)
+    ox = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=gdev).to(images.device)
+    flip = (torch.rand(n, generator=generator, device=gdev) < 0.5).to(images.device)
+    rows = (oy[:, None] + torch.arange(h, device=images.device))[:, None, :, None]
+    cols = ox[:, None] + torch.arange(w, device=images.device)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, None, :]
+    batch = torch.arange(n, device=images.device)[:, None, None, None]
+    chan = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
+    return padded[batch, chan, rows, cols]
+
+
+# --------------------------------------------------------------------------- validation helpers
+
+def _with_overrides(cfg: LoopConfig, overrides: dict[str, Any]) -> LoopConfig:
+    names = {f.name for f in dataclasses.fields(cfg)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ConfigError(f"unknown parameter(s) {unknown} for {type(cfg).__name__}; "
+                          f"known: {sorted(names)}")
+    return dataclasses.replace(cfg, **overrides) if overrides else cfg
+
+
+def _out_features(model: nn.Module) -> int:
+    fc = getattr(model, "fc", None)
+    return int(fc.out_features) if isinstance(fc, nn.Linear) else -1
+
+
+def _positive(cfg: object, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ConfigError(f"{name} must be > 0, got {value!r}")
+
+
+def _whole(cfg: object, name: str, minimum: int) -> None:
+    value = getattr(cfg, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+
+
+def _choice(cfg: object, name: str, options: tuple[str, ...]) -> None:
+    if getattr(cfg, name) not in options:
+        raise ConfigError(f"{name} must be one of {list(options)}, got {getattr(cfg, name)!r}")

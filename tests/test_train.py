@@ -1,0 +1,136 @@
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mimlib import PostMixAugment, build_model, mim_finetune, multi_input_mixup, pretrain
+from mimlib.data import load_id, normalize
+from mimlib.errors import ConfigError, NonFiniteLossError
+from mimlib.train import MIMConfig, PretrainConfig, random_crop_flip
+
+
+@pytest.fixture(scope="module")
+def tiny_train():
+    return load_id("synthetic", "train").subset(256)
+
+
+def test_logged_loss_equals_a_hand_computation(tiny_train) -> None:
+    torch.manual_seed(0)
+    model = build_model("small_cnn", 6)
+    before = copy.deepcopy(model).eval()
+    result = mim_finetune(model, tiny_train, k=4, lam=0.7, steps=1, batch_size=32,
+                          shuffle=False, bn_mode="eval", aug_p=0.5, seed=3, device="cpu")
+    # replay the step: batch 0, then mixing and augmentation from the seed + 1 generator
+    gen = torch.Generator().manual_seed(4)
+    x = normalize(tiny_train.images[:32])
+    y = tiny_train.labels[:32]
+    x_mix = PostMixAugment(p=0.5)(multi_input_mixup(x, 4, generator=gen), generator=gen)
+    with torch.no_grad():
+        logits = before(torch.cat([x, x_mix]))
+    ce = F.cross_entropy(logits[:32], y)
+    uniform = torch.full((32, 6), 1 / 6)
+    ce_uniform = F.cross_entropy(logits[32:], uniform)  # cross-entropy to the uniform target
+    row = result.log[0]
+    assert row["loss_id"] == pytest.approx(ce.item(), rel=1e-5)
+    assert row["loss_out"] == pytest.approx(ce_uniform.item(), rel=1e-5)
+    assert row["acc_id"] == pytest.approx((logits[:32].argmax(1) == y).float().mean().item())
+    assert row["msp_out"] == pytest.approx(logits[32:].softmax(1).amax(1).mean().item(), rel=1e-5)
+
+
+def test_step_count_epochs_and_log_fields(tiny_train) -> None:
+    model = build_model("small_cnn", 6)
+    res = mim_finetune(model, tiny_train, epochs=1, batch_size=100, device="cpu")
+    assert [r["step"] for r in res.log] == [1, 2, 3]  # 256 images, the last batch is smaller
+    assert set(res.log[0]) == {"step", "lr", "loss_id", "loss_out", "acc_id", "msp_id", "msp_out"}
+    assert not res.model.training
+    res = mim_finetune(model, tiny_train, steps=5, batch_size=100, device="cpu")
+    assert len(res.log) == 5
+
+
+def test_eval_mode_freezes_batch_norm_and_train_mode_updates_it(tiny_train) -> None:
+    base = build_model("small_cnn", 6)
+    stats = lambda m: m.body[0][1].running_mean.clone()  # noqa: E731
+    frozen = mim_finetune(copy.deepcopy(base), tiny_train, steps=2, bn_mode="eval", device="cpu")
+    assert torch.equal(stats(frozen.model), stats(base))
+    moving = mim_finetune(copy.deepcopy(base), tiny_train, steps=2, bn_mode="train", device="cpu")
+    assert not torch.equal(stats(moving.model), stats(base))
+
+
+def test_same_seed_gives_bit_identical_weights_on_the_cpu(tiny_train) -> None:
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = build_model("small_cnn", 6)
+        runs.append(mim_finetune(model, tiny_train, steps=3, seed=11, device="cpu").model)
+    for a, b in zip(runs[0].state_dict().values(), runs[1].state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_non_finite_loss_stops_and_names_the_step(tiny_train) -> None:
+    model = build_model("small_cnn", 6)
+    with torch.no_grad():
+        model.fc.bias[0] = float("nan")
+    with pytest.raises(NonFiniteLossError, match="non-finite loss at step 1 ") as err:
+        mim_finetune(model, tiny_train, steps=5, device="cpu")
+    assert err.value.step == 1
+    exploding = build_model("small_cnn", 6)
+    with pytest.raises(NonFiniteLossError) as err:
+        mim_finetune(exploding, tiny_train, steps=8, lr=1e12, batch_size=64, device="cpu")
+    assert 1 < err.value.step <= 8  # the first step is computed before any update
+
+
+@pytest.mark.parametrize("override,match", [
+    ({"k": 0}, "k"), ({"aug_p": 1.2}, "aug_p"), ({"lr": -1.0}, "lr"), ({"epochs": 0}, "epochs"),
+    ({"steps": 0}, "steps"), ({"batch_size": 0}, "batch_size"), ({"bn_mode": "frozen"}, "bn_mode"),
+    ({"weights": "random"}, "weights"), ({"lam": -1}, "lam"), ({"momentum": 1.0}, "momentum"),
+    ({"nonsense": 1}, "unknown parameter"),
+])
+def test_bad_parameters_stop_before_any_work(tiny_train, override, match) -> None:
+    model = build_model("small_cnn", 6)
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(ConfigError, match=match):
+        mim_finetune(model, tiny_train, device="cpu", **override)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k])
+
+
+def test_a_model_with_the_wrong_number_of_classes_is_refused(tiny_train) -> None:
+    with pytest.raises(ConfigError, match="classes"):
+        mim_finetune(build_model("small_cnn", 10), tiny_train, steps=1, device="cpu")
+
+
+def test_random_crop_flip_per_image() -> None:
+    x = torch.arange(2 * 3 * 32 * 32, dtype=torch.float32).view(2, 3, 32, 32).repeat(100, 1, 1, 1)
+    out = random_crop_flip(x, generator=torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    # every output is a (possibly flipped) 32x32 window of the zero-padded input
+    padded = F.pad(x[:1], (4, 4, 4, 4))[0]
+    windows = {(dy, dx, f) for dy in range(9) for dx in range(9) for f in (0, 1)}
+    seen = set()
+    for i in range(0, 200, 2):
+        for dy, dx, f in windows:
+            w = padded[:, dy:dy + 32, dx:dx + 32]
+            if torch.equal(out[i], w.flip(2) if f else w):
+                seen.add((dy, dx, f))
+                break
+        else:
+            pytest.fail("output is not a window of the padded image")
+    assert len(seen) > 30  # offsets and flips differ between images
+
+
+def test_pretraining_learns_the_synthetic_classes() -> None:
+    train = load_id("synthetic", "train").subset(1500)
+    test = load_id("synthetic", "test").subset(600)
+    torch.manual_seed(0)
+    model = build_model("small_cnn", 6)
+
+    def accuracy() -> float:
+        with torch.no_grad():
+            return (model.eval()(normalize(test.images)).argmax(1) == test.labels).float().mean().item()
+
+    assert accuracy() < 0.3  # six classes: chance is 1/6
+    res = pretrain(model, train, PretrainConfig(epochs=3, lr=0.05, device="cpu"))
+    assert accuracy() > 0.45
+    assert res.log[-1]["lr"] < 0.05 * 0.2  # the cosine schedule decays
+    assert MIMConfig().lr == 1e-4 and MIMConfig().k == 10 and MIMConfig().batch_size == 128
