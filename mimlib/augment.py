@@ -196,18 +196,20 @@ def _hsv_to_rgb(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
 
 
 def color_jitter(img: Tensor, params: AugmentParams) -> Tensor:
-    """The four colour adjustments in each image's own random order, on [0, 1] pixels."""
-    ops = (lambda z: adjust_brightness(z, params.brightness),
-           lambda z: adjust_contrast(z, params.contrast),
-           lambda z: adjust_saturation(z, params.saturation),
-           lambda z: adjust_hue(z, params.hue))
-    out = img
+    """The four colour adjustments in each image's own random order, on [0, 1] pixels.
+
+    At each of the four stages every image undergoes exactly one adjustment, so the images
+    are grouped by the adjustment they need and each group is processed once.
+    """
+    ops = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+    factors = (params.brightness, params.contrast, params.saturation, params.hue)
+    out = img.clone()
     for stage in range(4):
-        chosen = params.order[:, stage].view(-1, 1, 1, 1)
-        nxt = out
-        for op_index, op in enumerate(ops):
-            nxt = torch.where(chosen == op_index, op(out), nxt)
-        out = nxt
+        chosen = params.order[:, stage]
+        for op_index, (op, factor) in enumerate(zip(ops, factors)):
+            idx = (chosen == op_index).nonzero().flatten()
+            if idx.numel():
+                out[idx] = op(out[idx], factor[idx])
     return out
 
 

@@ -142,9 +142,9 @@ class ResNet18(nn.Module):
 
 
 class SmallCNN(nn.Module):
-    """A four-layer CNN (about 0.3 M parameters) that trains on a 2-core CPU in minutes."""
+    """A four-layer CNN (61 k parameters at width 16) that trains on a 2-core CPU in minutes."""
 
-    def __init__(self, num_classes: int, width: int = 32) -> None:
+    def __init__(self, num_classes: int, width: int = 16) -> None:
         super().__init__()
 
         def stage(cin: int, cout: int) -> nn.Sequential:

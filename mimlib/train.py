@@ -70,8 +70,9 @@ class LoopConfig:
         if not 0 <= self.momentum < 1:
             raise ConfigError(f"momentum must lie in [0, 1), got {self.momentum!r}")
         for name in ("weight_decay", "lam"):
-            if not (isinstance(getattr(self, name), (int, float)) and getattr(self, name) >= 0):
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 <= value < math.inf):
+                raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
         _choice(self, "schedule", ("constant", "cosine"))
         _choice(self, "bn_mode", ("eval", "train"))
         _choice(self, "id_augment", ("none", "crop_flip"))
@@ -360,8 +361,8 @@ def _out_features(model: nn.Module) -> int:
 def _positive(cfg: object, *names: str) -> None:
     for name in names:
         value = getattr(cfg, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ConfigError(f"{name} must be > 0, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+            raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
 
 
 def _whole(cfg: object, name: str, minimum: int) -> None:

@@ -27,7 +27,7 @@ def test_wrn40_2_loads_pytorch_oods_state_dict_strictly_and_gives_identical_outp
     assert sum(p.numel() for p in ours.parameters()) == 2243546
 
 
-@pytest.mark.parametrize("arch,dim", [("wrn40_2", 128), ("resnet18", 512), ("small_cnn", 128)])
+@pytest.mark.parametrize("arch,dim", [("wrn40_2", 128), ("resnet18", 512), ("small_cnn", 64)])
 def test_every_architecture_exposes_features_and_head(arch: str, dim: int) -> None:
     model = build_model(arch, 7).eval()
     x = torch.randn(2, 3, 32, 32)

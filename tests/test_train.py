@@ -74,16 +74,24 @@ def test_non_finite_loss_stops_and_names_the_step(tiny_train) -> None:
     with pytest.raises(NonFiniteLossError, match="non-finite loss at step 1 ") as err:
         mim_finetune(model, tiny_train, steps=5, device="cpu")
     assert err.value.step == 1
-    exploding = build_model("small_cnn", 6)
-    with pytest.raises(NonFiniteLossError) as err:
-        mim_finetune(exploding, tiny_train, steps=8, lr=1e12, batch_size=64, device="cpu")
-    assert 1 < err.value.step <= 8  # the first step is computed before any update
+
+    def poison(model, step):  # evaluation hook; after step 2 the third step must fail
+        if step == 2:
+            with torch.no_grad():
+                model.fc.weight[0, 0] = float("inf")
+        return {}
+
+    healthy = build_model("small_cnn", 6)
+    with pytest.raises(NonFiniteLossError, match="at step 3 ") as err:
+        mim_finetune(healthy, tiny_train, steps=6, eval_every=2, on_eval=poison, device="cpu")
+    assert err.value.step == 3
 
 
 @pytest.mark.parametrize("override,match", [
     ({"k": 0}, "k"), ({"aug_p": 1.2}, "aug_p"), ({"lr": -1.0}, "lr"), ({"epochs": 0}, "epochs"),
     ({"steps": 0}, "steps"), ({"batch_size": 0}, "batch_size"), ({"bn_mode": "frozen"}, "bn_mode"),
     ({"weights": "random"}, "weights"), ({"lam": -1}, "lam"), ({"momentum": 1.0}, "momentum"),
+    ({"lam": float("inf")}, "lam"), ({"lr": float("nan")}, "lr"),
     ({"nonsense": 1}, "unknown parameter"),
 ])
 def test_bad_parameters_stop_before_any_work(tiny_train, override, match) -> None:

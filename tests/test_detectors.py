@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+import torch
+
+from mimlib import TABLE1_DETECTORS, FittedDetectors, build_model, extract
+from mimlib.data import load_id, load_ood, normalize
+from mimlib.detectors import DetectorOptions, check_detectors
+from mimlib.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def setting():
+    torch.manual_seed(0)
+    model = build_model("small_cnn", 6).eval()
+    train = load_id("synthetic", "train").subset(300)
+    test = load_id("synthetic", "test").subset(100)
+    ood = load_ood("synthetic_textures").subset(80)
+    return model, train, test, ood
+
+
+def test_extract_is_one_forward_pass_of_features_and_head(setting) -> None:
+    model, _, test, _ = setting
+    reps = extract(model, test, batch_size=32, device="cpu")
+    with torch.no_grad():
+        x = normalize(test.images)
+        torch.testing.assert_close(reps.features, model.features(x), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(reps.logits, model(x), atol=1e-5, rtol=1e-5)
+    assert torch.equal(reps.labels, test.labels)
+
+
+def test_every_table1_detector_gives_finite_scores_per_sample(setting) -> None:
+    model, train, test, ood = setting
+    fitted = FittedDetectors(TABLE1_DETECTORS, model, extract(model, train, device="cpu"),
+                             DetectorOptions(mahalanobis_eps=0.002), device="cpu")
+    test_reps, ood_reps = extract(model, test, device="cpu"), extract(model, ood, device="cpu")
+    for name in TABLE1_DETECTORS:
+        for reps, images in ((test_reps, test), (ood_reps, ood)):
+            scores = fitted.score(name, reps, images)
+            assert scores.shape == (len(images),) and np.isfinite(scores).all(), name
+    assert all(p.grad is None for p in model.parameters())  # gradient detectors leave no .grad
+
+
+def test_scores_follow_the_msp_convention(setting) -> None:
+    model, train, test, _ = setting
+    reps = extract(model, test, device="cpu")
+    fitted = FittedDetectors(("MSP", "Energy", "MaxLogit"), model, reps, device="cpu")
+    np.testing.assert_allclose(fitted.score("MSP", reps), reps.logits.softmax(1).amax(1).numpy(),
+                               rtol=1e-6)
+    np.testing.assert_allclose(fitted.score("Energy", reps),
+                               torch.logsumexp(reps.logits, 1).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(fitted.score("MaxLogit", reps), reps.logits.amax(1).numpy(),
+                               rtol=1e-6)
+
+
+def test_features_as_logits_reproduces_the_authors_cifar100_quirk(setting) -> None:
+    model, _, test, _ = setting
+    reps = extract(model, test, device="cpu")
+    quirky = FittedDetectors(("Energy",), model, reps, DetectorOptions(
+        features_as_logits=("Energy",)), device="cpu")
+    np.testing.assert_allclose(quirky.score("Energy", reps),
+                               torch.logsumexp(reps.features, 1).numpy(), rtol=1e-5)
+
+
+def test_gradient_detectors_need_images(setting) -> None:
+    model, train, test, _ = setting
+    reps = extract(model, test, device="cpu")
+    fitted = FittedDetectors(("ODIN",), model, reps, device="cpu")
+    with pytest.raises(ConfigError, match="needs the images"):
+        fitted.score("ODIN", reps)
+
+
+@pytest.mark.parametrize("names", [("MSP", "OpenMax"), "MSP", [1]])
+def test_unknown_detectors_are_errors(names) -> None:
+    with pytest.raises(ConfigError):
+        check_detectors(names)
+
+
+@pytest.mark.parametrize("kwargs", [{"dice_p": 1.0}, {"vim_d": 0},
+                                    {"features_as_logits": ("ViM",)}])
+def test_bad_detector_options_are_errors(kwargs) -> None:
+    with pytest.raises(ConfigError):
+        DetectorOptions(**kwargs)
