@@ -44,6 +44,8 @@ PAPER_OOD_SETS = ("tinyimagenet_crop", "tinyimagenet_resize", "lsun_crop", "lsun
                   "textures", "places365")
 NOISE_SETS = ("gaussian", "rademacher", "blobs")
 SYNTHETIC_OOD_SETS = tuple(f"synthetic_{k}" for k in synthetic.OOD_KINDS)
+#: Auxiliary outlier sets for Outlier Exposure (never used as test sets).
+AUXILIARY_SETS = ("tinyimages300k",) + tuple(f"synthetic_{k}" for k in synthetic.AUXILIARY_KINDS)
 ID_SETS = ("cifar10", "cifar100", "synthetic")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 SYNTHETIC_SIZES = {"train": 6000, "test": 1200, "ood": 1200}
@@ -130,9 +132,13 @@ def load_id(spec: str, split: str, options: DataOptions = DataOptions()) -> Imag
     if split not in ("train", "test"):
         raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
     if spec == "synthetic":
-        images, labels = synthetic.make_id(SYNTHETIC_SIZES[split], seed=0 if split == "train" else 1)
-        return ImageSet(f"synthetic/{split}", torch.from_numpy(images), torch.from_numpy(labels),
-                        synthetic.ID_CLASSES, "mimlib.synthetic (embedded, seeded)")
+        def draw() -> ImageSet:
+            images, labels = synthetic.make_id(SYNTHETIC_SIZES[split],
+                                               seed=0 if split == "train" else 1)
+            return ImageSet(f"synthetic/{split}", torch.from_numpy(images),
+                            torch.from_numpy(labels), synthetic.ID_CLASSES,
+                            "mimlib.synthetic (embedded, seeded)")
+        return _cached(_synthetic_cache_file("id", split), draw)
     if spec in ("cifar10", "cifar100"):
         return _torchvision_cifar(spec, split, options)
     if spec.startswith("folder:"):
@@ -202,7 +208,55 @@ def _decode(data: bytes, name: str) -> Image.Image:
     return img.convert("RGB")
 
 
+def _cache_file(kind: str, path: Path, *extra: object) -> Path:
+    """Where decoded pixels of a folder or archive are cached: keyed by its files' sizes and
+    modification times, so that a changed folder is decoded again."""
+    if path.is_file():
+        stamp = f"{path.stat().st_size}:{path.stat().st_mtime_ns}"
+    else:
+        stamp = ";".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
+                         for p in sorted(path.rglob("*")) if p.is_file())
+    digest = hashlib.sha256(f"{kind}|{path.resolve()}|{extra}|{stamp}|v1".encode()).hexdigest()
+    return _cache_root() / f"{digest[:24]}.npz"
+
+
+def _synthetic_cache_file(*key: object) -> Path:
+    """Cache of drawn synthetic sets, keyed by the drawing code itself."""
+    code = Path(synthetic.__file__).read_bytes()
+    digest = hashlib.sha256(code + repr((key, SYNTHETIC_SIZES)).encode()).hexdigest()
+    return _cache_root() / f"synthetic-{digest[:24]}.npz"
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("MIMLIB_CACHE", Path.home() / ".cache" / "mimlib" / "decoded"))
+
+
+def _cached(cache: Path, build: Callable[[], ImageSet]) -> ImageSet:
+    """Decoded arrays from the cache, or build the set and cache it (atomically)."""
+    if cache.is_file():
+        try:
+            with np.load(cache, allow_pickle=False) as z:
+                return ImageSet(str(z["name"]), torch.from_numpy(z["images"]),
+                                torch.from_numpy(z["labels"]), tuple(z["classes"].tolist()),
+                                str(z["source"]))
+        except (OSError, ValueError, KeyError):
+            cache.unlink(missing_ok=True)  # a damaged cache file is rebuilt
+    result = build()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, name=result.name, images=result.images.numpy(), labels=result.labels.numpy(),
+             classes=np.asarray(result.classes, dtype=str), source=result.source)
+    os.replace(tmp, cache)
+    return result
+
+
 def _image_folder(path: Path, split: str) -> ImageSet:
+    if not path.exists():
+        raise DataError(f"{path} does not exist; give an existing folder or .tar/.tar.xz")
+    return _cached(_cache_file("id", path, split), lambda: _decode_image_folder(path, split))
+
+
+def _decode_image_folder(path: Path, split: str) -> ImageSet:
     source = _Source(path)
     prefix = _split_prefix(source, split)
     files = source.images_under(prefix)
@@ -249,17 +303,18 @@ def load_ood(spec: str, options: DataOptions = DataOptions(), *, seed: int = 0) 
     if rest.startswith(("crop:", "resize:")):
         mode, _, path = rest.partition(":")
         return _ood_folder(Path(path).expanduser(), mode, name or f"{Path(path).name}_{mode}", seed)
-    if spec in SYNTHETIC_OOD_SETS:
+    if spec in SYNTHETIC_OOD_SETS or spec in AUXILIARY_SETS[1:]:
         kind = spec[len("synthetic_"):]
-        images = synthetic.make_ood(kind, SYNTHETIC_SIZES["ood"], seed=100 + seed)
-        return _ood_set(spec, torch.from_numpy(images), "mimlib.synthetic (embedded, seeded)")
+        return _cached(_synthetic_cache_file(kind, seed), lambda: _ood_set(
+            spec, torch.from_numpy(synthetic.make_ood(kind, SYNTHETIC_SIZES["ood"], seed=100 + seed)),
+            "mimlib.synthetic (embedded, seeded)"))
     if spec in NOISE_SETS:
         return _ood_set(spec, noise_images(spec, NOISE_SIZE, seed), "OE-paper noise (seeded)")
-    if spec in PAPER_OOD_SETS:
+    if spec in PAPER_OOD_SETS or spec == "tinyimages300k":
         return _paper_ood(spec, options)
-    raise ConfigError(
-        f"unknown OOD data set {spec!r}; choose one of {list(PAPER_OOD_SETS + NOISE_SETS + SYNTHETIC_OOD_SETS)} "
-        "or 'crop:PATH' / 'resize:PATH' (optionally 'NAME=crop:PATH') for a folder of images")
+    known = list(PAPER_OOD_SETS + NOISE_SETS + SYNTHETIC_OOD_SETS + AUXILIARY_SETS)
+    raise ConfigError(f"unknown OOD data set {spec!r}; choose one of {known} or 'crop:PATH' / "
+                      "'resize:PATH' (optionally 'NAME=crop:PATH') for a folder of images")
 
 
 def _ood_set(name: str, images: Tensor, source: str) -> ImageSet:
@@ -267,6 +322,13 @@ def _ood_set(name: str, images: Tensor, source: str) -> ImageSet:
 
 
 def _ood_folder(path: Path, mode: str, name: str, seed: int) -> ImageSet:
+    if not path.exists():
+        raise DataError(f"{path} does not exist; give an existing folder or .tar/.tar.xz")
+    return _cached(_cache_file("ood", path, mode, name, seed),
+                   lambda: _decode_ood_folder(path, mode, name, seed))
+
+
+def _decode_ood_folder(path: Path, mode: str, name: str, seed: int) -> ImageSet:
     source = _Source(path)
     files = source.images_under("")
     if not files:
@@ -334,7 +396,7 @@ def _paper_ood(name: str, options: DataOptions) -> ImageSet:
 
 def _paper_ood_factories() -> dict[str, Callable[[str, bool], object]]:
     from pytorch_ood.dataset.img import (LSUNCrop, LSUNResize, Textures, TinyImageNetCrop,
-                                         TinyImageNetResize)
+                                         TinyImageNetResize, TinyImages300k)
     from torchvision.datasets import SVHN, Places365
 
     return {
@@ -345,11 +407,22 @@ def _paper_ood_factories() -> dict[str, Callable[[str, bool], object]]:
         "textures": lambda r, d: Textures(r, download=d),
         "svhn": lambda r, d: SVHN(r, split="test", download=d),
         "places365": lambda r, d: Places365(r, split="val", small=True, download=d),
+        "tinyimages300k": lambda r, d: TinyImages300k(r, download=d),  # OE's auxiliary set
     }
 
 
 def _pil_dataset_to_uint8(dataset: object) -> Tensor:
-    """Every image of a PIL data set, resized to 32x32 as the authors' transform does."""
+    """Every image of a PIL data set, resized to 32x32 as the authors' transform does.
+
+    Sets that keep their pixels in a 32x32 uint8 array (SVHN, the 300K random images) are
+    converted directly instead of image by image.
+    """
+    raw = getattr(dataset, "data", None)
+    if isinstance(raw, np.ndarray) and raw.dtype == np.uint8 and raw.ndim == 4:
+        if raw.shape[1:] == (3, 32, 32):
+            return torch.from_numpy(np.ascontiguousarray(raw))
+        if raw.shape[1:] == (32, 32, 3):
+            return torch.from_numpy(np.ascontiguousarray(raw.transpose(0, 3, 1, 2)))
     n = len(dataset)  # type: ignore[arg-type]
     out = np.empty((n, 32, 32, 3), np.uint8)
     for i in range(n):

@@ -24,6 +24,8 @@ from .errors import ConfigError
 #: The rows of the paper's Table 1 (MIM is MSP on the fine-tuned model).
 TABLE1_DETECTORS = ("MSP", "ODIN", "Mahalanobis", "Entropy", "Energy", "MaxLogit", "KL-Matching",
                     "DICE", "RMD", "ViM")
+#: Detectors fitted on ID data (the rest are functions of one input's logits or gradients).
+FITTED_DETECTORS = ("KL-Matching", "Mahalanobis", "DICE", "RMD", "ViM")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,14 @@ class DetectorOptions:
             raise ConfigError(f"dice_p must lie in [0, 1), got {self.dice_p}")
         if self.vim_d < 1:
             raise ConfigError(f"vim_d must be >= 1, got {self.vim_d}")
+
+    def relevant(self, name: str) -> dict[str, object]:
+        """The options that change detector ``name``'s scores (its part of a store key)."""
+        if name in ("MSP", "Entropy", "Energy", "MaxLogit"):
+            return {"features_as_logits": name in self.features_as_logits}
+        return {"ODIN": {"eps": self.odin_eps, "temperature": self.odin_temperature},
+                "Mahalanobis": {"eps": self.mahalanobis_eps}, "DICE": {"p": self.dice_p},
+                "ViM": {"d": self.vim_d}}.get(name, {})
 
 
 @dataclass

@@ -21,13 +21,14 @@ from torch import nn
 
 from . import data as D
 from .checkpoints import (PAPER_CHECKPOINTS, atomic_torch_save, load_checkpoint, load_published)
-from .detectors import TABLE1_DETECTORS, FittedDetectors, Representations, check_detectors, extract
+from .detectors import (FITTED_DETECTORS, TABLE1_DETECTORS, FittedDetectors, Representations,
+                        check_detectors, extract)
 from .device import resolve_device, seed_everything
 from .errors import ConfigError
 from .metrics import METRIC_KEYS, mean_metrics, ood_metrics
 from .models import ARCHITECTURES, build_model
 from .protocol import ProtocolSettings, check_protocol, paper_k, protocol_settings
-from .store import Entry, Store
+from .store import Entry, Store, canonical_json
 from .train import MIMConfig, OEConfig, PretrainConfig, TrainResult, mim_finetune, oe_finetune, pretrain
 
 SMOKE_OOD = D.SYNTHETIC_OOD_SETS + D.NOISE_SETS
@@ -42,7 +43,7 @@ class Setup:
     id_data: str = "synthetic"
     ood_sets: tuple[str, ...] = SMOKE_OOD
     arch: str = "small_cnn"
-    base: str = "pretrain"  # "pretrain", "published" (the paper's checkpoint) or "checkpoint:PATH"
+    base: str = "pretrain"  # "pretrain", "published" (the paper's), "registry:KEY", "checkpoint:PATH"
     pretrain_epochs: float = 100.0
     pretrain_lr: float = 0.1
     protocol: str = "corrected"
@@ -66,9 +67,10 @@ class Setup:
                               f"{list(D.ID_SETS)} or 'folder:PATH'")
         if not self.ood_sets:
             raise ConfigError("ood_sets is empty: give at least one OOD data set")
-        if not (self.base in ("pretrain", "published") or self.base.startswith("checkpoint:")):
-            raise ConfigError(f"base must be 'pretrain', 'published' or 'checkpoint:PATH', got "
-                              f"{self.base!r}")
+        if not (self.base in ("pretrain", "published")
+                or self.base.startswith(("checkpoint:", "registry:"))):
+            raise ConfigError("base must be 'pretrain', 'published', 'registry:KEY' (a pytorch-ood "
+                              f"registry key) or 'checkpoint:PATH', got {self.base!r}")
         if self.base == "published" and (self.id_data not in PAPER_CHECKPOINTS
                                          or self.arch != "wrn40_2"):
             raise ConfigError("published checkpoints exist for WRN-40-2 on cifar10 and cifar100 "
@@ -124,10 +126,15 @@ class Evaluation:
 class Experiment:
     """A :class:`Setup` bound to a results store; see the module docstring."""
 
-    def __init__(self, setup: Setup, store: Store | None = None) -> None:
+    def __init__(self, setup: Setup, store: Store | None = None,
+                 settings: ProtocolSettings | None = None) -> None:
         self.setup = setup
         self.store = store or Store()
-        self.settings: ProtocolSettings = protocol_settings(setup.protocol, setup.id_data)
+        #: the protocol's decisions; pass modified settings to measure one quirk at a time
+        self.settings: ProtocolSettings = settings or protocol_settings(setup.protocol,
+                                                                        setup.id_data)
+        self._rep_cache: dict[str, dict[str, Representations]] = {}
+        self._forward_seconds: dict[str, float] = {}
 
     # ------------------------------------------------------------------ data
     @property
@@ -170,10 +177,13 @@ class Experiment:
     def base_model(self, *, force: bool = False) -> ModelRun:
         """The starting classifier: pretrained here (stored), published, or from a file."""
         s = self.setup
-        if s.base == "published":
-            key = PAPER_CHECKPOINTS[s.id_data]
+        if s.base == "published" or s.base.startswith("registry:"):
+            key = PAPER_CHECKPOINTS[s.id_data] if s.base == "published" else s.base[9:]
             model = load_published(key, cache_dir=Path(s.data_root) / "checkpoints",
                                    download=s.download)
+            if _out_features(model) != self.id_train.num_classes:
+                raise ConfigError(f"checkpoint {key} has {_out_features(model)} classes, "
+                                  f"{s.id_data} has {self.id_train.num_classes}")
             return ModelRun({"base": "published", "key": key}, model)
         if s.base.startswith("checkpoint:"):
             path = s.base[len("checkpoint:"):]
@@ -205,14 +215,13 @@ class Experiment:
         cfg = MIMConfig(device=self.setup.device, eval_every=eval_every, **params)
         recipe = {"method": "mim", "base": base.recipe, "data": _train_data_key(self.setup),
                   "train": _train_key(cfg)}
-        if eval_every:
-            recipe["eval_data"] = _eval_data_key(self.setup)
 
         def run() -> TrainResult:
             model = _copy_model(base.model)
             return mim_finetune(model, self.id_train, cfg, on_eval=self._eval_hook())
 
-        return self._trained("finetune", recipe, run, force, lambda: _copy_model(base.model))
+        return self._trained("finetune", recipe, run, force, lambda: _copy_model(base.model),
+                             self._curve_key(eval_every))
 
     def oe_model(self, outliers: str, base: ModelRun | None = None, *, force: bool = False,
                  eval_every: int = 0, **overrides: Any) -> ModelRun:
@@ -222,23 +231,35 @@ class Experiment:
                        **overrides)
         recipe = {"method": "oe", "outliers": outliers, "base": base.recipe,
                   "data": _train_data_key(self.setup), "train": _train_key(cfg)}
-        if eval_every:
-            recipe["eval_data"] = _eval_data_key(self.setup)
 
         def run() -> TrainResult:
             aux = _load_ood(outliers, self.options)
             model = _copy_model(base.model)
             return oe_finetune(model, self.id_train, aux, cfg, on_eval=self._eval_hook())
 
-        return self._trained("finetune", recipe, run, force, lambda: _copy_model(base.model))
+        return self._trained("finetune", recipe, run, force, lambda: _copy_model(base.model),
+                             self._curve_key(eval_every))
+
+    def _curve_key(self, eval_every: int) -> dict[str, Any] | None:
+        """What an evaluation curve during training depends on (None: no curve wanted)."""
+        return {"eval_every": eval_every, "data": _eval_data_key(self.setup)} if eval_every \
+            else None
 
     def _trained(self, kind: str, recipe: dict[str, Any], run: Any, force: bool,
-                 blank: Any) -> ModelRun:
+                 blank: Any, curve: dict[str, Any] | None = None) -> ModelRun:
+        """The stored run for this recipe, or train and store it.
+
+        Evaluations during training do not change the weights, so they are not part of the
+        key; a stored run is reused unless a curve is asked for that it does not hold, in
+        which case the run is repeated with the evaluations and replaces the entry.
+        """
         entry = None if force else self.store.get(kind, recipe)
+        if entry is not None and curve is not None and entry.record["result"].get("curve") != curve:
+            entry, force = None, True
         if entry is None:
             result: TrainResult = run()
-            payload = {"log": result.log, "evals": result.evals, "seconds": result.seconds,
-                       "train_config": result.config}
+            payload = {"log": result.log, "evals": result.evals, "curve": curve,
+                       "seconds": result.seconds, "train_config": result.config}
             if force:
                 self.store.delete(kind, recipe)
             entry = self.store.put(kind, recipe, payload, files={
@@ -271,51 +292,71 @@ class Experiment:
 
     def evaluate(self, run: ModelRun, detectors: tuple[str, ...] | list[str] = ("MSP",), *,
                  force: bool = False) -> Evaluation:
-        """Score the ID test set and every OOD set with each detector (stored, per sample)."""
-        names = check_detectors(detectors)
-        opts = self.settings.detector_options
-        config = {"model": run.recipe, "detectors": list(names),
-                  "detector_options": dataclasses.asdict(opts),
-                  "fit_split": self.settings.fit_split, "data": _eval_data_key(self.setup)}
-        entry = None if force else self.store.get("scores", config)
-        if entry is None:
-            if force:
-                self.store.delete("scores", config)
-            entry = self._score(run, names, config)
-        result = entry.record["result"]
-        return Evaluation(result["rows"], entry.arrays(), result["accuracy"], entry.record)
+        """Score the ID test set and every OOD set with each detector (stored per detector).
 
-    def _score(self, run: ModelRun, names: tuple[str, ...], config: dict[str, Any]) -> Entry:
-        model = run.model
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        reps = {"__id__": self._extract(model, self.id_test)}
-        reps.update({name: self._extract(model, s) for name, s in self.ood.items()})
-        fit_reps = (reps["__id__"] if self.settings.fit_split == "test"
-                    else self._extract(model, self.fit_set))
-        timings["forward"] = time.perf_counter() - t0
+        Each detector's scores are a store entry of their own, keyed by the model's recipe,
+        the detector and only the options it uses, so asking for a subset or a superset of
+        detectors later reuses them. The network runs once per model and data set.
+        """
+        names = check_detectors(detectors)
+        entries = {name: self._detector_entry(run, name, force) for name in names}
+        rows, scores, timings = [], {}, {}
+        for name, entry in entries.items():
+            result = entry.record["result"]
+            rows += [{"detector": name, **row} for row in result["rows"]]
+            scores.update({f"{name}/{k}": v for k, v in entry.arrays().items()})
+            timings[name] = result["timings"]
+        first = next(iter(entries.values())).record
+        record = {"config": {"model": run.recipe, "detectors": list(names)},
+                  "result": {"means": {n: e.record["result"]["mean"] for n, e in entries.items()},
+                             "accuracy": first["result"]["accuracy"], "timings": timings},
+                  "provenance": first["provenance"], "environment": first["environment"],
+                  "entries": {n: str(e.path) for n, e in entries.items()}}
+        return Evaluation(rows, scores, first["result"]["accuracy"], record)
+
+    def _detector_entry(self, run: ModelRun, name: str, force: bool) -> Entry:
+        opts, fitted = self.settings.detector_options, name in FITTED_DETECTORS
+        config = {"model": run.recipe, "detector": name, "options": opts.relevant(name),
+                  "fit_split": self.settings.fit_split if fitted else None,
+                  "data": _eval_data_key(self.setup)}
+        entry = None if force else self.store.get("scores", config)
+        if entry is not None:
+            return entry
+        if force:
+            self.store.delete("scores", config)
+        reps = {key: self._reps(run, key) for key in ("__id__", *self.ood)}
+        t = time.perf_counter()
+        fit = self._reps(run, "__fit__") if fitted else reps["__id__"]
+        detector = FittedDetectors((name,), run.model, fit, opts, device=self.setup.device)
+        fit_seconds = time.perf_counter() - t
         images = {"__id__": self.id_test, **self.ood}
-        arrays: dict[str, np.ndarray] = {}
-        rows = []
-        for det in names:
-            t = time.perf_counter()
-            fitted = FittedDetectors((det,), model, fit_reps, self.settings.detector_options,
-                                     device=self.setup.device)
-            timings[f"fit/{det}"] = time.perf_counter() - t
-            t = time.perf_counter()
-            id_scores = fitted.score(det, reps["__id__"], images["__id__"])
-            arrays[f"{det}/__id__"] = id_scores
-            for name in self.ood:
-                ood_scores = fitted.score(det, reps[name], images[name])
-                arrays[f"{det}/{name}"] = ood_scores
-                rows.append({"detector": det, "ood": name, **ood_metrics(id_scores, ood_scores)})
-            timings[f"score/{det}"] = time.perf_counter() - t
-        accuracy = float((reps["__id__"].logits.argmax(1) == reps["__id__"].labels)
-                         .float().mean())
-        means = {det: mean_metrics([{k: r[k] for k in METRIC_KEYS} for r in rows
-                                    if r["detector"] == det]) for det in names}
-        result = {"rows": rows, "accuracy": accuracy, "timings": timings, "means": means}
+        t = time.perf_counter()
+        arrays = {key: detector.score(name, reps[key], images[key]) for key in reps}
+        score_seconds = time.perf_counter() - t
+        rows = [{"ood": key, **ood_metrics(arrays["__id__"], arrays[key])} for key in self.ood]
+        id_reps = reps["__id__"]
+        result = {"rows": rows, "mean": mean_metrics([{k: r[k] for k in METRIC_KEYS}
+                                                      for r in rows]),
+                  "accuracy": float((id_reps.logits.argmax(1) == id_reps.labels).float().mean()),
+                  "timings": {"fit": fit_seconds, "score": score_seconds,
+                              "forward (all sets, shared)": self._forward_seconds.get(
+                                  canonical_json(run.recipe), 0.0)}}
         return self.store.put("scores", config, result, arrays, provenance=self.provenance())
+
+    def _reps(self, run: ModelRun, key: str) -> Representations:
+        """Features and logits of one set under one model, computed once per experiment."""
+        recipe = canonical_json(run.recipe)
+        cache = self._rep_cache.setdefault(recipe, {})
+        if key not in cache:
+            images = {"__id__": self.id_test, "__fit__": self.fit_set}.get(key) or self.ood[key]
+            t = time.perf_counter()
+            if key == "__fit__" and self.settings.fit_split == "test":
+                cache[key] = self._reps(run, "__id__")
+            else:
+                cache[key] = self._extract(run.model, images)
+            self._forward_seconds[recipe] = (self._forward_seconds.get(recipe, 0.0)
+                                             + time.perf_counter() - t)
+        return cache[key]
 
 
 def _train_data_key(setup: Setup) -> dict[str, Any]:
@@ -332,8 +373,12 @@ def _eval_data_key(setup: Setup) -> dict[str, Any]:
 
 def _train_key(cfg: Any) -> dict[str, Any]:
     """The training configuration without fields that do not change the weights."""
-    skip = {"device", "check_every", "compile"}
+    skip = {"device", "check_every", "compile", "eval_every"}
     return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in skip}
+
+
+def _out_features(model: nn.Module) -> int:
+    return int(model.fc.out_features)
 
 
 def _copy_model(model: nn.Module) -> nn.Module:

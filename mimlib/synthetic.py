@@ -14,6 +14,7 @@ import numpy as np
 SIZE = 32
 ID_CLASSES = ("disc", "ring", "square", "triangle", "cross", "striped_disc")
 OOD_KINDS = ("shapes", "morphs", "blends", "textures", "scenes")
+AUXILIARY_KINDS = ("clutter",)  # for Outlier Exposure: disjoint from every test set
 
 
 def _grid(size: int = SIZE) -> tuple[np.ndarray, np.ndarray]:
@@ -152,7 +153,22 @@ def make_ood(kind: str, n: int, seed: int) -> np.ndarray:
             kinds = rng.choice(ID_CLASSES + ("ellipse", "crescent", "ell"), n)
             canvas = _draw(rng, kinds, canvas, radius=(6.0, 16.0))
         return _to_uint8(canvas.reshape(n, SIZE, 2, SIZE, 2, 3).mean(axis=(2, 4)))
-    raise ValueError(f"unknown synthetic OOD kind {kind!r}; choose one of {OOD_KINDS}")
+    if kind == "clutter":
+        return _to_uint8(_clutter(rng, n))
+    raise ValueError(f"unknown synthetic kind {kind!r}; choose one of {OOD_KINDS + AUXILIARY_KINDS}")
+
+
+def _clutter(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Random strokes and dots on the ID backgrounds: a stand-in for OE's random web images."""
+    xx, yy = _grid()
+    canvas = _backgrounds(rng, n)
+    for _ in range(5):
+        x0, y0, x1, y1 = (rng.uniform(0, SIZE, (n, 1, 1)) for _ in range(4))
+        dx, dy = x1 - x0, y1 - y0
+        t = np.clip(((xx - x0) * dx + (yy - y0) * dy) / (dx * dx + dy * dy + 1e-6), 0, 1)
+        dist = np.hypot(xx - x0 - t * dx, yy - y0 - t * dy) - rng.uniform(0.5, 2.0, (n, 1, 1))
+        canvas = _paint(rng, canvas, dist)
+    return canvas
 
 
 def _textures(rng: np.random.Generator, n: int) -> np.ndarray:

@@ -14,8 +14,10 @@ SHARED_DATA = Path(os.environ.get("MIMLIB_SHARED_DATA",
 
 
 @pytest.fixture(autouse=True)
-def _quiet_and_seeded(monkeypatch: pytest.MonkeyPatch) -> None:
+def _quiet_seeded_and_isolated(monkeypatch: pytest.MonkeyPatch,
+                               tmp_path_factory: pytest.TempPathFactory) -> None:
     monkeypatch.setenv("MIMLIB_PROGRESS", "0")
+    monkeypatch.setenv("MIMLIB_CACHE", str(tmp_path_factory.getbasetemp() / "decoded-cache"))
     torch.manual_seed(0)
 
 

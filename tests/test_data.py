@@ -129,3 +129,19 @@ def test_image_set_checks_its_own_shape() -> None:
         ImageSet("float", torch.zeros(2, 3, 32, 32), torch.zeros(2, dtype=torch.int64))
     s = load_ood("gaussian").subset(10, seed=3)
     assert len(s) == 10 and torch.equal(s.images, load_ood("gaussian").subset(10, seed=3).images)
+
+
+def test_decoded_folders_are_cached_until_the_folder_changes(image_folder, monkeypatch) -> None:
+    first = load_id(f"folder:{image_folder}", "test")
+    calls = []
+    import mimlib.data as data
+
+    original = data._decode_image_folder
+    monkeypatch.setattr(data, "_decode_image_folder",
+                        lambda *a: calls.append(a) or original(*a))
+    again = load_id(f"folder:{image_folder}", "test")
+    assert calls == [] and torch.equal(again.images, first.images)
+    assert again.classes == first.classes
+    _write_images(image_folder / "test" / "cat", 3, seed=99, suffix=".jpg")
+    changed = load_id(f"folder:{image_folder}", "test")
+    assert len(calls) == 1 and len(changed) == len(first) + 3

@@ -1,0 +1,91 @@
+"""The ``mimlib`` command: reproduce the book, re-run one notebook, build the book.
+
+    mimlib reproduce [--profile smoke] [--force] [--no-book]
+    mimlib run NOTEBOOK [-p NAME VALUE ...] [--profile smoke] [--force] [--no-book]
+    mimlib book
+    mimlib profiles
+
+Errors a user can cause end with a message and exit status 2, before any work starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import MimlibError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mimlib", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", default=".", help="the project root (holds notebooks/ and "
+                        "_config.yml); default: the current folder")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    rep = sub.add_parser("reproduce", help="run every notebook with a profile and build the book")
+    _common(rep)
+    rep.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="run only these notebooks")
+
+    run = sub.add_parser("run", help="re-run one notebook (its result lands in the book)")
+    run.add_argument("notebook", help="name or number, e.g. 07_ablation_k or 07")
+    run.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                     metavar=("NAME", "VALUE"), help="set a parameter (YAML value; dotted names "
+                     "reach into dicts: -p setup.arch resnet18)")
+    _common(run)
+
+    sub.add_parser("book", help="build the book from the executed notebooks (strict)")
+    sub.add_parser("profiles", help="list the profiles")
+    return parser
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default="smoke", help="parameter profile (default: smoke, "
+                        "the embedded synthetic data on a CPU)")
+    parser.add_argument("--force", action="store_true", help="re-run notebooks even when their "
+                        "parameters and inputs are unchanged")
+    parser.add_argument("--no-book", action="store_true", help="do not build the book afterwards")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except MimlibError as err:
+        print(f"mimlib: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mimlib: interrupted; finished results are kept in the store", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from . import orchestrate as orc
+
+    root = Path(args.root).resolve()
+    if args.command == "profiles":
+        for name in orc.profile_names():
+            print(f"{name:16s} {orc.load_profile(name).get('description', '')}")
+        return 0
+    if args.command == "book":
+        print(orc.build_book(root))
+        return 0
+    if args.command == "reproduce":
+        names = ([orc.resolve_notebook(root, n) for n in args.only] if args.only
+                 else orc.notebook_names(root))
+        overrides: list[tuple[str, str]] = []
+    else:
+        names = [orc.resolve_notebook(root, args.notebook)]
+        overrides = [tuple(p) for p in args.parameter]
+    results = orc.run_notebooks(root, names, args.profile, overrides, force=args.force,
+                                progress=not args.quiet)
+    print(orc.summary(results))
+    failed = any(r.status == "failed" for r in results)
+    if not args.no_book:
+        print(f"book: {orc.build_book(root)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""What a notebook needs at its top: validated parameters, an experiment, labelled output.
+
+A notebook's parameter cell holds plain data (``profile``, ``setup``, ``mim`` and its own
+extras); :func:`start` checks all of it before any work starts and returns a :class:`Session`
+whose ``table`` and ``figure`` methods show results with their provenance and glue them for the
+book.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pandas as pd
+
+from .data import AUXILIARY_SETS, ID_SETS, NOISE_SETS, PAPER_OOD_SETS, SYNTHETIC_OOD_SETS
+from .detectors import check_detectors
+from .errors import ConfigError
+from .experiment import Experiment, Setup
+from .models import ARCHITECTURES
+from .protocol import PROTOCOLS
+from .report import label, markdown_table, result_id, save_figure
+from .store import Store
+from .train import MIMConfig, OEConfig
+
+MIM_FIELDS = {f.name for f in dataclasses.fields(MIMConfig)} - {"device", "eval_every"}
+
+
+@dataclass
+class Session:
+    """One notebook run: its profile, experiment, MIM parameters and provenance line."""
+
+    profile: str
+    exp: Experiment
+    mim: dict[str, Any]
+    params: dict[str, Any]
+
+    @property
+    def provenance(self) -> str:
+        s = self.exp.setup
+        return label(self.profile, data=s.id_data, arch=s.arch, base=s.base,
+                     protocol=s.protocol, mim=self.mim, id=result_id(self.params))
+
+    def experiment(self, **changes: Any) -> Experiment:
+        """The session's experiment with some setup fields changed (same store)."""
+        return Experiment(dataclasses.replace(self.exp.setup, **changes), self.exp.store)
+
+    def table(self, df: pd.DataFrame, caption: str, name: str, floatfmt: str = ".4f") -> Any:
+        """Show df as a numbered table whose caption names the profile and parameters."""
+        from IPython.display import Markdown, display
+
+        display(Markdown(markdown_table(df, caption, name, self.provenance, floatfmt)))
+
+    def figure(self, fig: Any, name: str) -> None:
+        """Save fig (PNG + PDF, with a provenance footer) and glue it and its provenance."""
+        import matplotlib.pyplot as plt
+        from IPython.display import Markdown
+        from myst_nb import glue
+
+        save_figure(fig, name, self.provenance, self.profile)
+        glue(name, fig, display=False)
+        glue(f"{name}_provenance", Markdown(f"*({self.provenance})*"), display=False)
+        plt.close(fig)
+
+    def text(self, name: str, value: Any) -> None:
+        """Glue a number or string that the book's prose cites."""
+        from myst_nb import glue
+
+        glue(name, value, display=False)
+
+
+def start(profile: str, setup: dict[str, Any], mim: dict[str, Any] | None = None,
+          store: str | None = None, **extras: Any) -> Session:
+    """Validate a notebook's parameters and open its experiment (nothing is computed yet)."""
+    params = {"profile": profile, "setup": setup, "mim": dict(mim or {}), "store": store,
+              **extras}
+    check_parameters(None, params)
+    _plot_style()
+    exp_setup = Setup(**setup)
+    return Session(profile, Experiment(exp_setup, Store(store) if store else None),
+                   dict(mim or {}), params)
+
+
+def check_parameters(notebook: str | None, params: dict[str, Any]) -> None:
+    """Check every parameter of a notebook run (by name; one meaning per name everywhere)."""
+    where = f" of {notebook}" if notebook else ""
+    for name, value in params.items():
+        check = _CHECKS.get(name)
+        if check is None:
+            raise ConfigError(f"unknown parameter {name!r}{where}")
+        try:
+            check(value)
+        except ConfigError as err:
+            raise ConfigError(f"parameter {name!r}{where}: {err}") from None
+
+
+def _setup(value: Any) -> None:
+    known = {f.name for f in dataclasses.fields(Setup)}
+    _fields("setup", value, known)
+    Setup(**value)
+
+
+def _setup_changes(value: Any) -> None:
+    _fields("arch_setup", value, {f.name for f in dataclasses.fields(Setup)})
+
+
+def _mim(value: Any) -> None:
+    _fields("mim", value, MIM_FIELDS)
+    MIMConfig(device="cpu", **value)
+
+
+def _oe(value: Any) -> None:
+    known = {f.name for f in dataclasses.fields(OEConfig)} - {"device", "eval_every"}
+    _fields("oe", value, known)
+    OEConfig(device="cpu", **value)
+
+
+def _fields(name: str, value: Any, known: set[str]) -> None:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name} must be a mapping, got {type(value).__name__}")
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise ConfigError(f"unknown field(s) {unknown}; known: {sorted(known)}")
+
+
+def _list_of(kind: str, check: Callable[[Any], bool]) -> Callable[[Any], None]:
+    def checker(value: Any) -> None:
+        if not isinstance(value, list) or not value or not all(check(v) for v in value):
+            raise ConfigError(f"must be a non-empty list of {kind}, got {value!r}")
+    return checker
+
+
+def _one(kind: str, check: Callable[[Any], bool]) -> Callable[[Any], None]:
+    def checker(value: Any) -> None:
+        if not check(value):
+            raise ConfigError(f"must be {kind}, got {value!r}")
+    return checker
+
+
+def _whole(v: Any, minimum: int = 1) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= minimum
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _id_spec(v: Any) -> bool:
+    return isinstance(v, str) and (v in ID_SETS or v.startswith("folder:"))
+
+
+def _ood_spec(v: Any) -> bool:
+    spec = v.partition("=")[2] if isinstance(v, str) and "=" in v else v
+    return isinstance(v, str) and (spec in PAPER_OOD_SETS + NOISE_SETS + SYNTHETIC_OOD_SETS
+                                   + AUXILIARY_SETS or spec.startswith(("crop:", "resize:")))
+
+
+def _detectors(value: Any) -> None:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"must be a non-empty list of detector names, got {value!r}")
+    check_detectors(value)
+
+
+_CHECKS: dict[str, Callable[[Any], None]] = {
+    "profile": _one("a profile name", lambda v: isinstance(v, str) and bool(v)),
+    "setup": _setup,
+    "mim": _mim,
+    "store": _one("a folder path or None", lambda v: v is None or isinstance(v, str)),
+    "ks": _list_of("whole numbers >= 1", _whole),
+    "seeds": _list_of("whole numbers >= 0", lambda v: _whole(v, 0)),
+    "steps_grid": _list_of("whole numbers >= 1", _whole),
+    "n_gallery": _one("a whole number >= 1", _whole),
+    "n_stats": _one("a whole number >= 1", _whole),
+    "n_points": _one("a whole number >= 1", _whole),
+    "eval_every": _one("a whole number >= 1", _whole),
+    "ps": _list_of("probabilities in [0, 1]", lambda v: _number(v) and 0 <= v <= 1),
+    "lrs": _list_of("numbers > 0", lambda v: _number(v) and v > 0),
+    "lams": _list_of("numbers >= 0", lambda v: _number(v) and v >= 0),
+    "alphas": _list_of("numbers > 0", lambda v: _number(v) and v > 0),
+    "id_datasets": _list_of(f"ID data sets ({list(ID_SETS)} or folder:PATH)", _id_spec),
+    "protocols": _list_of(f"protocols {list(PROTOCOLS)}", lambda v: v in PROTOCOLS),
+    "detectors": _detectors,
+    "paper_ids": _one("a mapping from ID specs to cifar10 / cifar100",
+                      lambda v: isinstance(v, dict) and all(
+                          x in ("cifar10", "cifar100") for x in v.values())),
+    "oe_outliers": _one("an auxiliary outlier set (tinyimages300k, synthetic_clutter, "
+                        "crop:PATH...)", _ood_spec),
+    "oe": _oe,
+    "published_oe": _one("true or false", lambda v: isinstance(v, bool)),
+    "embeddings": _list_of("embeddings (pca, tsne, umap)", lambda v: v in ("pca", "tsne", "umap")),
+    "ablation": _mim,
+    "arch_mim": _mim,
+    "archs": _list_of(f"architectures {sorted(ARCHITECTURES)}", lambda v: v in ARCHITECTURES),
+    "arch_setup": _setup_changes,
+    "benchmark": _one("a file path", lambda v: isinstance(v, str)),
+}
+
+
+def _plot_style() -> None:
+    import matplotlib
+
+    matplotlib.rcParams.update({"figure.dpi": 110, "axes.spines.top": False,
+                                "axes.spines.right": False, "axes.grid": True,
+                                "grid.alpha": 0.3, "font.size": 9})

@@ -1,0 +1,245 @@
+"""The book's figures, each built from a tidy table (one source per figure)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+
+from .data import denormalize
+
+PALETTE = {"ID": "#1f77b4", "mixed": "#ff7f0e", "OOD": "#7f7f7f"}
+
+
+def _as_image(x: torch.Tensor) -> np.ndarray:
+    return denormalize(x[None])[0].clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def mixing_gallery(batches: dict[str, dict[int, torch.Tensor]],
+                   msp: dict[str, dict[int, np.ndarray]], n: int) -> Figure:
+    """Rows: k; columns: n mixed images, without and with post-mix augmentation; MSP on top."""
+    variants = list(batches)
+    ks = list(batches[variants[0]])
+    fig, axes = plt.subplots(len(ks), n * len(variants), figsize=(1.0 * n * len(variants),
+                                                                   1.15 * len(ks)),
+                             squeeze=False)
+    for r, k in enumerate(ks):
+        for v, variant in enumerate(variants):
+            for c in range(n):
+                ax = axes[r, v * n + c]
+                ax.imshow(_as_image(batches[variant][k][c]))
+                ax.set_xticks([]), ax.set_yticks([])
+                ax.grid(False)
+                ax.set_title(f"{msp[variant][k][c]:.2f}", fontsize=7, pad=2)
+                if c == 0 and v == 0:
+                    ax.set_ylabel(f"k = {k}", fontsize=8)
+                if r == 0 and c == 0:
+                    ax.text(0, -0.45, variant, transform=ax.transAxes, fontsize=8,
+                            fontweight="bold")
+    fig.suptitle("Mixed images and the classifier's MSP (number above each image)", fontsize=9)
+    fig.tight_layout(rect=(0, 0.03, 1, 0.97))
+    return fig
+
+
+def mixing_statistics(stats: pd.DataFrame) -> Figure:
+    """Pixel contrast, fine detail and mean MSP against k, without and with augmentation."""
+    fig, axes = plt.subplots(1, 3, figsize=(9, 2.8))
+    for (augmented, group), style in zip(stats.groupby("augmented"), ("-o", "--s")):
+        name = "augmented" if augmented else "mixed only"
+        for ax, col, title in zip(axes, ("pixel_std", "laplacian", "mean_msp"),
+                                  ("pixel std (contrast)", "mean |Laplacian| (detail)",
+                                   "mean MSP of the classifier")):
+            ax.plot(group["k"], group[col], style, label=name, ms=4)
+            ax.set_xscale("log")
+            ax.set_xticks(sorted(stats["k"].unique()), [str(k) for k in sorted(stats["k"].unique())])
+            ax.set_title(title, fontsize=9)
+            ax.set_xlabel("k")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+def training_curves(log: pd.DataFrame | None, per_class: pd.DataFrame) -> Figure:
+    """Training loss and batch accuracy per step (when trained here) and test accuracy per class."""
+    panels = 3 if log is not None and len(log) else 1
+    fig, axes = plt.subplots(1, panels, figsize=(3.3 * panels, 2.8), squeeze=False)
+    axes = axes[0]
+    if panels == 3:
+        axes[0].plot(log["step"], log["loss_id"], lw=0.8)
+        axes[0].set_title("training loss (cross-entropy)", fontsize=9)
+        axes[0].set_yscale("log")
+        axes[1].plot(log["step"], log["acc_id"].rolling(20, min_periods=1).mean(), lw=0.8)
+        axes[1].set_title("batch accuracy (20-step mean)", fontsize=9)
+        for ax in axes[:2]:
+            ax.set_xlabel("step")
+    ax = axes[-1]
+    ax.barh(per_class["class"], per_class["accuracy"], color="#1f77b4")
+    ax.set_xlim(0, 1)
+    ax.set_title("test accuracy per class", fontsize=9)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+def finetune_curves(log: pd.DataFrame, evals: pd.DataFrame) -> Figure:
+    """Both losses, batch accuracy and MSP on ID and mixed images per step; AUROC every N."""
+    fig, axes = plt.subplots(1, 4, figsize=(13, 2.9))
+    axes[0].plot(log["step"], log["loss_id"], label="CE on ID", lw=0.9)
+    axes[0].plot(log["step"], log["loss_out"], label="CE to uniform on mixed", lw=0.9)
+    axes[0].axhline(np.log(_classes_from_msp(log)), color="0.5", ls=":", lw=0.8,
+                    label="log C (uniform)")
+    axes[0].legend(fontsize=7)
+    axes[0].set_title("losses", fontsize=9)
+    axes[1].plot(log["step"], log["acc_id"], lw=0.9)
+    axes[1].set_title("ID batch accuracy", fontsize=9)
+    axes[2].plot(log["step"], log["msp_id"], label="ID", lw=0.9)
+    axes[2].plot(log["step"], log["msp_out"], label="mixed", lw=0.9)
+    axes[2].legend(fontsize=7)
+    axes[2].set_title("mean MSP per batch", fontsize=9)
+    if len(evals):
+        axes[3].plot(evals["step"], evals["mean_auroc"], "-o", ms=3, label="mean AUROC (MSP)")
+        best = evals.loc[evals["mean_auroc"].idxmax()]
+        axes[3].scatter([best["step"]], [best["mean_auroc"]], s=60, facecolors="none",
+                        edgecolors="C3", label=f"peak at step {int(best['step'])}")
+        ax2 = axes[3].twinx()
+        ax2.plot(evals["step"], evals["accuracy"], "--", color="C2", lw=0.9, label="ID accuracy")
+        ax2.set_ylabel("ID accuracy", fontsize=8)
+        ax2.grid(False)
+        axes[3].legend(fontsize=7, loc="lower right")
+    axes[3].set_title("evaluation during fine-tuning", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel("step")
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+def _classes_from_msp(log: pd.DataFrame) -> float:
+    """The number of classes is not in the log; the floor of the MSP curve, 1/C, bounds it."""
+    return max(2.0, round(1.0 / max(float(log["msp_out"].min()), 1e-6)))
+
+
+def method_bars(table: pd.DataFrame, metric: str = "auroc") -> Figure:
+    """Mean metric per method and (ID set, protocol), with the paper's averages as markers."""
+    groups = list(table.groupby(["id_data", "protocol"], sort=False))
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.6 * len(groups), 3.2), squeeze=False)
+    for ax, ((id_data, protocol), df) in zip(axes[0], groups):
+        avg = df[df["ood"] == "average"]
+        y = np.arange(len(avg))
+        ax.barh(y, avg[metric], color=["C3" if m == "MIM" else "C0" for m in avg["method"]])
+        if "paper_auroc" in avg and metric == "auroc" and avg["paper_auroc"].notna().any():
+            ax.scatter(avg["paper_auroc"], y, marker="|", s=200, color="k", label="paper")
+            ax.legend(fontsize=7, loc="lower right")
+        ax.set_yticks(y, avg["method"])
+        lo = max(0.0, float(np.nanmin(avg[metric])) - 0.05)
+        ax.set_xlim(lo, 1.0)
+        ax.set_title(f"{id_data}, {protocol}: mean {metric.upper()}", fontsize=9)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def embedding_scatter(frames: dict[str, pd.DataFrame], coords: dict[str, np.ndarray]) -> Figure:
+    """2-D embeddings side by side (e.g. before / after fine-tuning), coloured by group kind."""
+    fig, axes = plt.subplots(1, len(frames), figsize=(4.4 * len(frames), 4.0), squeeze=False)
+    for ax, (title, frame) in zip(axes[0], frames.items()):
+        xy = coords[title]
+        for kind, marker in (("OOD", "x"), ("mixed", "^"), ("ID", "o")):
+            sel = (frame["kind"] == kind).to_numpy()
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=5, marker=marker, alpha=0.5, c=PALETTE[kind],
+                       label=kind)
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([]), ax.set_yticks([])
+    axes[0][0].legend(fontsize=8, markerscale=3)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+def msp_distributions(frames: dict[str, pd.DataFrame]) -> Figure:
+    """MSP histograms (ID, mixed, each OOD set) and ECDFs, one column per model."""
+    fig, axes = plt.subplots(2, len(frames), figsize=(4.6 * len(frames), 5.4), squeeze=False)
+    for col, (title, frame) in enumerate(frames.items()):
+        bins = np.linspace(0, 1, 31)
+        for group, df in frame.groupby("group", sort=False):
+            kind = df["kind"].iloc[0]
+            if kind == "ID" and group != frame[frame.kind == "ID"]["group"].iloc[0]:
+                continue  # one ID curve (all classes) is drawn below
+            values = frame[frame.kind == "ID"]["msp"] if kind == "ID" else df["msp"]
+            name = "ID (all classes)" if kind == "ID" else group
+            axes[0, col].hist(values, bins=bins, histtype="step", density=True, label=name)
+            xs = np.sort(values)
+            axes[1, col].plot(xs, np.arange(1, len(xs) + 1) / len(xs), label=name, lw=1)
+        axes[0, col].set_title(f"{title}: MSP histogram", fontsize=9)
+        axes[1, col].set_title(f"{title}: MSP ECDF", fontsize=9)
+        axes[1, col].set_xlabel("maximum softmax probability")
+    axes[0, -1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return fig
+
+
+def sweep_lines(df: pd.DataFrame, x: str, *, log_x: bool = False,
+                baseline: float | None = None) -> Figure:
+    """Mean AUROC and ID accuracy against one swept parameter."""
+    fig, ax = plt.subplots(figsize=(5.2, 3.0))
+    ax.plot(df[x], df["mean_auroc"], "-o", ms=4, label="mean AUROC (MSP)")
+    if baseline is not None:
+        ax.axhline(baseline, color="0.5", ls=":", label="before fine-tuning")
+    ax2 = ax.twinx()
+    ax2.plot(df[x], df["accuracy"], "--s", ms=3, color="C2", label="ID accuracy")
+    ax2.set_ylabel("ID accuracy")
+    ax2.grid(False)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xticks(list(df[x]), [str(v) for v in df[x]])
+    ax.set_xlabel(x)
+    ax.set_ylabel("mean AUROC")
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="lower right")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def sweep_bars(df: pd.DataFrame, label_col: str = "variant",
+               groups: Sequence[str] | None = None) -> Figure:
+    """Mean AUROC per variant as horizontal bars (accuracy in the labels)."""
+    fig, ax = plt.subplots(figsize=(6.0, 0.35 * len(df) + 1.0))
+    y = np.arange(len(df))
+    ax.barh(y, df["mean_auroc"], color=["C7" if v == "no fine-tuning" else "C0"
+                                         for v in df[label_col]])
+    ax.set_yticks(y, [f"{v}  (acc {a:.3f})" for v, a in zip(df[label_col], df["accuracy"])],
+                  fontsize=7)
+    lo = max(0.0, float(df["mean_auroc"].min()) - 0.05)
+    ax.set_xlim(lo, min(1.0, float(df["mean_auroc"].max()) + 0.02))
+    ax.set_xlabel("mean AUROC (MSP)")
+    ax.invert_yaxis()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def seeds_strip(df: pd.DataFrame) -> Figure:
+    """Mean AUROC of every seed, per model, with the mean and one standard deviation."""
+    fig, ax = plt.subplots(figsize=(4.5, 2.8))
+    for i, (model, group) in enumerate(df.groupby("model", sort=False)):
+        ax.scatter(np.full(len(group), i), group["mean_auroc"], color="C0", zorder=3)
+        m, s = group["mean_auroc"].mean(), group["mean_auroc"].std(ddof=1)
+        ax.errorbar(i + 0.15, m, yerr=s, fmt="o", color="C3", capsize=4)
+    ax.set_xticks(range(df["model"].nunique()), list(df["model"].unique()))
+    ax.set_ylabel("mean AUROC (MSP)")
+    ax.set_xlim(-0.5, df["model"].nunique() - 0.5)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def runtime_bars(df: pd.DataFrame) -> Figure:
+    """Wall time per stored step (training runs and detector fit / scoring)."""
+    fig, ax = plt.subplots(figsize=(6.0, 0.3 * len(df) + 1.0))
+    labels = [f"{w}: {d}" for w, d in zip(df["what"], df["detail"])]
+    ax.barh(np.arange(len(df)), df["seconds"], color="C0")
+    ax.set_yticks(np.arange(len(df)), labels, fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds (log scale)")
+    ax.invert_yaxis()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig

@@ -1,0 +1,108 @@
+"""The smoke book, built from the executed notebooks, checked in headless Chromium.
+
+Builds it first (``mimlib reproduce --profile smoke``: minutes on two cores, unchanged chapters
+are skipped) unless ``MIMLIB_BOOK_HTML`` names an already built ``_build/html`` folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+pytestmark = [pytest.mark.slow, pytest.mark.book]
+
+
+def _chromium() -> tuple[str, str]:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not (browser and driver):
+        pytest.skip("headless Chromium needs Debian's chromium and chromium-driver packages")
+    pytest.importorskip("selenium")
+    return browser, driver
+
+
+@pytest.fixture(scope="module")
+def html_root() -> Path:
+    given = os.environ.get("MIMLIB_BOOK_HTML")
+    if given:
+        return Path(given)
+    _chromium()
+    proc = subprocess.run([sys.executable, "-m", "mimlib.cli", "reproduce", "--profile", "smoke",
+                           "--quiet"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return ROOT / "_build" / "html"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    binary, driver_path = _chromium()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    profile = tempfile.mkdtemp(prefix="mimlib-chromium-")
+    options.add_argument(f"--user-data-dir={profile}")
+    drv = webdriver.Chrome(service=Service(driver_path), options=options)
+    yield drv
+    drv.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def _open(browser, page: Path) -> None:
+    assert page.is_file(), f"{page} was not built"
+    browser.get(page.as_uri())
+    browser.execute_script("return document.readyState")
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_chapter_renders_its_figures_and_tables(browser, html_root: Path, chapter: str) -> None:
+    _open(browser, html_root / "book" / "executed" / f"{chapter}.html")
+    # every image has loaded (a broken one has naturalWidth 0)
+    broken = browser.execute_script(
+        "return Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"
+        ".map(i => i.src)")
+    assert broken == []
+    text = browser.execute_script("return document.querySelector('main').innerText")
+    assert "Traceback (most recent call last)" not in text
+    errors = browser.execute_script(
+        "return document.querySelectorAll('.output.traceback, .output.error, .stderr').length")
+    assert errors == 0
+    # numbered, captioned tables and figures, each naming the profile that produced it
+    tables = browser.execute_script(
+        "return Array.from(document.querySelectorAll('table caption')).map(c => c.innerText)")
+    figures = browser.execute_script(
+        "return Array.from(document.querySelectorAll('figure')).map(f => f.innerText)")
+    assert tables, "no captioned table"
+    assert all(t.startswith("Table ") for t in tables)
+    for caption in tables + [f for f in figures if f.strip()]:
+        assert "SMOKE PROFILE" in caption, caption
+    images_in_figures = browser.execute_script(
+        "return document.querySelectorAll('figure img').length")
+    if chapter != "12_runtime" or figures:
+        assert images_in_figures >= 1
+        assert all(f.split()[0] == "Fig." for f in figures if f.strip())
+
+
+def test_front_matter_and_bibliography(browser, html_root: Path) -> None:
+    _open(browser, html_root / "book" / "intro.html")
+    text = browser.execute_script("return document.body.innerText")
+    assert "MIM in one page" in text and "Choi" in text  # a resolved citation
+    _open(browser, html_root / "book" / "bibliography.html")
+    entries = browser.execute_script("return document.querySelectorAll('.citation').length")
+    assert entries >= 10
+    _open(browser, html_root / "book" / "own_model.html")
+    assert "multi_input_mixup" in browser.execute_script("return document.body.innerText")

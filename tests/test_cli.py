@@ -1,0 +1,108 @@
+"""The mimlib command and the notebook orchestration: validation, skipping, failures."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from mimlib import cli
+from mimlib.errors import ConfigError
+from mimlib.orchestrate import (apply_overrides, load_profile, parse_value, run_notebooks,
+                                summary)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _mimlib(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mimlib.cli", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_profiles_are_listed_and_parsed_as_data() -> None:
+    out = _mimlib("profiles")
+    assert out.returncode == 0 and "smoke" in out.stdout and "offline-cifar10" in out.stdout
+    scratch = load_profile("paper-scratch")  # extends paper
+    assert scratch["common"]["setup"]["base"] == "pretrain"
+    assert scratch["common"]["setup"]["id_data"] == "cifar10"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["run", "99_nothing"], "unknown notebook"),
+    (["run", "07", "-p", "ks", "[0, 5]"], "whole numbers >= 1"),
+    (["run", "07", "-p", "nonsense", "1"], "has no parameter"),
+    (["run", "07", "-p", "setup.arch", "vgg16"], "unknown architecture"),
+    (["run", "07", "-p", "mim.k", "0"], "k (the number of images per mix)"),
+    (["run", "09", "-p", "lrs", "[-0.1]"], "numbers > 0"),
+    (["run", "04", "-p", "detectors", "[MSP, OpenMax]"], "unknown detector"),
+    (["reproduce", "--profile", "nope"], "unknown profile"),
+])
+def test_bad_parameters_exit_non_zero_before_any_work(tmp_path, args, message) -> None:
+    store = tmp_path / "store"
+    out = subprocess.run([sys.executable, "-m", "mimlib.cli", *args, "--no-book", "--quiet"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**__import__("os").environ, "MIMLIB_RESULTS": str(store)})
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr and out.stderr.startswith("mimlib: error:")
+    assert not store.exists()
+
+
+def test_values_are_parsed_as_data_never_as_code() -> None:
+    assert parse_value("[1, 2]") == [1, 2] and parse_value("{a: 1}") == {"a": 1}
+    assert parse_value("__import__('os').system('echo hi')") == "__import__('os').system('echo hi')"
+    with pytest.raises(ConfigError):
+        parse_value("!!python/object/apply:os.system ['echo hi']")
+    params = apply_overrides({"setup": {"arch": "x"}, "ks": [1]},
+                             [("setup.arch", "resnet18"), ("ks", "[2, 3]")])
+    assert params == {"setup": {"arch": "resnet18"}, "ks": [2, 3]}
+    with pytest.raises(ConfigError, match="not a dict"):
+        apply_overrides({"ks": [1]}, [("ks.x", "1")])
+
+
+def _tiny_project(root: Path) -> Path:
+    """A project root with two tiny notebooks: one fine, one that fails."""
+    (root / "notebooks").mkdir(parents=True)
+    params = ('profile = "x"\nsetup = {}\nmim = {}\nstore = None')
+    for name, body in (("01_ok", "value = len(setup)\nprint('ok', value)"),
+                       ("02_fails", "raise ValueError('boom: a deliberate failure')")):
+        nb = new_notebook()
+        cell = new_code_cell(params)
+        cell.metadata["tags"] = ["parameters"]
+        nb.cells = [cell, new_code_cell(body)]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                     "language": "python"}
+        nbformat.write(nb, root / "notebooks" / f"{name}.ipynb")
+    return root
+
+
+@pytest.mark.slow
+def test_unchanged_notebooks_are_skipped_and_failures_do_not_stop_the_others(tmp_path) -> None:
+    root = _tiny_project(tmp_path)
+    first = run_notebooks(root, ["02_fails", "01_ok"], "smoke", progress=False)
+    assert [r.status for r in first] == ["failed", "ok"]
+    assert "boom" in first[0].error
+    text = summary(first)
+    assert "failed" in text and str(root / "book" / "executed" / "02_fails.ipynb") in text
+    executed = nbformat.read(root / "book" / "executed" / "02_fails.ipynb", 4)
+    assert any(o.get("ename") == "ValueError" for c in executed.cells for o in c.get("outputs", []))
+    again = run_notebooks(root, ["02_fails", "01_ok"], "smoke", progress=False)
+    assert [r.status for r in again] == ["failed", "skipped"]  # failures are retried
+    forced = run_notebooks(root, ["01_ok"], "smoke", progress=False, force=True)
+    assert [r.status for r in forced] == ["ok"]
+    changed = run_notebooks(root, ["01_ok"], "smoke", [("setup.id_data", "cifar10")],
+                            progress=False)
+    assert [r.status for r in changed] == ["ok"]  # other parameters: run again
+    manifest = json.loads((root / "book" / "executed" / "manifest.json").read_text())
+    assert manifest["01_ok"]["parameters"]["setup"]["id_data"] == "cifar10"
+    assert not list((root / "book" / "executed").glob(".*running*"))
+
+
+def test_main_returns_two_on_user_errors(capsys) -> None:
+    assert cli.main(["--root", str(ROOT), "run", "nope", "--no-book"]) == 2
+    assert "unknown notebook" in capsys.readouterr().err
