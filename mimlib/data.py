@@ -437,3 +437,50 @@ def iter_batches(n: int, batch_size: int) -> Iterator[slice]:
     """Consecutive slices covering range(n)."""
     for start in range(0, n, batch_size):
         yield slice(start, min(start + batch_size, n))
+
+
+# --------------------------------------------------------------------------- checks before work
+
+def check_available(spec: str, options: DataOptions = DataOptions(), *, role: str = "ood") -> None:
+    """Fail fast, before any work, when a data set named by ``spec`` cannot be had.
+
+    Paths must exist (an ID folder with train/ and test/, an OOD folder with images); with
+    downloads off, torchvision and pytorch-ood sets must already be in ``options.root``. Reading
+    and decoding are left to the load itself.
+    """
+    target = spec.partition("=")[2] if "=" in spec else spec
+    if target.startswith(("folder:", "crop:", "resize:")):
+        path = Path(target.partition(":")[2]).expanduser()
+        if not path.exists():
+            raise DataError(f"{path} (in {spec!r}) does not exist; give an existing folder or "
+                            ".tar/.tar.gz/.tar.xz archive")
+        if path.is_dir():
+            if role == "id" and not all((path / s).is_dir() for s in ("train", "test")):
+                raise DataError(f"{path} needs train/<class>/ and test/<class>/ folders")
+            if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.rglob("*")):
+                raise DataError(f"{path} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+        return
+    if options.download:
+        return
+    try:
+        if target in ("cifar10", "cifar100"):
+            from torchvision import datasets
+
+            cls = datasets.CIFAR10 if target == "cifar10" else datasets.CIFAR100
+            cls(str(Path(options.root) / target), train=False, download=False)
+        elif target in PAPER_OOD_SETS or target == "tinyimages300k":
+            _paper_ood_factories()[target](str(Path(options.root) / "ood"), False)
+    except (RuntimeError, OSError) as err:
+        raise DataError(f"{target} is not in {options.root} and downloads are switched off; "
+                        "allow downloads (setup download: true) or copy the data there") from err
+
+
+def known_num_classes(spec: str) -> int | None:
+    """The number of classes of an ID set when it is known without reading images."""
+    if spec in ("cifar10", "cifar100", "synthetic"):
+        return {"cifar10": 10, "cifar100": 100, "synthetic": len(synthetic.ID_CLASSES)}[spec]
+    if spec.startswith("folder:"):
+        train = Path(spec[len("folder:"):]).expanduser() / "train"
+        if train.is_dir():
+            return sum(1 for p in train.iterdir() if p.is_dir())
+    return None

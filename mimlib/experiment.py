@@ -86,6 +86,22 @@ class Setup:
             raise ConfigError(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
         resolve_device(self.device)
 
+    def preflight(self) -> None:
+        """Checks that touch the file system but do no heavy work: data paths exist, data
+        is present when downloads are off, a checkpoint file loads and fits the model."""
+        options = D.DataOptions(self.data_root, self.download)
+        D.check_available(self.id_data, options, role="id")
+        for spec in self.ood_sets:
+            D.check_available(spec, options)
+        if self.base.startswith("checkpoint:"):
+            from .checkpoints import load_into, load_state_dict_file
+
+            path = self.base[len("checkpoint:"):]
+            state = load_state_dict_file(path)
+            classes = D.known_num_classes(self.id_data)
+            if classes is not None:
+                load_into(build_model(self.arch, classes), state, path)
+
     def key(self) -> dict[str, Any]:
         """The fields that decide results (not device, paths to caches, or batch sizes)."""
         skip = {"device", "data_root", "download", "eval_batch_size"}

@@ -99,7 +99,7 @@ def check_parameters(notebook: str | None, params: dict[str, Any]) -> None:
 def _setup(value: Any) -> None:
     known = {f.name for f in dataclasses.fields(Setup)}
     _fields("setup", value, known)
-    Setup(**value)
+    Setup(**value).preflight()
 
 
 def _setup_changes(value: Any) -> None:

@@ -303,7 +303,8 @@ def _bar(total: int, desc: str, enabled: bool, position: int = 0) -> Any:
 
 def build_book(root: Path, *, strict: bool = True) -> Path:
     """``jupyter-book build`` of the project root (warnings are errors when strict)."""
-    cmd = [sys.executable, "-m", "jupyter_book", "build", str(root), "--path-output",
+    exe = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(root), "--path-output",
            str(root)]
     if strict:
         cmd += ["-W", "-n", "--keep-going"]

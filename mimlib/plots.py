@@ -86,7 +86,8 @@ def training_curves(log: pd.DataFrame | None, per_class: pd.DataFrame) -> Figure
 
 def finetune_curves(log: pd.DataFrame, evals: pd.DataFrame) -> Figure:
     """Both losses, batch accuracy and MSP on ID and mixed images per step; AUROC every N."""
-    fig, axes = plt.subplots(1, 4, figsize=(13, 2.9))
+    fig, grid = plt.subplots(2, 2, figsize=(8.6, 5.6))
+    axes = grid.ravel()
     axes[0].plot(log["step"], log["loss_id"], label="CE on ID", lw=0.9)
     axes[0].plot(log["step"], log["loss_out"], label="CE to uniform on mixed", lw=0.9)
     axes[0].axhline(np.log(_classes_from_msp(log)), color="0.5", ls=":", lw=0.8,
@@ -106,13 +107,13 @@ def finetune_curves(log: pd.DataFrame, evals: pd.DataFrame) -> Figure:
                         edgecolors="C3", label=f"peak at step {int(best['step'])}")
         ax2 = axes[3].twinx()
         ax2.plot(evals["step"], evals["accuracy"], "--", color="C2", lw=0.9, label="ID accuracy")
-        ax2.set_ylabel("ID accuracy", fontsize=8)
+        ax2.set_ylabel("ID accuracy (dashed)", fontsize=8)
         ax2.grid(False)
         axes[3].legend(fontsize=7, loc="lower right")
     axes[3].set_title("evaluation during fine-tuning", fontsize=9)
     for ax in axes:
         ax.set_xlabel("step")
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig
 
 
@@ -241,5 +242,40 @@ def runtime_bars(df: pd.DataFrame) -> Figure:
     ax.set_xscale("log")
     ax.set_xlabel("seconds (log scale)")
     ax.invert_yaxis()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def quirk_effects(effects: pd.DataFrame) -> Figure:
+    """The measured effect of each quirk of the authors' code (applied alone)."""
+    df = effects.dropna(subset=["effect"])
+    fig, ax = plt.subplots(figsize=(6.4, 0.32 * max(len(df), 1) + 1.2))
+    labels = [f"{q}: {m}" for q, m in zip(df["quirk"], df["measured on"])]
+    ax.barh(np.arange(len(df)), df["effect"], color=["C3" if e < 0 else "C2"
+                                                      for e in df["effect"]])
+    ax.axvline(0, color="0.3", lw=0.8)
+    ax.set_yticks(np.arange(len(df)), labels, fontsize=7)
+    ax.set_xlabel("change of the mean AUROC when the quirk is applied alone")
+    ax.invert_yaxis()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def paper_scatter(cells: pd.DataFrame) -> Figure:
+    """Our AUROC against the paper's, one point per cell the paper reports."""
+    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    paired = cells[cells["paper_auroc"].notna() & (cells["ood"] != "average")]
+    if paired.empty:
+        ax.text(0.5, 0.5, "the paper reports no numbers\nfor this profile's data",
+                ha="center", va="center", transform=ax.transAxes)
+    for protocol, df in paired.groupby("protocol", sort=False):
+        ax.scatter(df["paper_auroc"], df["auroc"], s=10, label=protocol, alpha=0.7)
+    ax.plot([0.5, 1], [0.5, 1], color="0.5", lw=0.8, ls=":")
+    ax.set_xlim(0.5, 1)
+    ax.set_ylim(0.5, 1)
+    ax.set_xlabel("paper AUROC")
+    ax.set_ylabel("our AUROC")
+    if not paired.empty:
+        ax.legend(fontsize=7)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig

@@ -74,7 +74,7 @@ def _short(value: Any) -> str:
 def markdown_table(df: pd.DataFrame, caption: str, name: str, provenance: str,
                    floatfmt: str = ".4f") -> str:
     """A numbered, captioned MyST ``{table}`` directive (render markdown outputs as MyST)."""
-    header = "| " + " | ".join(str(c) for c in df.columns) + " |"
+    header = "| " + " | ".join(str(c).replace("|", "\\|") for c in df.columns) + " |"
     rule = "| " + " | ".join("---" for _ in df.columns) + " |"
     body = ["| " + " | ".join(_cell(v, floatfmt) for v in row) + " |"
             for row in df.itertuples(index=False)]

@@ -34,7 +34,7 @@ def _chromium() -> tuple[str, str]:
 def html_root() -> Path:
     given = os.environ.get("MIMLIB_BOOK_HTML")
     if given:
-        return Path(given)
+        return Path(given).resolve()
     _chromium()
     proc = subprocess.run([sys.executable, "-m", "mimlib.cli", "reproduce", "--profile", "smoke",
                            "--quiet"], cwd=ROOT, capture_output=True, text=True)

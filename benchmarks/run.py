@@ -1,0 +1,215 @@
+"""Side-by-side speed benchmark: mimlib against the authors' implementation (run on demand).
+
+    python -m benchmarks.run [--device auto] [--quick] [--out results/benchmark/latest.json]
+
+Measures, in one run, on one machine, with the same batch sizes:
+
+(a) mixing + post-mix augmentation: the authors' way (a Python loop over samples and the k
+    permutations, then a PIL round trip per image through torchvision's transforms) against
+    mimlib's vectorised, per-sample GPU/CPU version, in images/s and as a ratio;
+(b) a MIM fine-tuning step (B ID + B mixed images) against a plain training step of the same
+    model on 2B images, the cost no implementation can avoid, as a ratio;
+(c) scoring every post-hoc Table-1 detector (ODIN excluded) from one cached forward pass,
+    against that forward pass alone, as a ratio;
+(d) WRN-40-2 training throughput (the pretraining loop) in images/s.
+
+It prints a table and writes JSON that the book's runtime chapter reads. Targets (issue 4):
+(a) >= 5x on a 2-core CPU and >= 100x on a GPU; (b) <= 1.05; (c) <= 1.5;
+(d) >= 50,000 images/s in bf16 on an H200.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torchvision.transforms as T
+from torchvision.transforms.functional import to_pil_image
+
+from mimlib import (FittedDetectors, PostMixAugment, extract, mim_finetune, multi_input_mixup,
+                    pretrain, wrn40_2)
+from mimlib.data import CIFAR_MEAN, CIFAR_STD, ImageSet
+from mimlib.detectors import DetectorOptions, TABLE1_DETECTORS
+from mimlib.device import resolve_device
+from mimlib.store import git_revision
+
+
+def authors_mix_and_augment(x: torch.Tensor, k: int, p: float = 1.0) -> torch.Tensor:
+    """The authors' algorithm, re-implemented to be timed: per-sample loops and PIL per image.
+
+    k random permutations; for every image i and every j, add x[perm_j[i]] / k in place (on
+    x's device); then, with probability p per image, un-normalise, convert to PIL (8 bits),
+    apply ColorJitter + RandomAffine through PIL, convert back and normalise.
+    """
+    transform = T.Compose([T.ColorJitter(brightness=0.5, contrast=0.3, saturation=0.3, hue=0.3),
+                           T.RandomAffine((-90, 90), translate=(0.2, 0.2)), T.ToTensor(),
+                           T.Normalize(CIFAR_MEAN, CIFAR_STD)])
+    n = x.size(0)
+    index = [torch.randperm(n) for _ in range(k)]
+    mixed = torch.zeros_like(x)
+    for i in range(n):
+        for j in range(k):
+            mixed[i] += x[index[j][i], :] / k
+    mean = torch.tensor(CIFAR_MEAN, device=x.device).view(3, 1, 1)
+    std = torch.tensor(CIFAR_STD, device=x.device).view(3, 1, 1)
+    for i in range(n):
+        if torch.rand(1).item() < p:
+            pil = to_pil_image((mixed[i] * std + mean).cpu())
+            mixed[i] = transform(pil).to(x.device)
+    return mixed
+
+
+def _timed(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+    """Seconds per call, after one warm-up call, synchronising the device."""
+    fn()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - start) / repeats
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _random_set(n: int, classes: int, seed: int = 0) -> ImageSet:
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, classes, (n,), generator=g)
+    return ImageSet("benchmark", images, labels, tuple(str(c) for c in range(classes)))
+
+
+def mix_augment(device: torch.device, batch: int, k: int, quick: bool) -> list[dict]:
+    x = (torch.randn(batch, 3, 32, 32, device=device) * 0.5)
+    gen = torch.Generator(device=device).manual_seed(0)
+    aug = PostMixAugment(p=1.0)
+    ours = _timed(lambda: aug(multi_input_mixup(x, k, generator=gen), generator=gen), device,
+                  5 if quick else 50)
+    theirs = _timed(lambda: authors_mix_and_augment(x, k, p=1.0), device, 1 if quick else 3)
+    target = 100 if device.type == "cuda" else 5
+    return [
+        _row("(a) mixing + augmentation, authors", batch / theirs, "images/s"),
+        _row("(a) mixing + augmentation, mimlib", batch / ours, "images/s"),
+        _row("(a) speed-up of mimlib", theirs / ours, "x", f">= {target}", theirs / ours >= target),
+    ]
+
+
+def step_ratio(device: torch.device, batch: int, k: int, quick: bool) -> list[dict]:
+    steps = 3 if quick else 50
+    data = _random_set(max(4 * batch, 2048), 10)
+    common = dict(steps=steps, device=str(device), seed=0, lr=1e-4)
+    # warm-up (cuDNN autotuning, allocator) on both shapes
+    mim_finetune(wrn40_2(10), data, batch_size=batch, k=k, **{**common, "steps": 2})
+    pretrain(wrn40_2(10), data, batch_size=2 * batch, id_augment="none", **{**common, "steps": 2})
+    mim = mim_finetune(wrn40_2(10), data, batch_size=batch, k=k, **common)
+    plain = pretrain(wrn40_2(10), data, batch_size=2 * batch, id_augment="none",
+                     schedule="constant", **common)
+    ratio = mim.seconds / plain.seconds
+    return [
+        _row("(b) MIM step (B ID + B mixed), WRN-40-2", mim.seconds / steps * 1e3, "ms"),
+        _row("(b) plain step on 2B images, WRN-40-2", plain.seconds / steps * 1e3, "ms"),
+        _row("(b) MIM step / plain step", ratio, "ratio", "<= 1.05", ratio <= 1.05),
+    ]
+
+
+def detector_ratio(device: torch.device, quick: bool) -> list[dict]:
+    n = 2000 if quick else 20000
+    model = wrn40_2(10).to(device).eval()
+    fit_set, test_set = _random_set(n, 10, 1), _random_set(n, 10, 2)
+    extract(model, test_set, device=str(device))  # warm-up
+    start = time.perf_counter()
+    fit_reps = extract(model, fit_set, device=str(device))
+    reps = extract(model, test_set, device=str(device))
+    _sync(device)
+    forward = time.perf_counter() - start
+    names = tuple(d for d in TABLE1_DETECTORS if d != "ODIN")
+    start = time.perf_counter()
+    fitted = FittedDetectors(names, model, fit_reps, DetectorOptions(), device=str(device))
+    for name in names:
+        fitted.score(name, reps)
+    detectors = time.perf_counter() - start
+    ratio = (forward + detectors) / forward
+    return [
+        _row(f"(c) forward pass, {2 * n} images (fit + test set)", forward, "s"),
+        _row(f"(c) fit + score {len(names)} detectors on cached features", detectors, "s"),
+        _row("(c) (forward + all detectors) / forward", ratio, "ratio", "<= 1.5", ratio <= 1.5),
+    ]
+
+
+def training_throughput(device: torch.device, batch: int, quick: bool,
+                        compile_model: bool) -> list[dict]:
+    steps = 3 if quick else 100
+    data = _random_set(max(8 * batch, 4096), 10)
+    pretrain(wrn40_2(10), data, steps=5, batch_size=batch, device=str(device),
+             compile=compile_model)  # warm-up / compilation
+    run = pretrain(wrn40_2(10), data, steps=steps, batch_size=batch, device=str(device),
+                   compile=compile_model)
+    rate = steps * batch / run.seconds
+    target = 50000 if device.type == "cuda" else None
+    return [_row(f"(d) WRN-40-2 training, batch {batch}"
+                 + (", torch.compile" if compile_model else ""), rate, "images/s",
+                 ">= 50000 (H200, bf16)" if target else "", None if target is None
+                 else rate >= target)]
+
+
+def _row(measure: str, value: float, unit: str, target: str = "",
+         ok: bool | None = None) -> dict:
+    return {"measure": measure, "value": float(value), "unit": unit, "target": target, "ok": ok}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--quick", action="store_true", help="few repeats (a smoke check)")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["a", "b", "c", "d"])
+    parser.add_argument("--out", default="results/benchmark/latest.json")
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    rows: list[dict] = []
+    sections = {"a": lambda: mix_augment(device, args.batch_size, args.k, args.quick),
+                "b": lambda: step_ratio(device, args.batch_size, args.k, args.quick),
+                "c": lambda: detector_ratio(device, args.quick),
+                "d": lambda: training_throughput(device, args.batch_size, args.quick, False)}
+    if args.compile:
+        sections["e"] = lambda: training_throughput(device, args.batch_size, args.quick, True)
+    for key, section in sections.items():
+        if key not in args.skip:
+            new = section()
+            rows += new
+            for row in new:
+                print(_format(row), flush=True)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    result = {"device": f"{device.type}: {name or platform.machine()}",
+              "threads": torch.get_num_threads(), "torch": torch.__version__,
+              "git": git_revision(), "quick": args.quick, "batch_size": args.batch_size,
+              "k": args.k, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "rows": rows}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(out)
+    print(f"\nwritten: {out}")
+    return result
+
+
+def _format(row: dict) -> str:
+    flag = "" if row["ok"] is None else ("  ok" if row["ok"] else "  MISSED")
+    return f"{row['measure']:58s} {row['value']:12.4g} {row['unit']:9s} {row['target']}{flag}"
+
+
+if __name__ == "__main__":
+    main()
