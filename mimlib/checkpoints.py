@@ -100,6 +100,26 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike,
     return load_into(model, load_state_dict_file(path, map_location), str(path))
 
 
+def check_published(key: str, cache_dir: str | os.PathLike | None, download: bool) -> None:
+    """Before any work: the key exists, and a cached file (if any) has the pinned SHA-256;
+    without a cached file, downloads must be allowed."""
+    from pytorch_ood.model import get_model_info
+
+    try:
+        entry = get_model_info(key)
+    except ValueError as err:
+        raise ConfigError(f"unknown published checkpoint {key!r}: {err}") from err
+    path = Path(cache_dir or Path(torch.hub.get_dir()) / "checkpoints") / entry.file_name
+    if path.is_file():
+        if sha256_of(path) != entry.sha256:
+            raise CheckpointError(f"cached checkpoint {path} fails its SHA-256 check (expected "
+                                  f"{entry.sha256}); delete it and download it again")
+    elif not download:
+        raise DataError(f"checkpoint {key} is not in {path.parent} and downloads are switched "
+                        f"off; download {entry.url} there as {entry.file_name}, or allow "
+                        "downloads")
+
+
 def load_published(key: str, *, cache_dir: str | os.PathLike | None = None,
                    download: bool = True) -> nn.Module:
     """A published checkpoint from pytorch-ood's registry as a mimlib model, in eval mode.

@@ -1,6 +1,6 @@
 """The ``mimlib`` command: reproduce the book, re-run one notebook, build the book.
 
-    mimlib reproduce [--profile smoke] [--force] [--no-book]
+    mimlib reproduce [--profile smoke] [-p NAME VALUE ...] [--force] [--no-book]
     mimlib run NOTEBOOK [-p NAME VALUE ...] [--profile smoke] [--force] [--no-book]
     mimlib book
     mimlib profiles
@@ -26,17 +26,22 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("reproduce", help="run every notebook with a profile and build the book")
     _common(rep)
     rep.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="run only these notebooks")
+    _parameters(rep, "for every notebook (typically setup.* and mim.*)")
 
     run = sub.add_parser("run", help="re-run one notebook (its result lands in the book)")
     run.add_argument("notebook", help="name or number, e.g. 07_ablation_k or 07")
-    run.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
-                     metavar=("NAME", "VALUE"), help="set a parameter (YAML value; dotted names "
-                     "reach into dicts: -p setup.arch resnet18)")
+    _parameters(run, "for this notebook")
     _common(run)
 
     sub.add_parser("book", help="build the book from the executed notebooks (strict)")
     sub.add_parser("profiles", help="list the profiles")
     return parser
+
+
+def _parameters(parser: argparse.ArgumentParser, scope: str) -> None:
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                        metavar=("NAME", "VALUE"), help=f"set a parameter {scope} (a YAML value; "
+                        "dotted names reach into dicts: -p setup.arch resnet18)")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -74,10 +79,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "reproduce":
         names = ([orc.resolve_notebook(root, n) for n in args.only] if args.only
                  else orc.notebook_names(root))
-        overrides: list[tuple[str, str]] = []
     else:
         names = [orc.resolve_notebook(root, args.notebook)]
-        overrides = [tuple(p) for p in args.parameter]
+    overrides = [tuple(p) for p in args.parameter]
     results = orc.run_notebooks(root, names, args.profile, overrides, force=args.force,
                                 progress=not args.quiet)
     print(orc.summary(results))

@@ -297,8 +297,20 @@ def _split_prefix(source: _Source, split: str) -> str:
 
 # --------------------------------------------------------------------------- OOD sets
 
+def check_ood_spec(spec: object) -> str:
+    """The spec if it names an OOD set (by name or as NAME=crop:PATH), else ConfigError."""
+    target = spec.partition("=")[2] if isinstance(spec, str) and "=" in spec else spec
+    known = PAPER_OOD_SETS + NOISE_SETS + SYNTHETIC_OOD_SETS + AUXILIARY_SETS
+    if isinstance(target, str) and (target in known or target.startswith(("crop:", "resize:"))):
+        return str(spec)
+    raise ConfigError(f"unknown OOD data set {spec!r}; choose one of {list(known)} or "
+                      "'crop:PATH' / 'resize:PATH' (optionally 'NAME=crop:PATH') for a folder "
+                      "of images")
+
+
 def load_ood(spec: str, options: DataOptions = DataOptions(), *, seed: int = 0) -> ImageSet:
     """An OOD set named by ``spec`` (see the module docstring), all labels -1."""
+    check_ood_spec(spec)
     name, _, rest = spec.partition("=") if "=" in spec else (None, "", spec)
     if rest.startswith(("crop:", "resize:")):
         mode, _, path = rest.partition(":")
@@ -310,11 +322,7 @@ def load_ood(spec: str, options: DataOptions = DataOptions(), *, seed: int = 0) 
             "mimlib.synthetic (embedded, seeded)"))
     if spec in NOISE_SETS:
         return _ood_set(spec, noise_images(spec, NOISE_SIZE, seed), "OE-paper noise (seeded)")
-    if spec in PAPER_OOD_SETS or spec == "tinyimages300k":
-        return _paper_ood(spec, options)
-    known = list(PAPER_OOD_SETS + NOISE_SETS + SYNTHETIC_OOD_SETS + AUXILIARY_SETS)
-    raise ConfigError(f"unknown OOD data set {spec!r}; choose one of {known} or 'crop:PATH' / "
-                      "'resize:PATH' (optionally 'NAME=crop:PATH') for a folder of images")
+    return _paper_ood(spec, options)  # one of the paper's sets, or the 300K random images
 
 
 def _ood_set(name: str, images: Tensor, source: str) -> ImageSet:

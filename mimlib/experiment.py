@@ -23,7 +23,7 @@ from . import data as D
 from .checkpoints import (PAPER_CHECKPOINTS, atomic_torch_save, load_checkpoint, load_published)
 from .detectors import (FITTED_DETECTORS, TABLE1_DETECTORS, FittedDetectors, Representations,
                         check_detectors, extract)
-from .device import resolve_device, seed_everything
+from .device import resolve_device, seed_everything, set_deterministic
 from .errors import ConfigError
 from .metrics import METRIC_KEYS, mean_metrics, ood_metrics
 from .models import ARCHITECTURES, build_model
@@ -55,6 +55,7 @@ class Setup:
     data_root: str = D.DataOptions().root
     download: bool = True
     eval_batch_size: int = 512
+    deterministic: bool = False  # CUDA: deterministic kernels (slower); CPU runs are anyway
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ood_sets", tuple(self.ood_sets))
@@ -67,6 +68,8 @@ class Setup:
                               f"{list(D.ID_SETS)} or 'folder:PATH'")
         if not self.ood_sets:
             raise ConfigError("ood_sets is empty: give at least one OOD data set")
+        for spec in self.ood_sets:
+            D.check_ood_spec(spec)
         if not (self.base in ("pretrain", "published")
                 or self.base.startswith(("checkpoint:", "registry:"))):
             raise ConfigError("base must be 'pretrain', 'published', 'registry:KEY' (a pytorch-ood "
@@ -80,10 +83,18 @@ class Setup:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or value < 1):
                 raise ConfigError(f"{name} must be a whole number >= 1 or None, got {value!r}")
-        if not self.pretrain_epochs > 0 or not self.pretrain_lr > 0:
-            raise ConfigError("pretrain_epochs and pretrain_lr must be > 0")
-        if self.eval_batch_size < 1:
-            raise ConfigError(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
+        for name in ("pretrain_epochs", "pretrain_lr"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0 < value < float("inf"):
+                raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
+        for name, minimum in (("eval_batch_size", 1), ("seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+        for name in ("download", "deterministic"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         resolve_device(self.device)
 
     def preflight(self) -> None:
@@ -93,6 +104,11 @@ class Setup:
         D.check_available(self.id_data, options, role="id")
         for spec in self.ood_sets:
             D.check_available(spec, options)
+        if self.base == "published" or self.base.startswith("registry:"):
+            from .checkpoints import check_published
+
+            key = PAPER_CHECKPOINTS[self.id_data] if self.base == "published" else self.base[9:]
+            check_published(key, Path(self.data_root) / "checkpoints", self.download)
         if self.base.startswith("checkpoint:"):
             from .checkpoints import load_into, load_state_dict_file
 
@@ -104,7 +120,7 @@ class Setup:
 
     def key(self) -> dict[str, Any]:
         """The fields that decide results (not device, paths to caches, or batch sizes)."""
-        skip = {"device", "data_root", "download", "eval_batch_size"}
+        skip = {"device", "data_root", "download", "eval_batch_size", "deterministic"}
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if f.name not in skip}
 
@@ -143,12 +159,15 @@ class Experiment:
     """A :class:`Setup` bound to a results store; see the module docstring."""
 
     def __init__(self, setup: Setup, store: Store | None = None,
-                 settings: ProtocolSettings | None = None) -> None:
+                 settings: ProtocolSettings | None = None, profile: str | None = None) -> None:
         self.setup = setup
+        self.profile = profile  # the label of the parameter profile, recorded with every result
         self.store = store or Store()
         #: the protocol's decisions; pass modified settings to measure one quirk at a time
         self.settings: ProtocolSettings = settings or protocol_settings(setup.protocol,
                                                                         setup.id_data)
+        if setup.deterministic:
+            set_deterministic(True)
         self._rep_cache: dict[str, dict[str, Representations]] = {}
         self._forward_seconds: dict[str, float] = {}
 
@@ -185,7 +204,8 @@ class Experiment:
         return {name: s.sha256() for name, s in sets.items()}
 
     def provenance(self) -> dict[str, Any]:
-        return {"setup": dataclasses.asdict(self.setup), "protocol": self.setup.protocol,
+        return {"profile": self.profile, "setup": dataclasses.asdict(self.setup),
+                "protocol": self.setup.protocol,
                 "data_sha256": self.data_checksums(),
                 "device": str(resolve_device(self.setup.device))}
 

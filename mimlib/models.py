@@ -88,7 +88,7 @@ class WideResNet(nn.Module):
         """Penultimate features (N, 128 * widen_factor / 2) after global average pooling."""
         out = self.block3(self.block2(self.block1(self.conv1(x))))
         out = self.relu(self.bn1(out))
-        return F.adaptive_avg_pool2d(out, 1).flatten(1)
+        return out.mean(dim=(2, 3))  # global average pooling, deterministic on CUDA
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.features(x))
@@ -135,7 +135,7 @@ class ResNet18(nn.Module):
     def features(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
-        return F.adaptive_avg_pool2d(out, 1).flatten(1)
+        return out.mean(dim=(2, 3))  # global average pooling, deterministic on CUDA
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.features(x))
@@ -158,7 +158,7 @@ class SmallCNN(nn.Module):
         self.feature_dim = 4 * w
 
     def features(self, x: Tensor) -> Tensor:
-        return F.adaptive_avg_pool2d(self.body(x), 1).flatten(1)
+        return self.body(x).mean(dim=(2, 3))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.features(x))

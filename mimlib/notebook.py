@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from .data import AUXILIARY_SETS, ID_SETS, NOISE_SETS, PAPER_OOD_SETS, SYNTHETIC_OOD_SETS
+from .data import ID_SETS, check_ood_spec
 from .detectors import check_detectors
 from .errors import ConfigError
 from .experiment import Experiment, Setup
@@ -45,7 +45,8 @@ class Session:
 
     def experiment(self, **changes: Any) -> Experiment:
         """The session's experiment with some setup fields changed (same store)."""
-        return Experiment(dataclasses.replace(self.exp.setup, **changes), self.exp.store)
+        return Experiment(dataclasses.replace(self.exp.setup, **changes), self.exp.store,
+                          profile=self.profile)
 
     def table(self, df: pd.DataFrame, caption: str, name: str, floatfmt: str = ".4f") -> Any:
         """Show df as a numbered table whose caption names the profile and parameters."""
@@ -64,6 +65,21 @@ class Session:
         glue(f"{name}_provenance", Markdown(f"*({self.provenance})*"), display=False)
         plt.close(fig)
 
+    def provenance_table(self) -> None:
+        """A closing table: profile, parameters, data checksums, library versions, git revision."""
+        from .store import canonical_json, environment
+
+        env = environment()
+        rows = [("profile", self.profile), ("result id", result_id(self.params)),
+                ("parameters", canonical_json(self.params)),
+                ("git revision", env["git"] or "not a git checkout"),
+                ("python / platform", f"{env['python']} / {env['platform']}"),
+                ("device", env["device"])]
+        rows += [(f"version: {k}", v) for k, v in env["versions"].items()]
+        rows += [(f"sha256: {k}", v) for k, v in self.exp.data_checksums().items()]
+        self.table(pd.DataFrame(rows, columns=["what", "value"]), "Provenance of this page",
+                   f"tbl-provenance-{result_id(self.params)}")
+
     def text(self, name: str, value: Any) -> None:
         """Glue a number or string that the book's prose cites."""
         from myst_nb import glue
@@ -79,8 +95,8 @@ def start(profile: str, setup: dict[str, Any], mim: dict[str, Any] | None = None
     check_parameters(None, params)
     _plot_style()
     exp_setup = Setup(**setup)
-    return Session(profile, Experiment(exp_setup, Store(store) if store else None),
-                   dict(mim or {}), params)
+    return Session(profile, Experiment(exp_setup, Store(store) if store else None,
+                                       profile=profile), dict(mim or {}), params)
 
 
 def check_parameters(notebook: str | None, params: dict[str, Any]) -> None:
@@ -152,9 +168,11 @@ def _id_spec(v: Any) -> bool:
 
 
 def _ood_spec(v: Any) -> bool:
-    spec = v.partition("=")[2] if isinstance(v, str) and "=" in v else v
-    return isinstance(v, str) and (spec in PAPER_OOD_SETS + NOISE_SETS + SYNTHETIC_OOD_SETS
-                                   + AUXILIARY_SETS or spec.startswith(("crop:", "resize:")))
+    try:
+        check_ood_spec(v)
+    except ConfigError:
+        return False
+    return True
 
 
 def _detectors(value: Any) -> None:

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -76,11 +77,24 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_value(text: str) -> Any:
-    """A command-line value as data: YAML (numbers, lists, dicts, strings), never code."""
+    """A command-line value as data: YAML (numbers, lists, dicts, strings), never code.
+
+    YAML 1.1 reads ``1e-4`` (no dot) as a string; numbers written that way become floats.
+    """
     try:
-        return yaml.safe_load(text)
+        return _numbers(yaml.safe_load(text))
     except yaml.YAMLError as err:
         raise ConfigError(f"cannot parse parameter value {text!r}: {err}") from err
+
+
+def _numbers(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value):
+        return float(value)
+    return value
 
 
 def apply_overrides(params: dict[str, Any], overrides: list[tuple[str, str]]) -> dict[str, Any]:

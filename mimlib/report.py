@@ -104,7 +104,9 @@ def save_figure(fig: Any, name: str, provenance: str, profile: str) -> list[Path
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{name}.png", folder / f"{name}.pdf"]
     for path in paths:
-        fig.savefig(path, dpi=150, bbox_inches="tight")
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+        fig.savefig(tmp, dpi=150, bbox_inches="tight")
+        os.replace(tmp, path)  # a killed run never leaves half a figure file
     return paths
 
 

@@ -62,8 +62,10 @@ class LoopConfig:
         _positive(self, "lr", "batch_size")
         if self.steps is not None:
             _whole(self, "steps", minimum=1)
-        elif not (isinstance(self.epochs, (int, float)) and self.epochs > 0):
-            raise ConfigError(f"epochs must be > 0 (or give steps), got {self.epochs!r}")
+        if isinstance(self.epochs, bool) or not (isinstance(self.epochs, (int, float))
+                                                 and 0 < self.epochs < math.inf):
+            raise ConfigError(f"epochs must be > 0 (steps, when given, override it), got "
+                              f"{self.epochs!r}")
         _whole(self, "batch_size", minimum=1)
         _whole(self, "eval_every", minimum=0)
         _whole(self, "check_every", minimum=1)

@@ -55,6 +55,7 @@ def test_bad_parameters_exit_non_zero_before_any_work(tmp_path, args, message) -
 
 def test_values_are_parsed_as_data_never_as_code() -> None:
     assert parse_value("[1, 2]") == [1, 2] and parse_value("{a: 1}") == {"a": 1}
+    assert parse_value("1e-4") == 1e-4 and parse_value("[1e-5, 2.5E3]") == [1e-5, 2500.0]
     assert parse_value("__import__('os').system('echo hi')") == "__import__('os').system('echo hi')"
     with pytest.raises(ConfigError):
         parse_value("!!python/object/apply:os.system ['echo hi']")

@@ -1,0 +1,223 @@
+"""Reliability: killed runs resume cleanly, bad input stops early, runs repeat bit for bit."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mimlib import build_model, cli, mim_finetune
+from mimlib.checkpoints import atomic_torch_save, load_checkpoint
+from mimlib.data import load_id
+from mimlib.device import set_deterministic
+from mimlib.errors import DeviceMemoryError
+from mimlib.experiment import Experiment, Setup
+from mimlib.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["-p", "setup.pretrain_epochs", "2", "-p", "setup.train_limit", "1500",
+        "-p", "setup.test_limit", "200", "-p", "setup.ood_limit", "200",
+        "-p", "mim.steps", "20"]
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the project's notebooks with its own store, cache and figures."""
+    root = tmp_path / "project"
+    shutil.copytree(ROOT / "notebooks", root / "notebooks")
+    monkeypatch.setenv("MIMLIB_RESULTS", str(root / "store"))
+    monkeypatch.setenv("MIMLIB_FIGURES", str(root / "figures"))
+    return root
+
+
+def _store_is_sound(store_root: Path) -> int:
+    """Every entry is complete and loadable; returns the number of entries."""
+    if not store_root.exists():
+        return 0
+    entries = Store(store_root).entries()
+    for entry in entries:
+        assert Store(store_root).get(entry.record["kind"], entry.record["config"]) is not None
+        for name in ("scores.npz", "model.pt"):
+            if (entry.path / name).exists():
+                if name == "model.pt":
+                    torch.load(entry.path / name, weights_only=True)
+                else:
+                    entry.arrays()
+    for folder in store_root.iterdir():
+        for path in folder.iterdir():
+            assert path.name.startswith(".tmp-") or (path / "record.json").is_file(), path
+    return len(entries)
+
+
+@pytest.mark.slow
+def test_a_killed_reproduction_resumes_and_leaves_nothing_half_written(project: Path) -> None:
+    cmd = [sys.executable, "-m", "mimlib.cli", "--root", str(project), "reproduce", "--only",
+           "02", "03", "--no-book", "--quiet", *FAST]
+    for delay in (3.0, 9.0, 16.0, 24.0):  # kernel start, pretraining, fine-tuning, writing
+        proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole process group, kernels included
+        proc.wait()
+        time.sleep(1.0)
+        _store_is_sound(project / "store")
+        manifest = project / "book" / "executed" / "manifest.json"
+        if manifest.exists():
+            json.loads(manifest.read_text())  # never half written
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _store_is_sound(project / "store") == 2  # the pretrained and the fine-tuned model
+    assert not list((project / "store").glob("*/.tmp-*"))  # dead writers were cleaned up
+    pretrained = Store(project / "store").entries("pretrain")
+    assert len(pretrained) == 1  # killed runs never produced a second, partial model
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0 and again.stdout.count("skipped") == 2
+
+
+def _run(project: Path, *args: str) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = cli.main(["--root", str(project), *args, "--no-book", "--quiet"])
+    return code, err.getvalue()
+
+
+def _bad_inputs(tmp: Path) -> list[tuple[list[str], str]]:
+    empty = tmp / "empty"
+    empty.mkdir()
+    text_only = tmp / "text_only"
+    text_only.mkdir()
+    (text_only / "notes.txt").write_text("no images here")
+    good = build_model("small_cnn", 6)
+    atomic_torch_save(good.state_dict(), tmp / "good.pt")
+    (tmp / "truncated.pt").write_bytes((tmp / "good.pt").read_bytes()[:2000])
+    atomic_torch_save(build_model("small_cnn", 10).state_dict(), tmp / "ten_classes.pt")
+    cache = tmp / "data" / "checkpoints"
+    cache.mkdir(parents=True)
+    from pytorch_ood.model import get_model_info
+
+    entry = get_model_info("wrn-40-2/cifar10/crossentropy")
+    (cache / entry.file_name).write_bytes(b"tampered download")
+    return [
+        (["reproduce", "--profile", "nope"], "unknown profile"),
+        (["run", "02", "-p", "setup.id_data", "imagenet"], "unknown ID data set"),
+        (["run", "02", "-p", "setup.ood_sets", "[mnist]"], "unknown OOD"),
+        (["run", "04", "-p", "detectors", "[MSP, OpenMax]"], "unknown detector"),
+        (["run", "02", "-p", "setup.arch", "vgg16"], "unknown architecture"),
+        (["run", "02", "-p", "setup.protocol", "strict"], "unknown protocol"),
+        (["run", "03", "-p", "mim.k", "0"], "k (the number of images per mix)"),
+        (["run", "03", "-p", "mim.aug_p", "1.5"], "aug_p"),
+        (["run", "08", "-p", "ps", "[-0.5]"], "probabilities in [0, 1]"),
+        (["run", "03", "-p", "mim.lr", "-0.001"], "lr must be a finite number > 0"),
+        (["run", "03", "-p", "mim.epochs", "-1"], "epochs must be > 0"),
+        (["run", "03", "-p", "mim.steps", "0"], "steps must be a whole number >= 1"),
+        (["run", "03", "-p", "mim.batch_size", "0"], "batch_size"),
+        (["run", "02", "-p", "setup.pretrain_epochs", "-5"], "pretrain_epochs"),
+        (["run", "02", "-p", "setup.id_data", f"folder:{tmp / 'absent'}"], "does not exist"),
+        (["run", "02", "-p", "setup.ood_sets", f"[crop:{empty}]"], "holds no image files"),
+        (["run", "02", "-p", "setup.ood_sets", f"[resize:{text_only}]"], "holds no image files"),
+        (["run", "02", "-p", "setup.base", f"checkpoint:{tmp / 'truncated.pt'}"],
+         "corrupt or truncated"),
+        (["run", "02", "-p", "setup.base", f"checkpoint:{tmp / 'ten_classes.pt'}"],
+         "another number of classes"),
+        (["run", "02", "-p", "setup", "{id_data: cifar10, arch: wrn40_2, base: published, "
+          f"download: true, data_root: '{tmp / 'data'}'}}"], "fails its SHA-256 check"),
+        (["run", "02", "-p", "setup.id_data", "cifar10", "-p", "setup.download", "false",
+          "-p", "setup.data_root", str(tmp / "nodata")], "downloads are switched off"),
+        (["run", "11", "-p", "seeds", "[-1]"], "whole numbers >= 0"),
+        (["run", "07", "-p", "ks", "[1, 2"], "cannot parse"),
+        (["run", "02", "-p", "setup.device", "cuda:7"], "cuda"),
+    ]
+
+
+def test_a_catalogue_of_bad_inputs_stops_before_any_work(project: Path, tmp_path: Path) -> None:
+    cases = _bad_inputs(tmp_path)
+    assert len(cases) >= 20
+    for args, message in cases:
+        if "cuda" in message and torch.cuda.device_count() > 7:
+            continue
+        code, err = _run(project, *args)
+        assert code == 2, (args, err)
+        assert message in err, (args, err)
+        assert err.startswith("mimlib: error:"), err
+    assert not (project / "store").exists()  # nothing was written to the store
+    assert not (project / "book").exists()  # and no notebook ran
+
+
+@pytest.mark.slow
+def test_a_non_finite_loss_fails_its_notebook_and_writes_nothing(project: Path) -> None:
+    code, _ = _run(project, "run", "02", *FAST, "-p", "setup.pretrain_lr", "1e30")
+    assert code == 1  # the notebook ran and failed; the summary names it
+    executed = (project / "book" / "executed" / "02_pretraining.ipynb").read_text()
+    assert "NonFiniteLossError" in executed and "lower the learning rate" in executed
+    assert _store_is_sound(project / "store") == 0
+
+
+def test_running_out_of_device_memory_says_what_to_do(monkeypatch) -> None:
+    data = load_id("synthetic", "train").subset(64)
+
+    def boom(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 80 GiB")
+
+    monkeypatch.setattr("mimlib.train.random_crop_flip", boom)
+    with pytest.raises(DeviceMemoryError, match="lower batch_size"):
+        mim_finetune(build_model("small_cnn", 6), data, steps=1, id_augment="crop_flip",
+                     device="cpu")
+
+
+@pytest.mark.slow
+def test_the_same_seed_gives_bit_identical_metrics_on_the_cpu(tmp_path: Path) -> None:
+    setup = Setup(ood_sets=("synthetic_textures", "gaussian"), pretrain_epochs=1,
+                  train_limit=800, test_limit=200, ood_limit=200, device="cpu")
+    results = []
+    for i in range(2):
+        exp = Experiment(setup, Store(tmp_path / f"store{i}"))
+        base = exp.base_model()
+        run = exp.mim_model(base, steps=10, k=5, lr=0.01)
+        ev = exp.evaluate(run, ("MSP", "Energy", "ViM"))
+        results.append((ev.rows, ev.scores, run.log))
+    assert results[0][0] == results[1][0]  # every metric, exactly
+    for key in results[0][1]:
+        assert np.array_equal(results[0][1][key], results[1][1][key])
+    assert results[0][2] == results[1][2]
+    other = Experiment(Setup(**{**setup.__dict__, "seed": 1}), Store(tmp_path / "seed1"))
+    assert other.mim_model(other.base_model(), steps=10, k=5, lr=0.01).log != results[0][2]
+
+
+def test_deterministic_mode_switches_the_documented_flags() -> None:
+    try:
+        set_deterministic(True)
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+        # every model's forward and backward is allowed under deterministic algorithms
+        model = build_model("wrn40_2", 10)
+        model(torch.randn(2, 3, 32, 32)).sum().backward()
+    finally:
+        set_deterministic(False)
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_every_stored_result_carries_its_provenance(tmp_path: Path) -> None:
+    setup = Setup(ood_sets=("gaussian",), pretrain_epochs=1, train_limit=300, test_limit=100,
+                  ood_limit=100, device="cpu")
+    exp = Experiment(setup, Store(tmp_path), profile="unit-test")
+    exp.evaluate(exp.base_model())
+    for entry in exp.store.entries():
+        prov, env = entry.record["provenance"], entry.record["environment"]
+        assert prov["profile"] == "unit-test" and prov["setup"]["id_data"] == "synthetic"
+        assert set(prov["data_sha256"]) == {"id_train", "id_test", "gaussian"}
+        assert env["versions"]["torch"] == torch.__version__ and "git" in env
+    model_file = exp.store.entries("pretrain")[0].file("model.pt")
+    load_checkpoint(build_model("small_cnn", 6), model_file)  # weights_only round trip
