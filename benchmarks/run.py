@@ -13,7 +13,8 @@ Measures, in one run, on one machine, with the same batch sizes:
     against that forward pass alone, as a ratio;
 (d) WRN-40-2 training throughput (the pretraining loop) in images/s.
 
-It prints a table and writes JSON that the book's runtime chapter reads. Targets (issue 4):
+It prints a table and writes JSON (``results/benchmark/<device>.json``) that the book's runtime
+chapter reads. Targets (issue 4):
 (a) >= 5x on a 2-core CPU and >= 100x on a GPU; (b) <= 1.05; (c) <= 1.5;
 (d) >= 50,000 images/s in bf16 on an H200.
 """
@@ -173,7 +174,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="few repeats (a smoke check)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
     parser.add_argument("--skip", nargs="*", default=[], choices=["a", "b", "c", "d"])
-    parser.add_argument("--out", default="results/benchmark/latest.json")
+    parser.add_argument("--out", default=None, help="JSON file (default: "
+                        "results/benchmark/<device>.json, which the runtime chapter reads)")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     if device.type == "cuda":
@@ -197,7 +199,8 @@ def main(argv: list[str] | None = None) -> dict:
               "git": git_revision(), "quick": args.quick, "batch_size": args.batch_size,
               "k": args.k, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "rows": rows}
-    out = Path(args.out)
+    slug = "".join(c if c.isalnum() else "-" for c in result["device"].lower()).strip("-")
+    out = Path(args.out or f"results/benchmark/{slug[:40]}{'-quick' if args.quick else ''}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(json.dumps(result, indent=1))

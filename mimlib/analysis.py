@@ -353,18 +353,23 @@ def architecture_setups(setup: Setup, archs: Sequence[str],
     return out
 
 
-def benchmark_table(path: str) -> pd.DataFrame:
-    """The rows of a benchmark JSON (benchmarks/run.py), or one row that says none exists."""
+def benchmark_table(folder: str) -> pd.DataFrame:
+    """Every benchmark JSON in a folder (benchmarks/run.py), one block of rows per machine."""
     import json
     from pathlib import Path
 
-    file = Path(path)
-    if not file.is_file():
-        return pd.DataFrame([{"measure": "no benchmark yet", "value": np.nan, "unit": "",
-                              "target": f"run: python -m benchmarks.run (writes {path})",
-                              "device": ""}])
-    data = json.loads(file.read_text())
-    return pd.DataFrame(data["rows"]).assign(device=data.get("device", ""))
+    files = sorted(Path(folder).glob("*.json"))
+    if not files:
+        return pd.DataFrame([{"machine": "none yet", "measure": "run: python -m benchmarks.run",
+                              "value": np.nan, "unit": "", "target": "", "ok": ""}])
+    frames = []
+    for file in files:
+        data = json.loads(file.read_text())
+        frame = pd.DataFrame(data["rows"])
+        frame.insert(0, "machine", f"{data.get('device', '?')} ({file.stem})")
+        frame["ok"] = frame["ok"].map({True: "yes", False: "no"}).fillna("")
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
 
 
 def collapse_warnings(evaluations: dict[tuple[str, str], Evaluation],
@@ -381,3 +386,43 @@ def collapse_warnings(evaluations: dict[tuple[str, str], Evaluation],
                 "Fine-tuning in eval mode (frozen batch-norm statistics, the authors' setting) "
                 "does this at learning rates well above the paper's 1e-4.\n```")
     return notes
+
+
+# --------------------------------------------------------------------------- committed GPU runs
+
+def gpu_summary(folder: str) -> dict[str, Any] | None:
+    """The summary of a GPU run of ``scripts/gpu_offline_cifar10.py`` committed to the
+    repository, or None when there is none yet."""
+    import json
+    from pathlib import Path
+
+    path = Path(folder) / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def gpu_tables(summary: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Mean AUROC per method and protocol, and every (method, OOD set) row, of a GPU run."""
+    means, rows = [], []
+    for protocol, res in summary["protocols"].items():
+        for method, auroc in res["mean_auroc"].items():
+            means.append({"protocol": protocol, "method": method, "mean AUROC": auroc})
+        for row in res["rows"]:
+            rows.append({"protocol": protocol, "method": row["detector"], "ood": row["ood"],
+                         "auroc": row["auroc"], "aupr_in": row["aupr_in"],
+                         "aupr_out": row["aupr_out"], "fpr95": row["fpr95"]})
+    wide = pd.DataFrame(means).pivot_table(index="method", columns="protocol",
+                                           values="mean AUROC", sort=False).reset_index()
+    return wide, pd.DataFrame(rows)
+
+
+def gpu_plan() -> pd.DataFrame:
+    """What the offline GPU run measures (shown until its results are committed)."""
+    return pd.DataFrame([
+        {"step": "pretraining", "what": "WRN-40-2 on the JPEG CIFAR-10 (50,000 images), OE "
+         "recipe, as many epochs as fit in the time budget (reported)"},
+        {"step": "fine-tuning", "what": "MIM for one epoch, k = 10, lr 1e-4, faithful and "
+         "corrected protocol, mean AUROC every 30 steps"},
+        {"step": "evaluation", "what": "MSP, the nine other baselines and MIM on Tiny-ImageNet "
+         "crop and resize (rebuilt from its 10,000 test images) and the OE noise sets"},
+        {"step": "benchmark", "what": "benchmarks/run.py on the same GPU"},
+    ])

@@ -48,11 +48,14 @@ class Session:
         return Experiment(dataclasses.replace(self.exp.setup, **changes), self.exp.store,
                           profile=self.profile)
 
-    def table(self, df: pd.DataFrame, caption: str, name: str, floatfmt: str = ".4f") -> Any:
-        """Show df as a numbered table whose caption names the profile and parameters."""
+    def table(self, df: pd.DataFrame, caption: str, name: str, floatfmt: str = ".4f",
+              provenance: str | None = None) -> Any:
+        """Show df as a numbered table whose caption names the profile and parameters (or
+        the given provenance, for results that another run produced)."""
         from IPython.display import Markdown, display
 
-        display(Markdown(markdown_table(df, caption, name, self.provenance, floatfmt)))
+        display(Markdown(markdown_table(df, caption, name, provenance or self.provenance,
+                                        floatfmt)))
 
     def figure(self, fig: Any, name: str) -> None:
         """Save fig (PNG + PDF, with a provenance footer) and glue it and its provenance."""
@@ -212,7 +215,8 @@ _CHECKS: dict[str, Callable[[Any], None]] = {
     "arch_mim": _mim,
     "archs": _list_of(f"architectures {sorted(ARCHITECTURES)}", lambda v: v in ARCHITECTURES),
     "arch_setup": _setup_changes,
-    "benchmark": _one("a file path", lambda v: isinstance(v, str)),
+    "benchmark": _one("a folder path", lambda v: isinstance(v, str)),
+    "gpu_results": _one("a folder path", lambda v: isinstance(v, str)),
 }
 
 

@@ -21,7 +21,7 @@ def test_profiles_and_notebooks_named_in_the_docs_exist() -> None:
 
     assert set(profile_names()) == {"smoke", "paper", "paper-scratch", "offline-cifar10"}
     names = notebook_names(ROOT)
-    assert len(names) == 13 and names[0] == "01_mixed_samples"
+    assert len(names) == 14 and names[0] == "01_mixed_samples"
     toc = (ROOT / "_toc.yml").read_text()
     for name in names:
         assert f"book/executed/{name}" in toc
