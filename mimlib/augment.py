@@ -195,21 +195,29 @@ def _hsv_to_rgb(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
     return torch.stack([(sector * c).sum(dim=1) for c in table], dim=1).to(v.dtype)
 
 
-def color_jitter(img: Tensor, params: AugmentParams) -> Tensor:
+def color_jitter(img: Tensor, params: AugmentParams, grouped: bool | None = None) -> Tensor:
     """The four colour adjustments in each image's own random order, on [0, 1] pixels.
 
-    At each of the four stages every image undergoes exactly one adjustment, so the images
-    are grouped by the adjustment they need and each group is processed once.
+    At each of the four stages every image undergoes exactly one adjustment. On the CPU the
+    images are grouped by the adjustment they need (each computed once); on an accelerator all
+    four are computed and selected per image, which costs more arithmetic but never makes the
+    host wait for the device. ``grouped`` forces one way (None: by device).
     """
+    grouped = img.device.type == "cpu" if grouped is None else grouped
     ops = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
     factors = (params.brightness, params.contrast, params.saturation, params.hue)
     out = img.clone()
     for stage in range(4):
         chosen = params.order[:, stage]
-        for op_index, (op, factor) in enumerate(zip(ops, factors)):
-            idx = (chosen == op_index).nonzero().flatten()
-            if idx.numel():
-                out[idx] = op(out[idx], factor[idx])
+        if grouped:
+            for op_index, (op, factor) in enumerate(zip(ops, factors)):
+                idx = (chosen == op_index).nonzero().flatten()
+                if idx.numel():
+                    out[idx] = op(out[idx], factor[idx])
+        else:
+            current, selected = out, chosen.view(-1, 1, 1, 1)
+            for op_index, (op, factor) in enumerate(zip(ops, factors)):
+                out = torch.where(selected == op_index, op(current, factor), out)
     return out
 
 

@@ -120,3 +120,12 @@ def test_bad_parameters_are_errors(kwargs: dict) -> None:
 def test_default_normalisation_is_the_papers() -> None:
     assert CIFAR_MEAN == pytest.approx((125.3 / 255, 123.0 / 255, 113.9 / 255))
     assert CIFAR_STD == pytest.approx((63.0 / 255, 62.1 / 255, 66.7 / 255))
+
+
+def test_the_sync_free_accelerator_path_equals_the_grouped_cpu_path(pixels) -> None:
+    """On accelerators colour jitter selects among all four adjustments per image instead of
+    grouping images (grouping makes the host wait); both give the same images."""
+    params = PostMixAugment().sample(64, 32, 32, generator=torch.Generator().manual_seed(7))
+    grouped = color_jitter(pixels[:64], params, grouped=True)
+    selected = color_jitter(pixels[:64], params, grouped=False)
+    torch.testing.assert_close(selected, grouped, atol=1e-6, rtol=0)
