@@ -7,6 +7,9 @@ results store) and returns a tidy :class:`pandas.DataFrame` for the notebook to 
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -328,8 +331,6 @@ def agreement(cells: pd.DataFrame) -> pd.DataFrame:
 
 def slug(text: str) -> str:
     """A label-safe version of a data-set spec, for table and figure names."""
-    import re
-
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[-40:] or "x"
 
 
@@ -355,9 +356,6 @@ def architecture_setups(setup: Setup, archs: Sequence[str],
 
 def benchmark_table(folder: str) -> pd.DataFrame:
     """Every benchmark JSON in a folder (benchmarks/run.py), one block of rows per machine."""
-    import json
-    from pathlib import Path
-
     files = sorted(Path(folder).glob("*.json"))
     if not files:
         return pd.DataFrame([{"machine": "none yet", "measure": "run: python -m benchmarks.run",
@@ -393,9 +391,6 @@ def collapse_warnings(evaluations: dict[tuple[str, str], Evaluation],
 def gpu_summary(folder: str) -> dict[str, Any] | None:
     """The summary of a GPU run of ``scripts/gpu_offline_cifar10.py`` committed to the
     repository, or None when there is none yet."""
-    import json
-    from pathlib import Path
-
     path = Path(folder) / "summary.json"
     return json.loads(path.read_text()) if path.is_file() else None
 

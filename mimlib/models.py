@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor

@@ -202,19 +202,25 @@ def sweep_lines(df: pd.DataFrame, x: str, *, log_x: bool = False,
     return fig
 
 
-def sweep_bars(df: pd.DataFrame, label_col: str = "variant",
-               groups: Sequence[str] | None = None) -> Figure:
+def _barh(labels: Sequence[str], values: Sequence[float], xlabel: str,
+          colors: Sequence[str] | str = "C0", width: float = 6.0) -> tuple[Figure, plt.Axes]:
+    """Horizontal bars, first label on top, small tick labels: the layout of every bar chart."""
+    fig, ax = plt.subplots(figsize=(width, 0.32 * max(len(labels), 1) + 1.1))
+    y = np.arange(len(labels))
+    ax.barh(y, values, color=colors)
+    ax.set_yticks(y, list(labels), fontsize=7)
+    ax.set_xlabel(xlabel)
+    ax.invert_yaxis()
+    return fig, ax
+
+
+def sweep_bars(df: pd.DataFrame, label_col: str = "variant") -> Figure:
     """Mean AUROC per variant as horizontal bars (accuracy in the labels)."""
-    fig, ax = plt.subplots(figsize=(6.0, 0.35 * len(df) + 1.0))
-    y = np.arange(len(df))
-    ax.barh(y, df["mean_auroc"], color=["C7" if v == "no fine-tuning" else "C0"
-                                         for v in df[label_col]])
-    ax.set_yticks(y, [f"{v}  (acc {a:.3f})" for v, a in zip(df[label_col], df["accuracy"])],
-                  fontsize=7)
+    fig, ax = _barh([f"{v}  (acc {a:.3f})" for v, a in zip(df[label_col], df["accuracy"])],
+                    df["mean_auroc"], "mean AUROC (MSP)",
+                    ["C7" if v == "no fine-tuning" else "C0" for v in df[label_col]])
     lo = max(0.0, float(df["mean_auroc"].min()) - 0.05)
     ax.set_xlim(lo, min(1.0, float(df["mean_auroc"].max()) + 0.02))
-    ax.set_xlabel("mean AUROC (MSP)")
-    ax.invert_yaxis()
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 
@@ -235,13 +241,9 @@ def seeds_strip(df: pd.DataFrame) -> Figure:
 
 def runtime_bars(df: pd.DataFrame) -> Figure:
     """Wall time per stored step (training runs and detector fit / scoring)."""
-    fig, ax = plt.subplots(figsize=(6.0, 0.3 * len(df) + 1.0))
-    labels = [f"{w}: {d}" for w, d in zip(df["what"], df["detail"])]
-    ax.barh(np.arange(len(df)), df["seconds"], color="C0")
-    ax.set_yticks(np.arange(len(df)), labels, fontsize=7)
+    fig, ax = _barh([f"{w}: {d}" for w, d in zip(df["what"], df["detail"])], df["seconds"],
+                    "seconds (log scale)")
     ax.set_xscale("log")
-    ax.set_xlabel("seconds (log scale)")
-    ax.invert_yaxis()
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 
@@ -249,14 +251,10 @@ def runtime_bars(df: pd.DataFrame) -> Figure:
 def quirk_effects(effects: pd.DataFrame) -> Figure:
     """The measured effect of each quirk of the authors' code (applied alone)."""
     df = effects.dropna(subset=["effect"])
-    fig, ax = plt.subplots(figsize=(6.4, 0.32 * max(len(df), 1) + 1.2))
-    labels = [f"{q}: {m}" for q, m in zip(df["quirk"], df["measured on"])]
-    ax.barh(np.arange(len(df)), df["effect"], color=["C3" if e < 0 else "C2"
-                                                      for e in df["effect"]])
+    fig, ax = _barh([f"{q}: {m}" for q, m in zip(df["quirk"], df["measured on"])],
+                    df["effect"], "change of the mean AUROC when the quirk is applied alone",
+                    ["C3" if e < 0 else "C2" for e in df["effect"]], width=6.4)
     ax.axvline(0, color="0.3", lw=0.8)
-    ax.set_yticks(np.arange(len(df)), labels, fontsize=7)
-    ax.set_xlabel("change of the mean AUROC when the quirk is applied alone")
-    ax.invert_yaxis()
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 

@@ -11,18 +11,12 @@ import json
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .store import canonical_json, config_key
-
-PAPER_METHOD_NAMES = {"MSP": "MSP", "ODIN": "ODIN", "Mahalanobis": "Mahalanobis",
-                      "Entropy": "Entropy", "Energy": "Energy", "MaxLogit": "MaxLogit",
-                      "KL-Matching": "KL-Matching", "DICE": "DICE", "RMD": "RMD", "ViM": "ViM",
-                      "MIM": "MIM", "OE": "OE"}
-
 
 def paper_numbers() -> pd.DataFrame:
     """Every number of the paper's Tables 1 and 2 (long format; see paper/SOURCE.md)."""
@@ -113,8 +107,3 @@ def save_figure(fig: Any, name: str, provenance: str, profile: str) -> list[Path
 def result_id(params: dict[str, Any]) -> str:
     """A short id of a parameter set, printed beside results so that they can be traced."""
     return config_key("notebook", json.loads(canonical_json(params)))[:10]
-
-
-def table_from_rows(rows: Iterable[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
-    """Rows (dicts) to a frame with the given column order."""
-    return pd.DataFrame(list(rows))[columns]

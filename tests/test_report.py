@@ -1,0 +1,130 @@
+"""The presentation layer: the paper's numbers, comparisons, tables, figures and provenance."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mimlib import analysis, plots
+from mimlib.report import (compare_with_paper, label, markdown_table, paper_numbers,
+                           save_figure, with_average)
+
+
+def test_the_embedded_paper_numbers_are_complete_and_their_averages_add_up():
+    paper = paper_numbers()
+    t1 = paper[paper.table == "table1"]
+    assert set(t1.id_dataset) == {"cifar10", "cifar100"}
+    assert len(set(t1.method)) == 11  # MSP, the nine other baselines and MIM
+    for (id_data, method), df in t1.groupby(["id_dataset", "method"]):
+        sets = df[df.ood_dataset != "average"]
+        assert len(sets) == 7, (id_data, method)
+        average = df[df.ood_dataset == "average"].auroc.item()
+        # the paper rounds to four digits; its averages are the plain means of the seven sets
+        assert average == pytest.approx(sets.auroc.mean(), abs=6e-4), (id_data, method)
+    mim = t1[(t1.method == "MIM") & (t1.ood_dataset == "average")].set_index("id_dataset")
+    assert mim.auroc["cifar10"] == pytest.approx(0.9669)
+    assert mim.auroc["cifar100"] == pytest.approx(0.8801)
+
+
+def test_comparison_puts_the_paper_beside_ours_and_never_matches_other_sets():
+    ours = pd.DataFrame([
+        {"method": "MSP", "ood": "tinyimagenet_crop", "auroc": 0.9, "aupr_out": 0.8},
+        {"method": "MSP", "ood": "synthetic_blends", "auroc": 0.7, "aupr_out": 0.6},
+    ])
+    merged = compare_with_paper(ours, "cifar10")
+    assert merged.paper_auroc[0] == pytest.approx(0.9459)
+    assert merged.diff_auroc[0] == pytest.approx(0.9 - 0.9459)
+    assert merged.diff_aupr[0] == pytest.approx(0.8 - 0.931)
+    assert np.isnan(merged.paper_auroc[1]) and np.isnan(merged.diff_auroc[1])
+    assert compare_with_paper(ours, "synthetic").paper_auroc.isna().all()
+
+
+def test_average_rows_are_unweighted_means_per_method():
+    rows = pd.DataFrame({"method": ["a", "a", "b", "b"], "ood": ["x", "y", "x", "y"],
+                         "auroc": [0.6, 0.8, 0.5, 1.0]})
+    out = with_average(rows)
+    avg = out[out.ood == "average"].set_index("method").auroc
+    assert avg["a"] == pytest.approx(0.7) and avg["b"] == pytest.approx(0.75)
+    assert len(out) == 6
+
+
+def test_wide_table_and_agreement_report_the_distance_to_the_paper():
+    rows = with_average(pd.DataFrame({
+        "method": ["MSP", "MSP"], "ood": ["tinyimagenet_crop", "svhn"], "auroc": [0.95, 0.90],
+        "aupr_out": [0.9, 0.9]}))
+    cells = compare_with_paper(rows, "cifar10")
+    wide = analysis.wide_table(cells, "auroc")
+    assert list(wide.columns[:4]) == ["method", "tinyimagenet_crop", "svhn", "average"]
+    assert wide["paper average"].item() == pytest.approx(0.9126)
+    assert wide["Δ average"].item() == pytest.approx(0.925 - 0.9126)
+    agree = analysis.agreement(cells.assign(id_data="cifar10", protocol="faithful"))
+    row = agree.iloc[0]
+    assert row["cells"] == 2  # the average is not a cell of its own
+    assert row["mean |Δ AUROC|"] == pytest.approx((abs(0.95 - 0.9459) + abs(0.90 - 0.9191)) / 2)
+    assert row["within 0.01"] == pytest.approx(0.5)
+
+
+def test_markdown_tables_are_numbered_captioned_and_escape_their_cells():
+    df = pd.DataFrame({"a|b": ["x|y", "z"], "v": [0.123456, np.nan]})
+    text = markdown_table(df, "Caption", "tbl-x", "profile smoke")
+    lines = text.splitlines()
+    assert lines[0] == "```{table} Caption *(profile smoke)*"
+    assert lines[1] == ":name: tbl-x"
+    assert lines[3] == "| a\\|b | v |"
+    assert lines[5] == "| x\\|y | 0.1235 |"
+    assert lines[6] == "| z | — |"
+    assert lines[-1] == "```"
+
+
+def test_labels_mark_smoke_results_as_not_comparable():
+    assert label("smoke", k=10).startswith("SMOKE PROFILE")
+    assert label("paper", k=10, ood=list("abcdefg")) == "profile paper; k=10, ood=[7 items]"
+
+
+def test_figures_are_saved_as_png_and_pdf_with_the_provenance_drawn_in(tmp_path, monkeypatch):
+    monkeypatch.setenv("MIMLIB_FIGURES", str(tmp_path))
+    fig = plots.sweep_bars(pd.DataFrame({"variant": ["no fine-tuning", "k=10"],
+                                         "accuracy": [0.9, 0.88], "mean_auroc": [0.7, 0.8]}))
+    assert len(fig.axes[0].patches) == 2
+    paths = save_figure(fig, "bars", "profile smoke; k=10", "smoke")
+    assert [p.name for p in paths] == ["bars.png", "bars.pdf"]
+    assert all(p.stat().st_size > 1000 for p in paths)
+    assert sorted(p.name for p in (tmp_path / "smoke").iterdir()) == ["bars.pdf", "bars.png"]
+    assert any(t.get_text() == "profile smoke; k=10" for t in fig.texts)
+
+
+def test_benchmark_table_reads_every_machine_and_says_when_there_is_none(tmp_path):
+    assert analysis.benchmark_table(str(tmp_path)).machine.tolist() == ["none yet"]
+    for name, device in (("cpu", "cpu: x86_64"), ("h200", "cuda: NVIDIA H200")):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"device": device, "rows": [
+            {"measure": "(b) ratio", "value": 1.01, "unit": "ratio", "target": "<= 1.05",
+             "ok": True},
+            {"measure": "(d) images/s", "value": 5.0, "unit": "images/s", "target": "",
+             "ok": None}]}))
+    table = analysis.benchmark_table(str(tmp_path))
+    assert table.machine.tolist() == ["cpu: x86_64 (cpu)"] * 2 + ["cuda: NVIDIA H200 (h200)"] * 2
+    assert table.ok.tolist() == ["yes", "", "yes", ""]
+
+
+def test_gpu_summary_tables(tmp_path):
+    assert analysis.gpu_summary(str(tmp_path)) is None
+    rows = [{"detector": "MSP", "ood": "gaussian", "auroc": 0.8, "aupr_in": 0.7,
+             "aupr_out": 0.9, "fpr95": 0.5}]
+    summary = {"protocols": {"faithful": {"mean_auroc": {"MSP": 0.8, "MIM": 0.9}, "rows": rows},
+                             "corrected": {"mean_auroc": {"MSP": 0.8, "MIM": 0.95},
+                                           "rows": rows}}}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    wide, long = analysis.gpu_tables(analysis.gpu_summary(str(tmp_path)))
+    assert wide.set_index("method").loc["MIM", "corrected"] == pytest.approx(0.95)
+    assert long.protocol.tolist() == ["faithful", "corrected"]
+
+
+def test_collapse_warnings_fire_only_near_chance_accuracy():
+    def ev(acc):
+        return analysis.Evaluation(rows=[], scores={}, accuracy=acc, record={})
+    notes = analysis.collapse_warnings({("c10", "faithful"): ev(0.11),
+                                        ("c10", "corrected"): ev(0.85)}, {"c10": 10})
+    assert len(notes) == 1 and "faithful" in notes[0] and notes[0].startswith("```{warning}")
