@@ -410,6 +410,23 @@ def gpu_tables(summary: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
     return wide, pd.DataFrame(rows)
 
 
+def gpu_overview(summary: dict[str, Any]) -> pd.DataFrame:
+    """Per protocol: ID accuracy before and after MIM, mean AUROC of MSP and MIM, the peak of
+    the curve evaluated during fine-tuning, and the wall times."""
+    rows = []
+    for protocol, res in summary["protocols"].items():
+        curve = pd.DataFrame(res["mim_curve"])
+        peak = curve.loc[curve["mean_auroc"].idxmax()] if len(curve) else None
+        rows.append({"protocol": protocol, "accuracy before": res["base_accuracy"],
+                     "accuracy after": res["mim_accuracy"],
+                     "MSP mean AUROC": res["mean_auroc"]["MSP"],
+                     "MIM mean AUROC": res["mean_auroc"]["MIM"],
+                     "peak during fine-tuning": np.nan if peak is None else peak["mean_auroc"],
+                     "at step": np.nan if peak is None else int(peak["step"]),
+                     "pretraining s": res["pretrain_seconds"], "MIM s": res["mim_seconds"]})
+    return pd.DataFrame(rows)
+
+
 def gpu_plan() -> pd.DataFrame:
     """What the offline GPU run measures (shown until its results are committed)."""
     return pd.DataFrame([

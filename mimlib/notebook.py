@@ -57,15 +57,17 @@ class Session:
         display(Markdown(markdown_table(df, caption, name, provenance or self.provenance,
                                         floatfmt)))
 
-    def figure(self, fig: Any, name: str) -> None:
-        """Save fig (PNG + PDF, with a provenance footer) and glue it and its provenance."""
+    def figure(self, fig: Any, name: str, provenance: str | None = None) -> None:
+        """Save fig (PNG + PDF, with a provenance footer) and glue it and its provenance
+        (this page's, or the given one for results that another run produced)."""
         import matplotlib.pyplot as plt
         from IPython.display import Markdown
         from myst_nb import glue
 
-        save_figure(fig, name, self.provenance, self.profile)
+        provenance = provenance or self.provenance
+        save_figure(fig, name, provenance, self.profile)
         glue(name, fig, display=False)
-        glue(f"{name}_provenance", Markdown(f"*({self.provenance})*"), display=False)
+        glue(f"{name}_provenance", Markdown(f"*({provenance})*"), display=False)
         plt.close(fig)
 
     def provenance_table(self) -> None:

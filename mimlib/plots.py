@@ -117,6 +117,25 @@ def finetune_curves(log: pd.DataFrame, evals: pd.DataFrame) -> Figure:
     return fig
 
 
+def auroc_curves(curves: dict[str, pd.DataFrame]) -> Figure:
+    """Mean AUROC (MSP) against the fine-tuning step, one line per run, peaks circled."""
+    fig, ax = plt.subplots(figsize=(5.6, 3.2))
+    if not curves:
+        ax.text(0.5, 0.5, "no run committed yet", ha="center", va="center",
+                transform=ax.transAxes)
+    for i, (name, evals) in enumerate(curves.items()):
+        ax.plot(evals["step"], evals["mean_auroc"], "-o", ms=3, color=f"C{i}", label=name)
+        best = evals.loc[evals["mean_auroc"].idxmax()]
+        ax.scatter([best["step"]], [best["mean_auroc"]], s=70, facecolors="none",
+                   edgecolors=f"C{i}")
+    ax.set_xlabel("fine-tuning step")
+    ax.set_ylabel("mean AUROC (MSP)")
+    if curves:
+        ax.legend(fontsize=7)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
 def _classes_from_msp(log: pd.DataFrame) -> float:
     """The number of classes is not in the log; the floor of the MSP curve, 1/C, bounds it."""
     return max(2.0, round(1.0 / max(float(log["msp_out"].min()), 1e-6)))

@@ -26,30 +26,30 @@ from mimlib.detectors import TABLE1_DETECTORS
 from mimlib.experiment import Experiment, Setup
 from mimlib.store import Store, environment
 from mimlib.train import PretrainConfig, pretrain
-from mimlib.models import wrn40_2
+from mimlib.models import build_model
 
 
-def _setup(data: Path, epochs: float, device: str, limit: int | None) -> Setup:
+def _setup(data: Path, epochs: float, device: str, limit: int | None, arch: str) -> Setup:
     tin = data / "tinyimagenet-test.tar.xz"
     return Setup(id_data=f"folder:{data / 'cifar10-jpeg.tar.xz'}",
                  ood_sets=(f"tinyimagenet_crop=crop:{tin}", f"tinyimagenet_resize=resize:{tin}",
                            "gaussian", "rademacher", "blobs"),
-                 arch="wrn40_2", base="pretrain", pretrain_epochs=epochs, pretrain_lr=0.1,
+                 arch=arch, base="pretrain", pretrain_epochs=epochs, pretrain_lr=0.1,
                  protocol="corrected", device=device, download=False, train_limit=limit,
                  test_limit=limit, ood_limit=limit)
 
 
-def affordable_epochs(exp: Experiment, budget: float, max_epochs: int) -> tuple[int, float]:
+def affordable_epochs(exp: Experiment, budget: float, max_epochs: int,
+                      probe_steps: int = 60) -> tuple[int, float]:
     """Epochs of the OE recipe that fit in ``budget`` seconds, from a timed probe."""
-    probe_steps = 60
-    run = pretrain(wrn40_2(exp.id_train.num_classes), exp.id_train,
+    run = pretrain(build_model(exp.setup.arch, exp.id_train.num_classes), exp.id_train,
                    PretrainConfig(steps=probe_steps, device=exp.setup.device))
     per_step = run.seconds / probe_steps
     steps_per_epoch = math.ceil(len(exp.id_train) / 128)
     return max(1, min(max_epochs, int(budget / (per_step * steps_per_epoch)))), per_step
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="carry", help="folder with the two .tar.xz archives")
     parser.add_argument("--out", required=True)
@@ -58,22 +58,26 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=100)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--limit", type=int, default=None, help="subset sizes (CPU dry runs)")
-    args = parser.parse_args()
+    parser.add_argument("--arch", default="wrn40_2", help="small_cnn for a quick dry run")
+    parser.add_argument("--probe-steps", type=int, default=60,
+                        help="pretraining steps timed to size the budget")
+    args = parser.parse_args(argv)
     out = Path(args.out)
     store = Store(out / "store")
     started = time.perf_counter()
 
-    probe = Experiment(_setup(Path(args.data), 1, args.device, args.limit), store,
+    probe = Experiment(_setup(Path(args.data), 1, args.device, args.limit, args.arch), store,
                        profile="offline-cifar10 (GPU script)")
-    epochs, per_step = affordable_epochs(probe, args.budget, args.max_epochs)
+    epochs, per_step = affordable_epochs(probe, args.budget, args.max_epochs, args.probe_steps)
     print(f"pretraining budget {args.budget:.0f} s: {per_step * 1e3:.1f} ms/step, "
           f"{epochs} epochs", flush=True)
 
-    summary: dict = {"epochs": epochs, "seconds_per_step": per_step, "protocols": {},
+    summary: dict = {"arch": args.arch, "epochs": epochs, "seconds_per_step": per_step,
+                     "protocols": {},
                      "environment": environment()}
     for protocol in ("corrected", "faithful"):
-        setup = dataclasses.replace(_setup(Path(args.data), epochs, args.device, args.limit),
-                                    protocol=protocol)
+        setup = dataclasses.replace(
+            _setup(Path(args.data), epochs, args.device, args.limit, args.arch), protocol=protocol)
         exp = Experiment(setup, store, profile="offline-cifar10 (GPU script)")
         base = exp.base_model()  # trained once, shared by both protocols (same key)
         mim = exp.mim_model(base, eval_every=30)
@@ -87,10 +91,11 @@ def main() -> None:
             "mim_seconds": mim.record["result"]["seconds"]}
         print(protocol, json.dumps(summary["protocols"][protocol]["mean_auroc"]), flush=True)
     checkpoint = next(iter(store.entries("pretrain"))).file("model.pt")
-    shutil.copy(checkpoint, out / "wrn40_2_cifar10_jpeg.pt")
+    shutil.copy(checkpoint, out / f"{args.arch}_cifar10_jpeg.pt")
     summary["total_seconds"] = time.perf_counter() - started
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     print(f"done in {summary['total_seconds']:.0f} s", flush=True)
+    return summary
 
 
 if __name__ == "__main__":
