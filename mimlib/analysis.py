@@ -61,16 +61,32 @@ def sweep(exp: Experiment, base: ModelRun, mim: dict[str, Any],
     return pd.DataFrame(rows)
 
 
-def across_setups(setups: Iterable[tuple[str, Setup]], store: Store, mim: dict[str, Any],
-                  ) -> pd.DataFrame:
-    """For each named setup: the base model and MIM, summarised (cross-architecture, seeds)."""
+def across_setups(template: Experiment, setups: Iterable[tuple[str, Setup]],
+                  mim: dict[str, Any]) -> pd.DataFrame:
+    """For each named setup (on the template's store and profile): the base model and MIM,
+    summarised (cross-architecture, seeds)."""
     rows = []
     for name, setup in setups:
-        exp = Experiment(setup, store)
+        exp = template.derive(setup)
         base = exp.base_model()
         rows.append(summary_row(exp, base, setup=name, model="base"))
         rows.append(summary_row(exp, exp.mim_model(base, **mim), setup=name, model="MIM"))
     return pd.DataFrame(rows)
+
+
+def oe_comparison(exp: Experiment, mim: dict[str, Any], oe_outliers: str, oe: dict[str, Any],
+                  published_oe: bool) -> pd.DataFrame:
+    """The paper's Table 2 for one ID set: MSP of the base model, MIM and OE fine-tuning (and
+    the OE authors' own weights where they exist and ``published_oe`` is set), per OOD set."""
+    base = exp.base_model()
+    runs = [("MSP", exp, base), ("MIM", exp, exp.mim_model(base, **mim)),
+            ("OE", exp, exp.oe_model(oe_outliers, base, **oe))]
+    key = published_oe_key(exp.setup.id_data, exp.setup.arch)
+    if published_oe and key:
+        published = exp.derive(replace_setup(exp.setup, base=f"registry:{key}"))
+        runs.append(("OE (published weights)", published, published.base_model()))
+    return pd.concat([evaluation_frame(on.evaluate(run), method) for method, on, run in runs],
+                     ignore_index=True)
 
 
 def mean_and_std(df: pd.DataFrame, by: str, columns: Sequence[str]) -> pd.DataFrame:
@@ -233,7 +249,7 @@ QUIRK_DETECTORS = {"fit_split": ("Mahalanobis", "RMD", "ViM", "DICE", "KL-Matchi
                    "features_as_logits": ("Entropy", "Energy")}
 
 
-def quirk_effects(setup: Setup, store: Store, base: ModelRun, mim: dict[str, Any]) -> pd.DataFrame:
+def quirk_effects(template: Experiment, base: ModelRun, mim: dict[str, Any]) -> pd.DataFrame:
     """Each quirk of the authors' code applied alone to the corrected protocol, and its effect.
 
     Training quirks change the MIM run (effect on its mean MSP AUROC); detector quirks change
@@ -241,9 +257,9 @@ def quirk_effects(setup: Setup, store: Store, base: ModelRun, mim: dict[str, Any
     """
     from .protocol import QUIRKS, protocol_settings
 
-    corrected = protocol_settings("corrected", setup.id_data)
-    faithful = protocol_settings("faithful", setup.id_data)
-    exp = Experiment(replace_setup(setup, protocol="corrected"), store)
+    corrected = protocol_settings("corrected", template.setup.id_data)
+    faithful = protocol_settings("faithful", template.setup.id_data)
+    exp = template.derive(replace_setup(template.setup, protocol="corrected"))
     reference = summary_row(exp, exp.mim_model(base, **mim))["mean_auroc"]
     rows = []
     for quirk in QUIRKS:
@@ -265,7 +281,7 @@ def quirk_effects(setup: Setup, store: Store, base: ModelRun, mim: dict[str, Any
                 corrected.detector_options, **_detector_change(field, faithful)))
         names = QUIRK_DETECTORS[field]
         before = exp.evaluate(base, names).record["result"]["means"]
-        quirky = Experiment(exp.setup, store, settings=changed).evaluate(base, names)
+        quirky = exp.derive(settings=changed).evaluate(base, names)
         after = quirky.record["result"]["means"]
         for name in names:
             rows.append(_quirk_row(quirk, f"{name} on the base model, mean AUROC",

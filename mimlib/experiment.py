@@ -171,6 +171,12 @@ class Experiment:
         self._rep_cache: dict[str, dict[str, Representations]] = {}
         self._forward_seconds: dict[str, float] = {}
 
+    def derive(self, setup: Setup | None = None,
+               settings: ProtocolSettings | None = None) -> Experiment:
+        """Another experiment on the same store and profile (so its results say which
+        profile made them): a changed setup, or the same setup with changed protocol settings."""
+        return Experiment(setup or self.setup, self.store, settings, self.profile)
+
     # ------------------------------------------------------------------ data
     @property
     def options(self) -> D.DataOptions:

@@ -45,8 +45,7 @@ class Session:
 
     def experiment(self, **changes: Any) -> Experiment:
         """The session's experiment with some setup fields changed (same store)."""
-        return Experiment(dataclasses.replace(self.exp.setup, **changes), self.exp.store,
-                          profile=self.profile)
+        return self.exp.derive(dataclasses.replace(self.exp.setup, **changes))
 
     def table(self, df: pd.DataFrame, caption: str, name: str, floatfmt: str = ".4f",
               provenance: str | None = None) -> Any:

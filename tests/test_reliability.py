@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -221,3 +222,11 @@ def test_every_stored_result_carries_its_provenance(tmp_path: Path) -> None:
         assert env["versions"]["torch"] == torch.__version__ and "git" in env
     model_file = exp.store.entries("pretrain")[0].file("model.pt")
     load_checkpoint(build_model("small_cnn", 6), model_file)  # weights_only round trip
+    # experiments derived from a page's experiment (seeds, architectures, quirks) keep its
+    # store and profile, so their results say which profile made them too
+    derived = exp.derive(dataclasses.replace(setup, seed=1))
+    assert derived.store is exp.store and derived.profile == "unit-test"
+    derived.base_model()
+    pretrained = exp.store.entries("pretrain")
+    assert len(pretrained) == 2
+    assert {e.record["provenance"]["profile"] for e in pretrained} == {"unit-test"}
