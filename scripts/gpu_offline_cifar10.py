@@ -73,12 +73,10 @@ def main(argv: list[str] | None = None) -> dict:
           f"{epochs} epochs", flush=True)
 
     summary: dict = {"arch": args.arch, "epochs": epochs, "seconds_per_step": per_step,
-                     "protocols": {},
-                     "environment": environment()}
+                     "protocols": {}, "environment": environment()}
     for protocol in ("corrected", "faithful"):
-        setup = dataclasses.replace(
-            _setup(Path(args.data), epochs, args.device, args.limit, args.arch), protocol=protocol)
-        exp = Experiment(setup, store, profile="offline-cifar10 (GPU script)")
+        exp = probe.derive(dataclasses.replace(probe.setup, pretrain_epochs=epochs,
+                                               protocol=protocol))
         base = exp.base_model()  # trained once, shared by both protocols (same key)
         mim = exp.mim_model(base, eval_every=30)
         baselines = exp.evaluate(base, TABLE1_DETECTORS)
