@@ -209,24 +209,38 @@ def umap_available() -> bool:
 # --------------------------------------------------------------------------- runtime
 
 def runtime_table(store: Store) -> pd.DataFrame:
-    """Wall time of every stored training run and of each detector's fit and scoring."""
+    """Wall time of every stored training run, of each detector's fit and scoring, and of each
+    model's forward pass over the data (once, shared by the detectors scored from it)."""
     rows = []
+    forwards: dict[str, dict[str, Any]] = {}
     for entry in store.entries():
         rec = entry.record
         result, config = rec.get("result", {}), rec.get("config", {})
-        env = rec.get("environment", {})
+        device = rec.get("environment", {}).get("device")
         if rec["kind"] in ("pretrain", "finetune"):
-            method = config.get("method", "pretrain")
-            steps = len(result.get("log", []))
-            rows.append({"what": method, "detail": config.get("arch") or _arch_of(config),
-                         "steps": steps, "seconds": result.get("seconds"),
-                         "device": env.get("device"), "key": rec["key"]})
+            rows.append({"what": config.get("method", "pretrain"),
+                         "detail": config.get("arch") or _arch_of(config),
+                         "steps": len(result.get("log", [])), "seconds": result.get("seconds"),
+                         "device": device, "key": rec["key"]})
         elif rec["kind"] == "scores":
             for what, seconds in result.get("timings", {}).items():
+                if what.startswith("forward"):
+                    shared = forwards.setdefault(
+                        json.dumps([config.get("model"), config.get("data"), seconds],
+                                   sort_keys=True),
+                        {"what": "forward", "model": config.get("model", {}), "detectors": 0,
+                         "seconds": seconds, "device": device, "key": rec["key"]})
+                    shared["detectors"] += 1
+                    continue
                 rows.append({"what": what, "detail": config.get("detector"), "steps": None,
-                             "seconds": seconds, "device": env.get("device"),
-                             "key": rec["key"]})
-    return pd.DataFrame(rows, columns=["what", "detail", "steps", "seconds", "device", "key"])
+                             "seconds": seconds, "device": device, "key": rec["key"]})
+    for f in forwards.values():
+        model = f.pop("model")
+        f["detail"] = (f"{model.get('method', 'base')} {model.get('arch') or _arch_of(model)}, "
+                       f"all sets, {f.pop('detectors')} detector(s)")
+        rows.append({**f, "steps": None})
+    df = pd.DataFrame(rows, columns=["what", "detail", "steps", "seconds", "device", "key"])
+    return df.astype({"steps": "Int64"})
 
 
 def _arch_of(config: dict[str, Any]) -> str | None:

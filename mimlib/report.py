@@ -77,6 +77,8 @@ def markdown_table(df: pd.DataFrame, caption: str, name: str, provenance: str,
 
 
 def _cell(value: Any, floatfmt: str) -> str:
+    if value is pd.NA:
+        return "—"
     if isinstance(value, (float, np.floating)):
         return "—" if np.isnan(value) else format(value, floatfmt)
     return str(value).replace("|", "\\|")

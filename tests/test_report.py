@@ -128,3 +128,21 @@ def test_collapse_warnings_fire_only_near_chance_accuracy():
     notes = analysis.collapse_warnings({("c10", "faithful"): ev(0.11),
                                         ("c10", "corrected"): ev(0.85)}, {"c10": 10})
     assert len(notes) == 1 and "faithful" in notes[0] and notes[0].startswith("```{warning}")
+
+
+def test_runtime_table_counts_a_shared_forward_pass_once(tmp_path):
+    from mimlib.store import Store
+
+    store = Store(tmp_path)
+    model = {"method": "mim", "base": {"arch": "small_cnn"}}
+    store.put("finetune", model, {"seconds": 3.0, "log": [{}] * 7})
+    for detector in ("MSP", "Energy", "ViM"):
+        store.put("scores", {"model": model, "data": {"id": 1}, "detector": detector},
+                  {"timings": {"fit": 0.5, "forward (all sets, shared)": 2.0, "score": 0.1}})
+    table = analysis.runtime_table(store)
+    forward = table[table.what == "forward"]
+    assert len(forward) == 1 and forward.seconds.item() == 2.0
+    assert forward.detail.item() == "mim small_cnn, all sets, 3 detector(s)"
+    assert sorted(table[table.what == "fit"].detail) == ["Energy", "MSP", "ViM"]
+    assert table[table.what == "mim"].steps.item() == 7
+    assert "| — |" in markdown_table(forward, "c", "n", "p")  # no steps: a dash, not <NA>
