@@ -243,6 +243,16 @@ def runtime_table(store: Store) -> pd.DataFrame:
     return df.astype({"steps": "Int64"})
 
 
+def runtime_summary(runtime: pd.DataFrame) -> pd.DataFrame:
+    """The runtime table summed per kind of step (training runs per method and architecture,
+    forward passes, each detector's fit and scoring), largest total first."""
+    detail = runtime["detail"].where(runtime["what"] != "forward", "all sets")
+    grouped = runtime.assign(detail=detail).groupby(["what", "detail"], sort=False)["seconds"]
+    out = grouped.agg(runs="count", total="sum", mean="mean").reset_index()
+    out = out.rename(columns={"total": "seconds", "mean": "seconds per run"})
+    return out.sort_values("seconds", ascending=False, ignore_index=True)
+
+
 def _arch_of(config: dict[str, Any]) -> str | None:
     base = config.get("base", {})
     while isinstance(base, dict) and "arch" not in base and "base" in base:

@@ -146,3 +146,8 @@ def test_runtime_table_counts_a_shared_forward_pass_once(tmp_path):
     assert sorted(table[table.what == "fit"].detail) == ["Energy", "MSP", "ViM"]
     assert table[table.what == "mim"].steps.item() == 7
     assert "| — |" in markdown_table(forward, "c", "n", "p")  # no steps: a dash, not <NA>
+    summary = analysis.runtime_summary(table).set_index(["what", "detail"])
+    assert summary.loc[("mim", "small_cnn"), "seconds"] == 3.0
+    assert summary.loc[("forward", "all sets"), "runs"] == 1
+    assert summary.loc[("fit", "MSP"), "seconds per run"] == 0.5
+    assert summary["seconds"].is_monotonic_decreasing
