@@ -14,7 +14,7 @@ import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from torch import nn
@@ -295,20 +295,22 @@ class Experiment:
         key; a stored run is reused unless a curve is asked for that it does not hold, in
         which case the run is repeated with the evaluations and replaces the entry.
         """
-        entry = None if force else self.store.get(kind, recipe)
-        if entry is not None and curve is not None and entry.record["result"].get("curve") != curve:
-            entry, force = None, True
-        if entry is None:
+        stored = None if force else self.store.get(kind, recipe)
+        if stored is not None and curve is not None and stored.record["result"].get("curve") != curve:
+            force = True
+        trained: list[nn.Module] = []
+
+        def train() -> tuple[dict[str, Any], None, dict[str, Callable[[Path], None]]]:
             result: TrainResult = run()
+            trained.append(result.model)
             payload = {"log": result.log, "evals": result.evals, "curve": curve,
                        "seconds": result.seconds, "train_config": result.config}
-            if force:
-                self.store.delete(kind, recipe)
-            entry = self.store.put(kind, recipe, payload, files={
-                MODEL_FILE: lambda p: atomic_torch_save(result.model.state_dict(), p)},
-                provenance=self.provenance())
-            return ModelRun(recipe, result.model.eval(), entry.record)
-        model = load_checkpoint(blank(), entry.file(MODEL_FILE))
+            return payload, None, {
+                MODEL_FILE: lambda p: atomic_torch_save(result.model.state_dict(), p)}
+
+        entry = self.store.get_or_compute(kind, recipe, train, force=force,
+                                          provenance=self.provenance())
+        model = trained[0] if trained else load_checkpoint(blank(), entry.file(MODEL_FILE))
         return ModelRun(recipe, model.eval(), entry.record)
 
     # ------------------------------------------------------------------ evaluation
@@ -361,11 +363,12 @@ class Experiment:
         config = {"model": run.recipe, "detector": name, "options": opts.relevant(name),
                   "fit_split": self.settings.fit_split if fitted else None,
                   "data": _eval_data_key(self.setup)}
-        entry = None if force else self.store.get("scores", config)
-        if entry is not None:
-            return entry
-        if force:
-            self.store.delete("scores", config)
+        return self.store.get_or_compute("scores", config, lambda: self._score(run, name),
+                                         force=force, provenance=self.provenance())
+
+    def _score(self, run: ModelRun, name: str) -> tuple[dict[str, Any], dict[str, Any], None]:
+        """Fit one detector and score every set with it: (result, per-sample scores, no files)."""
+        opts, fitted = self.settings.detector_options, name in FITTED_DETECTORS
         reps = {key: self._reps(run, key) for key in ("__id__", *self.ood)}
         t = time.perf_counter()
         fit = self._reps(run, "__fit__") if fitted else reps["__id__"]
@@ -383,7 +386,7 @@ class Experiment:
                   "timings": {"fit": fit_seconds, "score": score_seconds,
                               "forward (all sets, shared)": self._forward_seconds.get(
                                   canonical_json(run.recipe), 0.0)}}
-        return self.store.put("scores", config, result, arrays, provenance=self.provenance())
+        return result, arrays, None
 
     def _reps(self, run: ModelRun, key: str) -> Representations:
         """Features and logits of one set under one model, computed once per experiment."""

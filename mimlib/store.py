@@ -172,16 +172,19 @@ class Store:
         return self.get(kind, config)  # type: ignore[return-value]
 
     def get_or_compute(self, kind: str, config: dict[str, Any],
-                       compute: Callable[[], tuple[dict[str, Any], dict[str, np.ndarray] | None]],
-                       *, force: bool = False) -> Entry:
-        """The stored entry, or compute (result, arrays) and store it first."""
+                       compute: Callable[[], tuple[dict[str, Any], dict[str, np.ndarray] | None,
+                                                   dict[str, Callable[[Path], None]] | None]],
+                       *, force: bool = False,
+                       provenance: dict[str, Any] | None = None) -> Entry:
+        """The stored entry, or compute (result, arrays, files) and store it first; ``force``
+        replaces a stored entry (only once the new one has been computed)."""
         entry = None if force else self.get(kind, config)
         if entry is not None:
             return entry
+        result, arrays, files = compute()
         if force:
             self.delete(kind, config)
-        result, arrays = compute()
-        return self.put(kind, config, result, arrays)
+        return self.put(kind, config, result, arrays, files, provenance)
 
     def delete(self, kind: str, config: dict[str, Any]) -> None:
         path = self.path(kind, config)

@@ -43,12 +43,22 @@ def test_get_or_compute_computes_once(store_root) -> None:
 
     def compute():
         calls.append(1)
-        return {"v": len(calls)}, None
+        return {"v": len(calls)}, None, {"note.txt": lambda p: p.write_text(str(len(calls)))}
 
-    assert store.get_or_compute("run", {"x": 1}, compute).record["result"] == {"v": 1}
+    entry = store.get_or_compute("run", {"x": 1}, compute, provenance={"profile": "p"})
+    assert entry.record["result"] == {"v": 1} and entry.record["provenance"] == {"profile": "p"}
     assert store.get_or_compute("run", {"x": 1}, compute).record["result"] == {"v": 1}
     assert store.get_or_compute("run", {"x": 1}, compute, force=True).record["result"] == {"v": 2}
+    assert store.get("run", {"x": 1}).file("note.txt").read_text() == "2"
     assert len(calls) == 2
+
+    def fails():
+        raise RuntimeError("non-finite loss")
+
+    # a forced re-run that fails keeps the stored entry: it is replaced only by a finished one
+    with pytest.raises(RuntimeError):
+        store.get_or_compute("run", {"x": 1}, fails, force=True)
+    assert store.get("run", {"x": 1}).record["result"] == {"v": 2}
 
 
 def test_a_tampered_entry_is_refused(store_root) -> None:
