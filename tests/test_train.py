@@ -1,4 +1,7 @@
 import copy
+import os
+import shutil
+import sysconfig
 
 import pytest
 import torch
@@ -65,6 +68,29 @@ def test_same_seed_gives_bit_identical_weights_on_the_cpu(tiny_train) -> None:
         runs.append(mim_finetune(model, tiny_train, steps=3, seed=11, device="cpu").model)
     for a, b in zip(runs[0].state_dict().values(), runs[1].state_dict().values()):
         assert torch.equal(a, b)
+
+
+def _can_compile_on_the_cpu() -> bool:
+    include = sysconfig.get_paths()["include"]
+    return shutil.which("g++") is not None and os.path.exists(os.path.join(include, "Python.h"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _can_compile_on_the_cpu(), reason="torch.compile needs g++ and Python.h")
+def test_compiled_training_matches_eager_and_returns_the_plain_module(tiny_train) -> None:
+    torch.manual_seed(0)
+    base = build_model("small_cnn", 6)
+    runs = [mim_finetune(copy.deepcopy(base), tiny_train, k=4, steps=3, batch_size=32, seed=1,
+                         device="cpu", compile=flag) for flag in (False, True)]
+    eager, compiled = runs
+    for a, b in zip(eager.log, compiled.log):
+        assert b["loss_id"] == pytest.approx(a["loss_id"], rel=1e-5)
+        assert b["loss_out"] == pytest.approx(a["loss_out"], rel=1e-5)
+    assert type(compiled.model) is type(base)  # checkpoints keep plain keys, no "_orig_mod."
+    assert list(compiled.model.state_dict()) == list(base.state_dict())
+    for a, b in zip(eager.model.parameters(), compiled.model.parameters()):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(compiled.model.fc.weight, base.fc.weight)  # it trained this module
 
 
 def test_non_finite_loss_stops_and_names_the_step(tiny_train) -> None:
