@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
@@ -21,7 +23,8 @@ from .errors import ConfigError
 from .experiment import Experiment, Setup
 from .models import ARCHITECTURES
 from .protocol import PROTOCOLS
-from .report import label, markdown_table, result_id, save_figure
+from .orchestrate import EXECUTED
+from .report import label, markdown_table, result_id, save_figure, save_table
 from .store import Store
 from .train import MIMConfig, OEConfig
 
@@ -50,11 +53,13 @@ class Session:
     def table(self, df: pd.DataFrame, caption: str, name: str, floatfmt: str = ".4f",
               provenance: str | None = None) -> Any:
         """Show df as a numbered table whose caption names the profile and parameters (or
-        the given provenance, for results that another run produced)."""
+        the given provenance, for results that another run produced), and links its CSV."""
         from IPython.display import Markdown, display
 
-        display(Markdown(markdown_table(df, caption, name, provenance or self.provenance,
-                                        floatfmt)))
+        provenance = provenance or self.provenance
+        csv = save_table(df, name, provenance, self.profile)
+        display(Markdown(markdown_table(df, caption, name, provenance, floatfmt,
+                                        link=download_link(csv, "CSV"))))
 
     def figure(self, fig: Any, name: str, provenance: str | None = None) -> None:
         """Save fig (PNG + PDF, with a provenance footer) and glue it and its provenance
@@ -64,9 +69,10 @@ class Session:
         from myst_nb import glue
 
         provenance = provenance or self.provenance
-        save_figure(fig, name, provenance, self.profile)
+        pdf = save_figure(fig, name, provenance, self.profile)[-1]
         glue(name, fig, display=False)
-        glue(f"{name}_provenance", Markdown(f"*({provenance})*"), display=False)
+        glue(f"{name}_provenance", Markdown(f"*({provenance})* {download_link(pdf, 'PDF')}"),
+             display=False)
         plt.close(fig)
 
     def provenance_table(self) -> None:
@@ -89,6 +95,13 @@ class Session:
         from myst_nb import glue
 
         glue(name, value, display=False)
+
+
+def download_link(path: Path, text: str) -> str:
+    """A MyST download link from a book page to an exported file (the book reads its pages
+    from the executed notebooks, and notebooks run in the project root)."""
+    target = os.path.relpath(path.resolve(), EXECUTED.resolve())
+    return f"{{download}}`{text} <{target}>`"
 
 
 def start(profile: str, setup: dict[str, Any], mim: dict[str, Any] | None = None,

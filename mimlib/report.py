@@ -11,7 +11,7 @@ import json
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -66,14 +66,17 @@ def _short(value: Any) -> str:
 
 
 def markdown_table(df: pd.DataFrame, caption: str, name: str, provenance: str,
-                   floatfmt: str = ".4f") -> str:
-    """A numbered, captioned MyST ``{table}`` directive (render markdown outputs as MyST)."""
+                   floatfmt: str = ".4f", link: str = "") -> str:
+    """A numbered, captioned MyST ``{table}`` directive (render markdown outputs as MyST);
+    ``link`` (MyST inline markup, e.g. a download role) ends the caption."""
     header = "| " + " | ".join(str(c).replace("|", "\\|") for c in df.columns) + " |"
     rule = "| " + " | ".join("---" for _ in df.columns) + " |"
     body = ["| " + " | ".join(_cell(v, floatfmt) for v in row) + " |"
             for row in df.itertuples(index=False)]
-    return "\n".join([f"```{{table}} {caption} *({provenance})*", f":name: {name}", "",
-                      header, rule, *body, "```"])
+    title = f"{caption} *({provenance})*" + (f" {link}" if link else "")
+    # a tilde fence: a backtick fence may not hold the backticks of a role in its title
+    return "\n".join([f"~~~{{table}} {title}", f":name: {name}", "",
+                      header, rule, *body, "~~~"])
 
 
 def _cell(value: Any, floatfmt: str) -> str:
@@ -84,26 +87,48 @@ def _cell(value: Any, floatfmt: str) -> str:
     return str(value).replace("|", "\\|")
 
 
-def figures_dir() -> Path:
-    """Where notebooks save figure files: ``$MIMLIB_FIGURES`` or ``book/figures``."""
-    return Path(os.environ.get("MIMLIB_FIGURES", "book/figures"))
+def exports_dir() -> Path:
+    """Where notebooks save the files readers cite: ``$MIMLIB_EXPORTS`` or ``book/exports``."""
+    return Path(os.environ.get("MIMLIB_EXPORTS", "book/exports"))
 
 
 def save_figure(fig: Any, name: str, provenance: str, profile: str) -> list[Path]:
     """Draw the provenance footer into the figure and save it as PNG and PDF.
 
-    Files go to ``figures_dir()/<profile>/<name>.{png,pdf}``; returns their paths.
+    Files go to ``exports_dir()/<profile>/<name>.{png,pdf}``; returns their paths.
     """
     fig.text(0.01, 0.005, provenance, fontsize=6, color="0.35", ha="left", va="bottom",
              wrap=True)
-    folder = figures_dir() / profile
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f"{name}.png", folder / f"{name}.pdf"]
+    paths = [_export_path(profile, f"{name}.png"), _export_path(profile, f"{name}.pdf")]
     for path in paths:
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-        fig.savefig(tmp, dpi=150, bbox_inches="tight")
-        os.replace(tmp, path)  # a killed run never leaves half a figure file
+        _write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=150, bbox_inches="tight"))
     return paths
+
+
+def save_table(df: pd.DataFrame, name: str, provenance: str, profile: str) -> Path:
+    """Save a table as ``exports_dir()/<profile>/<name>.csv``, full precision, its first line
+    a ``#`` comment with the provenance (read it with ``pd.read_csv(path, skiprows=1)``)."""
+    path = _export_path(profile, f"{name}.csv")
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as fh:
+            fh.write(f"# {provenance}\n")
+            df.to_csv(fh, index=False)
+
+    _write_atomically(path, write)
+    return path
+
+
+def _export_path(profile: str, filename: str) -> Path:
+    folder = exports_dir() / profile
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / filename
+
+
+def _write_atomically(path: Path, write: Callable[[Path], Any]) -> None:
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    write(tmp)
+    os.replace(tmp, path)  # a killed run never leaves half a file
 
 
 def result_id(params: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -83,7 +84,8 @@ def test_chapter_renders_its_figures_and_tables(browser, html_root: Path, chapte
     assert errors == 0
     # numbered, captioned tables and figures, each naming the profile or run that produced it
     tables = browser.execute_script(
-        "return Array.from(document.querySelectorAll('table caption')).map(c => c.innerText)")
+        "return Array.from(document.querySelectorAll('table caption'))"
+        ".map(c => c.textContent.trim())")  # textContent: folded tables count too
     figures = browser.execute_script(
         "return Array.from(document.querySelectorAll('figure')).map(f => f.innerText)")
     assert tables, "no captioned table"
@@ -91,6 +93,13 @@ def test_chapter_renders_its_figures_and_tables(browser, html_root: Path, chapte
     for caption in tables + figures:
         assert "SMOKE PROFILE" in caption or "GPU run on" in caption, caption
     assert all(f.startswith("Fig. ") for f in figures)
+    # each table links its CSV and each figure its PDF, copied into the built book
+    for kind, selector, suffix in (("table", "table caption", ".csv"), ("figure", "figure", ".pdf")):
+        hrefs = browser.execute_script(
+            f"return Array.from(document.querySelectorAll('{selector}'))"
+            ".map(e => (e.querySelector('a.download') || {}).href || null)")
+        assert all(h and h.endswith(suffix) for h in hrefs), f"a {kind} without its {suffix}: {hrefs}"
+        assert all(Path(urllib.parse.urlparse(h).path).stat().st_size > 0 for h in hrefs)
     # every figure the notebook glues is rendered as an image (no missing glue)
     source = (ROOT / "notebooks" / f"{chapter}.ipynb").read_text()
     expected = source.count("{glue:figure}")

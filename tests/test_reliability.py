@@ -32,11 +32,11 @@ FAST = ["-p", "setup.pretrain_epochs", "2", "-p", "setup.train_limit", "1500",
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of the project's notebooks with its own store, cache and figures."""
+    """A copy of the project's notebooks with its own store, cache and exports."""
     root = tmp_path / "project"
     shutil.copytree(ROOT / "notebooks", root / "notebooks")
     monkeypatch.setenv("MIMLIB_RESULTS", str(root / "store"))
-    monkeypatch.setenv("MIMLIB_FIGURES", str(root / "figures"))
+    monkeypatch.setenv("MIMLIB_EXPORTS", str(root / "exports"))
     return root
 
 
