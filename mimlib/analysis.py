@@ -369,6 +369,31 @@ def agreement(cells: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def headline(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per ID set and protocol: the paper's claim in one row, ours beside the paper's.
+
+    Mean AUROC over the OOD sets of MSP, of the best post-hoc baseline and of MIM, and MIM's
+    rank among all methods shown (1: best); ``cells`` is the report's cell table with averages.
+    """
+    rows = []
+    averages = cells[cells["ood"] == "average"]
+    for (id_data, protocol), df in averages.groupby(["id_data", "protocol"], sort=False):
+        row: dict[str, Any] = {"id_data": id_data, "protocol": protocol}
+        for source, column in (("", "auroc"), (" (paper)", "paper_auroc")):
+            means = df.set_index("method")[column].dropna()
+            baselines = means.drop("MIM", errors="ignore")
+            best = baselines.idxmax() if len(baselines) else None
+            row[f"MSP{source}"] = means.get("MSP", np.nan)
+            row[f"best baseline{source}"] = f"{best} {baselines[best]:.4f}" if best else "—"
+            row[f"MIM{source}"] = means.get("MIM", np.nan)
+            rank = (means > means["MIM"]).sum() + 1 if "MIM" in means else None
+            row[f"MIM rank{source}"] = f"{rank} of {len(means)}" if rank else "—"
+        rows.append(row)
+    order = ["id_data", "protocol", "MSP", "MSP (paper)", "best baseline", "best baseline (paper)",
+             "MIM", "MIM (paper)", "MIM rank", "MIM rank (paper)"]
+    return pd.DataFrame(rows, columns=order)
+
+
 def slug(text: str) -> str:
     """A label-safe version of a data-set spec, for table and figure names."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[-40:] or "x"

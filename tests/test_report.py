@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from mimlib import analysis, plots
+from mimlib.notebook import download_link
 from mimlib.report import (compare_with_paper, label, markdown_table, paper_numbers,
-                           save_figure, with_average)
+                           save_figure, save_table, with_average)
 
 
 def test_the_embedded_paper_numbers_are_complete_and_their_averages_add_up():
@@ -67,16 +68,45 @@ def test_wide_table_and_agreement_report_the_distance_to_the_paper():
     assert row["within 0.01"] == pytest.approx(0.5)
 
 
+def test_headline_puts_msp_the_best_baseline_and_mim_beside_the_paper():
+    paper = paper_numbers()
+    cells_c10 = paper[(paper.table == "table1") & (paper.id_dataset == "cifar10")
+                      & (paper.ood_dataset != "average")]
+    ours = cells_c10.rename(columns={"ood_dataset": "ood", "aupr": "aupr_out"})[
+        ["method", "ood", "auroc", "aupr_out"]]
+    collapsed = ours.assign(auroc=np.where(ours.method == "MIM", 0.5, ours.auroc))
+    frames = [compare_with_paper(with_average(rows), "cifar10").assign(id_data="cifar10",
+                                                                      protocol=protocol)
+              for protocol, rows in (("faithful", ours), ("corrected", collapsed))]
+    synthetic = with_average(ours.assign(ood="synthetic_" + ours.ood))
+    frames.append(compare_with_paper(synthetic, "synthetic").assign(id_data="synthetic",
+                                                                   protocol="corrected"))
+    head = analysis.headline(pd.concat(frames, ignore_index=True)).set_index(["id_data",
+                                                                             "protocol"])
+    same = head.loc[("cifar10", "faithful")]
+    assert same["MSP (paper)"] == pytest.approx(0.9126)
+    assert same["MSP"] == pytest.approx(0.9126, abs=6e-4)  # mean of the paper's seven cells
+    assert same["MIM (paper)"] == pytest.approx(0.9669)
+    assert same["best baseline (paper)"] == "RMD 0.9358"
+    assert same["best baseline"].startswith("RMD ")
+    assert same["MIM rank"] == same["MIM rank (paper)"] == "1 of 11"
+    worse = head.loc[("cifar10", "corrected")]
+    assert worse["MIM"] == pytest.approx(0.5) and worse["MIM rank"] == "11 of 11"
+    none = head.loc[("synthetic", "corrected")]
+    assert np.isnan(none["MIM (paper)"]) and none["MIM rank (paper)"] == "—"
+    assert none["best baseline (paper)"] == "—" and none["MIM rank"] == "1 of 11"
+
+
 def test_markdown_tables_are_numbered_captioned_and_escape_their_cells():
     df = pd.DataFrame({"a|b": ["x|y", "z"], "v": [0.123456, np.nan]})
     text = markdown_table(df, "Caption", "tbl-x", "profile smoke")
     lines = text.splitlines()
-    assert lines[0] == "```{table} Caption *(profile smoke)*"
+    assert lines[0] == "~~~{table} Caption *(profile smoke)*"
     assert lines[1] == ":name: tbl-x"
     assert lines[3] == "| a\\|b | v |"
     assert lines[5] == "| x\\|y | 0.1235 |"
     assert lines[6] == "| z | — |"
-    assert lines[-1] == "```"
+    assert lines[-1] == "~~~"
 
 
 def test_labels_mark_smoke_results_as_not_comparable():
@@ -85,7 +115,7 @@ def test_labels_mark_smoke_results_as_not_comparable():
 
 
 def test_figures_are_saved_as_png_and_pdf_with_the_provenance_drawn_in(tmp_path, monkeypatch):
-    monkeypatch.setenv("MIMLIB_FIGURES", str(tmp_path))
+    monkeypatch.setenv("MIMLIB_EXPORTS", str(tmp_path))
     fig = plots.sweep_bars(pd.DataFrame({"variant": ["no fine-tuning", "k=10"],
                                          "accuracy": [0.9, 0.88], "mean_auroc": [0.7, 0.8]}))
     assert len(fig.axes[0].patches) == 2
@@ -94,6 +124,23 @@ def test_figures_are_saved_as_png_and_pdf_with_the_provenance_drawn_in(tmp_path,
     assert all(p.stat().st_size > 1000 for p in paths)
     assert sorted(p.name for p in (tmp_path / "smoke").iterdir()) == ["bars.pdf", "bars.png"]
     assert any(t.get_text() == "profile smoke; k=10" for t in fig.texts)
+
+
+def test_tables_are_saved_as_csv_with_their_provenance_and_linked_from_the_caption(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("MIMLIB_EXPORTS", str(tmp_path / "exports"))
+    df = pd.DataFrame({"method": ["MSP", "MIM"], "auroc": [0.912345678, 0.96]})
+    path = save_table(df, "tbl-x", "profile paper; k=10", "paper")
+    assert path == tmp_path / "exports" / "paper" / "tbl-x.csv"
+    assert path.read_text().splitlines()[0] == "# profile paper; k=10"
+    back = pd.read_csv(path, skiprows=1)
+    assert back["auroc"][0] == 0.912345678  # full precision, not the table's four digits
+    assert list(back["method"]) == ["MSP", "MIM"]
+    monkeypatch.chdir(tmp_path)  # notebooks run in the project root; pages are book/executed
+    link = download_link(path, "CSV")
+    assert link == "{download}`CSV <../../exports/paper/tbl-x.csv>`"
+    table = markdown_table(df, "Scores", "tbl-x", "profile paper", link=link)
+    assert table.splitlines()[0] == f"~~~{{table}} Scores *(profile paper)* {link}"
 
 
 def test_benchmark_table_reads_every_machine_and_says_when_there_is_none(tmp_path):
