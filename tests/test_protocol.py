@@ -1,0 +1,63 @@
+"""The two protocols: what `faithful` takes from the authors' code, and that every quirk is
+listed once, differs between the protocols, and can be measured by the report."""
+
+import dataclasses
+
+import pytest
+
+from mimlib import analysis
+from mimlib.detectors import DetectorOptions
+from mimlib.errors import ConfigError
+from mimlib.protocol import QUIRKS, check_protocol, paper_k, protocol_settings
+
+TRAINING_QUIRKS = {"shuffle", "bn_mode", "aug_p", "aug_quantize"}
+
+
+def test_corrected_is_the_usual_protocol_on_every_data_set() -> None:
+    for id_data in ("cifar10", "cifar100", "synthetic"):
+        s = protocol_settings("corrected", id_data)
+        assert s.mim_overrides() == {"shuffle": True, "bn_mode": "train", "aug_p": 1.0,
+                                     "aug_quantize": False}
+        assert s.fit_split == "train" and s.detector_options == DetectorOptions()
+
+
+def test_faithful_repeats_each_notebook_of_the_authors() -> None:
+    c10, c100 = protocol_settings("faithful", "cifar10"), protocol_settings("faithful", "cifar100")
+    assert c10.mim_overrides() == {"shuffle": False, "bn_mode": "eval", "aug_p": 0.5,
+                                   "aug_quantize": True}
+    assert c100.aug_p == 1.0  # the CIFAR-100 notebook augments every mixed image
+    assert c10.fit_split == c100.fit_split == "test"
+    assert c10.detector_options.mahalanobis_eps == c100.detector_options.mahalanobis_eps == 0.002
+    assert c10.detector_options.features_as_logits == ()
+    assert c100.detector_options.features_as_logits == ("Entropy", "Energy")
+    assert (paper_k("cifar10"), paper_k("cifar100"), paper_k("synthetic")) == (10, 5, 10)
+
+
+def test_every_quirk_is_a_setting_on_which_the_protocols_differ() -> None:
+    names = [q.setting for q in QUIRKS]
+    assert len(names) == len(set(names))
+    for name in set(names) - {"seed"}:  # the unseeded coin has no setting to flip
+        differs = False
+        for id_data in ("cifar10", "cifar100"):
+            faithful, corrected = (protocol_settings(p, id_data) for p in ("faithful",
+                                                                           "corrected"))
+            holder = "detector_options" if name in {f.name for f in dataclasses.fields(
+                DetectorOptions)} else None
+            get = (lambda s: getattr(getattr(s, holder), name)) if holder else \
+                (lambda s: getattr(s, name))
+            differs |= get(faithful) != get(corrected)
+        assert differs, name
+
+
+def test_the_report_lists_each_quirk_once_and_knows_how_to_measure_it() -> None:
+    listed = analysis.quirk_list()
+    assert listed["quirk"].tolist() == [q.setting for q in QUIRKS]
+    assert listed["authors' code"].str.len().min() > 10 and listed["corrected"].notna().all()
+    measurable = TRAINING_QUIRKS | set(analysis.QUIRK_DETECTORS) | {"seed"}
+    assert set(listed["quirk"]) == measurable
+
+
+def test_an_unknown_protocol_is_refused_with_the_choices() -> None:
+    assert check_protocol("faithful") == "faithful"
+    with pytest.raises(ConfigError, match=r"unknown protocol 'authors'.*faithful.*corrected"):
+        protocol_settings("authors", "cifar10")
