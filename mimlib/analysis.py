@@ -307,10 +307,20 @@ def quirk_effects(template: Experiment, base: ModelRun, mim: dict[str, Any]) -> 
         before = exp.evaluate(base, names).record["result"]["means"]
         quirky = exp.derive(settings=changed).evaluate(base, names)
         after = quirky.record["result"]["means"]
+        change = (f"fit_split={faithful.fit_split!r}" if field == "fit_split" else
+                  ", ".join(f"{k}={v!r}" for k, v in _detector_change(field, faithful).items()))
         for name in names:
             rows.append(_quirk_row(quirk, f"{name} on the base model, mean AUROC",
-                                   before[name]["auroc"], after[name]["auroc"], field))
+                                   before[name]["auroc"], after[name]["auroc"], change))
     return pd.DataFrame(rows)
+
+
+def quirk_list() -> pd.DataFrame:
+    """Every quirk of the authors' code, once: what the code does and what ``corrected`` does."""
+    from .protocol import QUIRKS
+
+    return pd.DataFrame([{"quirk": q.setting, "authors' code": q.faithful,
+                          "corrected": q.corrected} for q in QUIRKS])
 
 
 def _detector_change(field: str, faithful: Any) -> dict[str, Any]:
@@ -324,9 +334,8 @@ def _detector_change(field: str, faithful: Any) -> dict[str, Any]:
 def _quirk_row(quirk: Any, measure: str, corrected: float | None = None,
                with_quirk: float | None = None, change: str = "") -> dict[str, Any]:
     effect = None if corrected is None or with_quirk is None else with_quirk - corrected
-    return {"quirk": quirk.setting, "authors' code": quirk.faithful, "corrected": quirk.corrected,
-            "measured on": measure, "change": change, "corrected value": corrected,
-            "with the quirk": with_quirk, "effect": effect}
+    return {"quirk": quirk.setting, "measured on": measure, "change": change,
+            "corrected value": corrected, "with the quirk": with_quirk, "effect": effect}
 
 
 # --------------------------------------------------------------------------- tables for the book
