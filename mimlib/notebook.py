@@ -43,8 +43,11 @@ class Session:
     @property
     def provenance(self) -> str:
         s = self.exp.setup
+        ablation = self.params.get("ablation")  # MIM parameters that this page's runs override
         return label(self.profile, data=s.id_data, arch=s.arch, base=s.base,
-                     protocol=s.protocol, mim=self.mim, id=result_id(self.params))
+                     protocol=s.protocol, mim=self.mim, **({"ablation": ablation} if ablation
+                                                          else {}),
+                     id=result_id(self.params))
 
     def experiment(self, **changes: Any) -> Experiment:
         """The session's experiment with some setup fields changed (same store)."""

@@ -30,3 +30,17 @@ def test_every_profile_gives_every_notebook_parameters_it_accepts(profile: str) 
     settings = load_profile(profile)
     for name in NAMES:
         notebook_parameters(ROOT, name, settings)  # raises ConfigError naming the bad one
+
+
+def test_captions_name_the_overrides_an_ablation_runs_with(tmp_path) -> None:
+    from mimlib.notebook import start
+
+    setup = {"id_data": "synthetic", "ood_sets": ["gaussian"], "arch": "small_cnn",
+             "base": "pretrain", "protocol": "corrected", "device": "cpu"}
+    plain = start("smoke", setup, {"k": 5}, str(tmp_path / "store")).provenance
+    ablated = start("smoke", setup, {"k": 5}, str(tmp_path / "store"),
+                    ablation={"steps": 40}).provenance
+    assert plain.startswith("SMOKE PROFILE") and "mim={k: 5}" in plain
+    assert "ablation" not in plain
+    assert "mim={k: 5}, ablation={steps: 40}, id=" in ablated
+    assert not (tmp_path / "store").exists()  # starting a page computes nothing
