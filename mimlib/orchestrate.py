@@ -324,8 +324,13 @@ def build_book(root: Path, *, strict: bool = True) -> Path:
         cmd += ["-W", "-n", "--keep-going"]
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
     if proc.returncode:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-40:])
-        raise MimlibError(f"the book did not build (jupyter-book exit {proc.returncode}):\n{tail}")
+        output = proc.stdout + proc.stderr
+        tail = "\n".join(output.strip().splitlines()[-40:])
+        hint = ("\nA table or figure file that a chapter links is missing (book/exports/ deleted "
+                "or moved?): re-run the chapters with `mimlib reproduce --force`."
+                if "download file not readable" in output else "")
+        raise MimlibError(f"the book did not build (jupyter-book exit {proc.returncode}):\n"
+                          f"{tail}{hint}")
     return root / "_build" / "html" / "index.html"
 
 

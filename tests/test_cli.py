@@ -12,9 +12,9 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from mimlib import cli
-from mimlib.errors import ConfigError
-from mimlib.orchestrate import (apply_overrides, load_profile, parse_value, run_notebooks,
-                                summary)
+from mimlib.errors import ConfigError, MimlibError
+from mimlib.orchestrate import (apply_overrides, build_book, load_profile, parse_value,
+                                run_notebooks, summary)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,3 +106,16 @@ def test_unchanged_notebooks_are_skipped_and_failures_do_not_stop_the_others(tmp
 def test_main_returns_two_on_user_errors(capsys) -> None:
     assert cli.main(["--root", str(ROOT), "run", "nope", "--no-book"]) == 2
     assert "unknown notebook" in capsys.readouterr().err
+
+
+@pytest.mark.book
+def test_a_book_that_links_a_missing_export_fails_with_what_to_do(tmp_path) -> None:
+    (tmp_path / "_config.yml").write_text('title: t\nexecute:\n  execute_notebooks: "off"\n')
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: intro\n")
+    (tmp_path / "table.csv").write_text("a,b\n1,2\n")
+    page = tmp_path / "intro.md"
+    page.write_text("# Intro\n\nThe table: {download}`CSV <table.csv>`.\n")
+    assert build_book(tmp_path).is_file()
+    (tmp_path / "table.csv").unlink()
+    with pytest.raises(MimlibError, match=r"(?s)download file not readable.*reproduce --force"):
+        build_book(tmp_path)
