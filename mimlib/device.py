@@ -27,10 +27,15 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return dev
 
 
+def uses_fast_path(device: torch.device) -> bool:
+    """Whether to run bf16 autocast and channels_last: on CUDA only (slower on the CPU)."""
+    return device.type == "cuda"
+
+
 def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA (the fast path), plain fp32 elsewhere."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast on the fast path, plain fp32 elsewhere."""
+    if enabled and uses_fast_path(device):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

@@ -25,7 +25,8 @@ from torch import Tensor, nn
 
 from .augment import PostMixAugment, check_probability
 from .data import ImageSet, normalize
-from .device import autocast, out_of_memory_as_error, resolve_device, seed_everything
+from .device import (autocast, out_of_memory_as_error, resolve_device, seed_everything,
+                     uses_fast_path)
 from .errors import ConfigError, NonFiniteLossError
 from .mixing import WEIGHT_SCHEMES, check_k, multi_input_mixup
 from .progress import track
@@ -52,7 +53,7 @@ class LoopConfig:
     id_augment: str = "none"  # or "crop_flip" (random 32x32 crop of the 4-padded image + flip)
     seed: int = 0
     device: str = "auto"
-    amp: bool = True  # bf16 autocast on CUDA; ignored on the CPU
+    amp: bool = True  # bf16 autocast on the fast path (CUDA); ignored on the CPU
     channels_last: bool = True  # on CUDA
     compile: bool = False
     eval_every: int = 0  # call the evaluation hook every N steps (and at 0 and the end)
@@ -208,7 +209,8 @@ def _train(model: nn.Module, id_train: ImageSet, cfg: LoopConfig,
         raise ConfigError(f"the model has {_out_features(model)} outputs but {id_train.name} has "
                           f"{id_train.num_classes} classes")
     model.to(device)
-    if device.type == "cuda" and cfg.channels_last:
+    fast_layout = uses_fast_path(device) and cfg.channels_last
+    if fast_layout:
         model.to(memory_format=torch.channels_last)
     forward = torch.compile(model) if cfg.compile else model
     images, labels = id_train.images.to(device), id_train.labels.to(device)
@@ -236,7 +238,7 @@ def _train(model: nn.Module, id_train: ImageSet, cfg: LoopConfig,
             x, y = normalize(raw), labels[idx]
             x_out = outliers(x, gen) if outliers is not None else None
             inputs = torch.cat([x, x_out]) if x_out is not None else x
-            if device.type == "cuda" and cfg.channels_last:
+            if fast_layout:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
             with autocast(device, cfg.amp):
                 logits = forward(inputs).float()

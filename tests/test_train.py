@@ -168,3 +168,32 @@ def test_pretraining_learns_the_synthetic_classes() -> None:
     assert accuracy() > 0.45
     assert res.log[-1]["lr"] < 0.05 * 0.2  # the cosine schedule decays
     assert MIMConfig().lr == 1e-4 and MIMConfig().k == 10 and MIMConfig().batch_size == 128
+
+
+def test_the_gpu_fast_path_bf16_and_channels_last_runs_and_stays_close_to_fp32(
+        tiny_train, monkeypatch) -> None:
+    """bf16 autocast and channels_last run only on CUDA; force them on the CPU so that a dtype
+    or layout bug shows here, not first in a GPU session."""
+    import mimlib.device
+    import mimlib.train
+    from mimlib.detectors import extract
+
+    base = build_model("wrn40_2", 6)
+    images = tiny_train.subset(64)
+    runs, reps = [], []
+    for fast in (False, True):
+        monkeypatch.setattr(mimlib.device, "uses_fast_path", lambda device: fast)
+        monkeypatch.setattr(mimlib.train, "uses_fast_path", lambda device: fast)
+        runs.append(mim_finetune(copy.deepcopy(base), tiny_train, k=4, steps=2, batch_size=8,
+                                 seed=2, device="cpu"))
+        reps.append(extract(runs[0].model, images, device="cpu"))  # the same weights
+    fp32, bf16 = runs
+    assert next(bf16.model.parameters()).dtype == torch.float32  # autocast, not a cast
+    for a, b in zip(fp32.log, bf16.log):
+        for key in ("loss_id", "loss_out", "msp_id"):
+            assert b[key] == pytest.approx(a[key], rel=0.03), key
+    assert reps[1].logits.dtype == reps[1].features.dtype == torch.float32
+    assert not torch.equal(reps[1].logits, reps[0].logits)  # bf16 really ran
+    scale = reps[0].logits.abs().max()
+    assert (reps[1].logits - reps[0].logits).abs().max() < 0.03 * scale
+    assert (reps[1].logits.argmax(1) == reps[0].logits.argmax(1)).float().mean() > 0.9
