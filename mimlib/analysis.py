@@ -53,12 +53,18 @@ def summary_row(exp: Experiment, run: ModelRun, **labels: Any) -> dict[str, Any]
 def sweep(exp: Experiment, base: ModelRun, mim: dict[str, Any],
           variants: Iterable[dict[str, Any]], *, include_base: bool = True) -> pd.DataFrame:
     """MIM runs that differ from ``mim`` by each variant; one summary row per run."""
+    variants = list(variants)
     rows = [summary_row(exp, base, variant="no fine-tuning")] if include_base else []
     for variant in variants:
         run = exp.mim_model(base, **{**mim, **variant})
         name = ", ".join(f"{k}={v}" for k, v in variant.items()) or "default"
         rows.append(summary_row(exp, run, variant=name, **variant))
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    for key in {k for v in variants for k in v}:  # whole-number settings stay whole numbers
+        values = [v[key] for v in variants if key in v]
+        if all(isinstance(x, int) and not isinstance(x, bool) for x in values):
+            df[key] = df[key].astype("Int64")  # the base row's missing value becomes <NA>
+    return df
 
 
 def across_setups(template: Experiment, setups: Iterable[tuple[str, Setup]],

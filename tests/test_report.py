@@ -198,3 +198,20 @@ def test_runtime_table_counts_a_shared_forward_pass_once(tmp_path):
     assert summary.loc[("forward", "all sets"), "runs"] == 1
     assert summary.loc[("fit", "MSP"), "seconds per run"] == 0.5
     assert summary["seconds"].is_monotonic_decreasing
+
+
+def test_sweeps_keep_whole_number_settings_whole(monkeypatch):
+    """The no-fine-tuning row has no k, which made k a float column printed as 5.0000."""
+    monkeypatch.setattr(analysis, "summary_row",
+                        lambda exp, run, **labels: {**labels, "mean_auroc": 0.5})
+
+    class Runs:  # stands in for an Experiment: returns the MIM settings it was asked for
+        def mim_model(self, base, **settings):
+            return settings
+
+    df = analysis.sweep(Runs(), None, {"k": 10}, ({"k": k, "aug_p": p} for k, p in ((1, 0.5),
+                                                                               (5, 1.0))))
+    assert df["variant"].tolist() == ["no fine-tuning", "k=1, aug_p=0.5", "k=5, aug_p=1.0"]
+    assert str(df["k"].dtype) == "Int64" and df["k"].tolist()[1:] == [1, 5]
+    assert df["k"].isna()[0] and df["aug_p"].dtype == np.float64
+    assert "| — | 0.5000 | — |" in markdown_table(df[["k", "mean_auroc", "aug_p"]], "c", "n", "p")
