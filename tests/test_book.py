@@ -111,6 +111,12 @@ def test_front_matter_and_bibliography(browser, html_root: Path) -> None:
     _open(browser, html_root / "book" / "intro.html")
     text = browser.execute_script("return document.body.innerText")
     assert "MIM in one page" in text and "Choi" in text  # a resolved citation
+    # the formulas are typeset by the MathJax shipped inside the book (no CDN, works offline)
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 30).until(
+        lambda b: b.execute_script("return document.querySelectorAll('mjx-container').length"))
+    assert "\\frac" not in browser.execute_script("return document.body.innerText")
     _open(browser, html_root / "book" / "bibliography.html")
     entries = browser.execute_script("return document.querySelectorAll('.citation').length")
     assert entries >= 10
