@@ -215,3 +215,25 @@ def test_sweeps_keep_whole_number_settings_whole(monkeypatch):
     assert str(df["k"].dtype) == "Int64" and df["k"].tolist()[1:] == [1, 5]
     assert df["k"].isna()[0] and df["aug_p"].dtype == np.float64
     assert "| — | 0.5000 | — |" in markdown_table(df[["k", "mean_auroc", "aug_p"]], "c", "n", "p")
+
+
+def test_the_gallery_draws_every_image_large_with_its_msp_and_k():
+    """Rows are k, columns the images without and with augmentation; the images fill the
+    figure (tight_layout once squeezed them into a fraction of their cells)."""
+    import matplotlib.pyplot as plt
+    import torch
+
+    ks, n = [1, 2, 3, 5, 10, 20], 8  # the chapter's grid
+    batches = {v: {k: torch.zeros(n, 3, 32, 32) for k in ks} for v in ("mixed", "augmented")}
+    msp = {v: {k: np.linspace(0.1, 0.8, n) for k in ks} for v in batches}
+    fig = plots.mixing_gallery(batches, msp, n)
+    fig.canvas.draw()  # images keep their aspect at draw time
+    axes = fig.axes
+    assert len(axes) == len(ks) * 2 * n
+    assert [a.get_title() for a in axes[:3]] == ["0.10", "0.20", "0.30"]
+    assert [axes[r * 2 * n].get_ylabel() for r in range(len(ks))] == [f"k = {k}" for k in ks]
+    width, height = fig.get_size_inches()
+    row, column = axes[: 2 * n], axes[:: 2 * n]
+    assert sum(a.get_position().width for a in row) > 0.75  # of the figure's width
+    assert sum(a.get_position().height for a in column) > 0.6  # of its height
+    plt.close(fig)
