@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -185,21 +185,40 @@ def msp_distributions(frames: dict[str, pd.DataFrame]) -> Figure:
     fig, axes = plt.subplots(2, len(frames), figsize=(4.6 * len(frames), 5.4), squeeze=False)
     for col, (title, frame) in enumerate(frames.items()):
         bins = np.linspace(0, 1, 31)
-        for group, df in frame.groupby("group", sort=False):
-            kind = df["kind"].iloc[0]
-            if kind == "ID" and group != frame[frame.kind == "ID"]["group"].iloc[0]:
-                continue  # one ID curve (all classes) is drawn below
-            values = frame[frame.kind == "ID"]["msp"] if kind == "ID" else df["msp"]
-            name = "ID (all classes)" if kind == "ID" else group
-            axes[0, col].hist(values, bins=bins, histtype="step", density=True, label=name)
+        groups = [(g, df) for g, df in frame.groupby("group", sort=False)
+                  if df["kind"].iloc[0] != "ID"]  # ID classes are drawn as one curve
+        styles = _group_styles([df["kind"].iloc[0] for _, df in groups])
+        for (name, values), style in zip([("ID (all classes)", frame[frame.kind == "ID"]["msp"])]
+                                         + [(g, df["msp"]) for g, df in groups],
+                                         [dict(color=PALETTE["ID"], lw=1.8, ls="-")] + styles):
+            axes[0, col].hist(values, bins=bins, histtype="step", density=True, label=name,
+                              **style)
             xs = np.sort(values)
-            axes[1, col].plot(xs, np.arange(1, len(xs) + 1) / len(xs), label=name, lw=1)
+            axes[1, col].plot(xs, np.arange(1, len(xs) + 1) / len(xs), label=name, **style)
         axes[0, col].set_title(f"{title}: MSP histogram", fontsize=9)
         axes[1, col].set_title(f"{title}: MSP ECDF", fontsize=9)
         axes[1, col].set_xlabel("maximum softmax probability")
     axes[0, -1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig
+
+
+def _group_styles(kinds: list[str]) -> list[dict[str, Any]]:
+    """One distinct line style per group: mixed sets in darkening oranges (dashed), OOD sets in
+    the remaining categorical colours (solid, then dotted once the colours run out)."""
+    n_mixed = kinds.count("mixed")
+    oranges = plt.get_cmap("Oranges")(np.linspace(0.45, 0.95, max(n_mixed, 1)))
+    others = [f"C{i}" for i in (2, 3, 4, 5, 6, 7, 8, 9)]  # C0 and C1 are ID and mixed
+    styles, m, o = [], 0, 0
+    for kind in kinds:
+        if kind == "mixed":
+            styles.append(dict(color=oranges[m], lw=1.2, ls="--"))
+            m += 1
+        else:
+            styles.append(dict(color=others[o % len(others)], lw=1.0,
+                               ls="-" if o < len(others) else ":"))
+            o += 1
+    return styles
 
 
 def sweep_lines(df: pd.DataFrame, x: str, *, log_x: bool = False,

@@ -237,3 +237,25 @@ def test_the_gallery_draws_every_image_large_with_its_msp_and_k():
     assert sum(a.get_position().width for a in row) > 0.75  # of the figure's width
     assert sum(a.get_position().height for a in column) > 0.6  # of its height
     plt.close(fig)
+
+
+def test_msp_distributions_draw_every_set_in_its_own_style():
+    """Twelve series once shared the ten default colours (ID and rademacher both blue)."""
+    import matplotlib.colors as mcolors
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(0)
+    groups = ([("ID: a", "ID"), ("ID: b", "ID")] + [(f"mixed k={k}", "mixed") for k in (2, 5, 10)]
+              + [(f"ood{i}", "OOD") for i in range(9)])
+    frame = pd.concat([pd.DataFrame({"group": g, "kind": kind, "msp": rng.uniform(0.2, 1, 20)})
+                       for g, kind in groups], ignore_index=True)
+    fig = plots.msp_distributions({"before": frame, "after": frame})
+    ecdf = fig.axes[2]
+    labels = [line.get_label() for line in ecdf.get_lines()]
+    assert labels == ["ID (all classes)", "mixed k=2", "mixed k=5", "mixed k=10"] + [
+        f"ood{i}" for i in range(9)]
+    styles = {(mcolors.to_hex(line.get_color()), line.get_linestyle())
+              for line in ecdf.get_lines()}
+    assert len(styles) == len(labels)
+    assert all(line.get_linestyle() == "--" for line in ecdf.get_lines()[1:4])
+    plt.close(fig)
