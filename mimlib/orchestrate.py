@@ -237,7 +237,10 @@ def _execute(root: Path, name: str, params: dict[str, Any], out: Path,
             with _environment(env):
                 pm.execute_notebook(str(root / NOTEBOOKS / f"{name}.ipynb"), str(tmp_out),
                                     parameters=params, cwd=str(root), progress_bar=False,
-                                    log_output=False, kernel_name="python3")
+                                    log_output=False, kernel_name="python3",
+                                    # the kernel's own log (a plain-TCP notice on every start)
+                                    # is noise here; cell errors still land in the notebook
+                                    extra_arguments=["--log-level=ERROR"])
             status = "ok"
         except pm.PapermillExecutionError as err:
             status, error = "failed", f"{err.ename}: {err.evalue}"
