@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -53,52 +54,74 @@ def _archives(folder: Path) -> None:
 # matplotlib and tqdm; scripts/gpu_run.sh carries the pytorch-ood wheel)
 DEVICE_LACKS = ("pandas", "yaml", "papermill", "kornia", "IPython", "myst_nb", "nbformat",
                 "jupyter_book", "selenium")
-BLOCKING_RUNNER = """
-import importlib.abc, importlib.machinery, runpy, sys
+SANDBOX = """
+import importlib.abc, importlib.machinery, sys
+LACKS = {lacks!r}
 class Absent(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     # found (probes such as torch._dynamo's find_spec pass), but importing it fails
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in LACKS:
             return importlib.machinery.ModuleSpec(name, self)
     def create_module(self, spec):
-        raise ModuleNotFoundError(f"No module named {spec.name!r} (the device has none)")
+        raise ModuleNotFoundError(f"No module named {{spec.name!r}} (the device has none)")
     def exec_module(self, module):
         pass
 sys.meta_path.insert(0, Absent())
-script, *sys.argv[1:] = sys.argv[1:]
-sys.argv[0] = script
-runpy.run_path(script, run_name="__main__")
 """
+RETURNED_NAME = re.compile(r"[A-Za-z0-9._-]+")  # what the device tool brings back from $OUT
 
 
-def _run_as_on_the_device(*args: str) -> subprocess.CompletedProcess:
-    """Run a script or module of the GPU path with the modules the device lacks blocked."""
-    code = f"LACKS = {DEVICE_LACKS!r}\n" + BLOCKING_RUNNER
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+@pytest.fixture
+def device_like_env(tmp_path: Path) -> dict[str, str]:
+    """An environment for subprocesses where what the device lacks cannot be imported (a
+    sitecustomize on PYTHONPATH), with this interpreter first on PATH as ``python``."""
+    site = tmp_path / "device-site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SANDBOX.format(lacks=DEVICE_LACKS))
+    return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{site}",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
 
-def test_only_what_the_device_has_is_importable_and_the_benchmark_imports(tmp_path: Path) -> None:
-    blocked = tmp_path / "blocked.py"
-    blocked.write_text("import pandas\n")
-    out = _run_as_on_the_device(str(blocked))
+def _python(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["python", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_only_what_the_device_has_is_importable_and_the_benchmark_imports(
+        device_like_env: dict[str, str]) -> None:
+    out = _python(device_like_env, "-c", "import pandas")
     assert out.returncode != 0 and "No module named 'pandas' (the device has none)" in out.stderr
-    entry = tmp_path / "entry.py"
-    entry.write_text("import benchmarks.run\nprint('imported')\n")
-    out = _run_as_on_the_device(str(entry))
+    out = _python(device_like_env, "-c", "import benchmarks.run, torch; print('imported')")
     assert out.returncode == 0 and "imported" in out.stdout, out.stderr[-2000:]
 
 
 @pytest.mark.slow
-def test_the_gpu_script_runs_end_to_end_and_its_summary_renders(tmp_path: Path) -> None:
+def test_the_prepared_device_call_runs_end_to_end_and_returns_what_the_book_reads(
+        tmp_path: Path, device_like_env: dict[str, str]) -> None:
+    """scripts/gpu_run.sh as the device runs it (small CNN, CPU, tiny archives, only the
+    first benchmark section): seven files in $OUT, all of which the device tool returns."""
     data, out = tmp_path / "carry", tmp_path / "out"
     data.mkdir()
+    out.mkdir()
     _archives(data)
-    run = _run_as_on_the_device(str(ROOT / "scripts" / "gpu_offline_cifar10.py"), "--data",
-                                str(data), "--out", str(out), "--arch", "small_cnn", "--device",
-                                "cpu", "--budget", "0.001", "--probe-steps", "2")
-    assert run.returncode == 0, run.stderr[-3000:]
+    env = {**device_like_env, "OUT": str(out), "CARRY": str(data), "BUDGET": "0.001",
+           "BENCHMARK_ARGS": "--quick --skip b c d",
+           "OFFLINE_ARGS": "--arch small_cnn --device cpu --probe-steps 2"}
+    run = subprocess.run(["bash", "scripts/gpu_run.sh"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    returned = sorted(p.name for p in out.iterdir())
+    assert returned == ["benchmark.json", "benchmark.log", "gpu.txt", "offline.log",
+                        "small_cnn_cifar10_jpeg.pt", "store.tar.gz", "summary.json"]
+    assert all(p.is_file() and RETURNED_NAME.fullmatch(p.name) for p in out.iterdir())
+    assert sum(p.stat().st_size for p in out.iterdir()) < 16 * 2**20
+    with tarfile.open(out / "store.tar.gz") as tar:
+        names = tar.getnames()
+    assert any(n.endswith("/record.json") for n in names)
+    assert any(n.endswith("/scores.npz") for n in names)
+    assert not any(n.endswith("model.pt") for n in names)  # weights: the checkpoint alone
+    bench = json.loads((out / "benchmark.json").read_text())
+    assert {r["measure"][:3] for r in bench["rows"]} == {"(a)"}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["arch"] == "small_cnn" and summary["epochs"] == 1  # at least one epoch
     assert set(summary["protocols"]) == {"corrected", "faithful"}
@@ -115,7 +138,6 @@ def test_the_gpu_script_runs_end_to_end_and_its_summary_renders(tmp_path: Path) 
                                                                           "faithful"))
     assert corrected["MSP"] == faithful["MSP"]
     load_checkpoint(build_model("small_cnn", 2), out / "small_cnn_cifar10_jpeg.pt")
-    assert (out / "summary.json").is_file() and (out / "store" / "pretrain").is_dir()
 
     written = analysis.gpu_summary(str(out))
     overview = analysis.gpu_overview(written)
@@ -127,3 +149,17 @@ def test_the_gpu_script_runs_end_to_end_and_its_summary_renders(tmp_path: Path) 
                               for p, r in written["protocols"].items()})
     assert len(fig.axes[0].lines) == 2
     assert torch.isfinite(torch.tensor(overview["peak during fine-tuning"].tolist())).all()
+
+
+def test_a_failed_device_call_still_returns_its_logs(tmp_path: Path,
+                                                     device_like_env: dict[str, str]) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**device_like_env, "OUT": str(out), "CARRY": str(tmp_path),
+           "BENCHMARK_ARGS": "--skip a b c d", "OFFLINE_ARGS": "--arch vgg16 --device cpu"}
+    run = subprocess.run(["bash", "scripts/gpu_run.sh"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode != 0
+    assert sorted(p.name for p in out.iterdir()) == ["benchmark.json", "benchmark.log",
+                                                     "gpu.txt", "offline.log"]
+    assert "vgg16" in (out / "offline.log").read_text()  # the error that stopped it
