@@ -54,7 +54,7 @@ class Session:
         return self.exp.derive(dataclasses.replace(self.exp.setup, **changes))
 
     def table(self, df: pd.DataFrame, caption: str, name: str, floatfmt: str = ".4f",
-              provenance: str | None = None) -> Any:
+              provenance: str | None = None) -> None:
         """Show df as a numbered table whose caption names the profile and parameters (or
         the given provenance, for results that another run produced), and links its CSV."""
         from IPython.display import Markdown, display
