@@ -452,17 +452,17 @@ def benchmark_table(folder: str) -> pd.DataFrame:
 
 def collapse_warnings(evaluations: dict[tuple[str, str], Evaluation],
                       num_classes: dict[str, int]) -> list[str]:
-    """Warnings (MyST admonitions) for fine-tuned models whose ID accuracy fell to chance."""
+    """Warnings for fine-tuned models whose ID accuracy fell to chance (one text each)."""
     notes = []
     for (id_data, protocol), ev in evaluations.items():
         chance = 1.0 / num_classes[id_data]
         if ev.accuracy < 2 * chance:
             notes.append(
-                f"```{{warning}}\nMIM collapsed on {id_data} under the {protocol} protocol: ID "
+                f"MIM collapsed on {id_data} under the {protocol} protocol: ID "
                 f"accuracy {ev.accuracy:.3f} (chance {chance:.3f}); the classifier outputs "
                 "nearly the uniform distribution for every input, so its AUROC is about 0.5. "
                 "Fine-tuning in eval mode (frozen batch-norm statistics, the authors' setting) "
-                "does this at learning rates well above the paper's 1e-4.\n```")
+                "does this at learning rates well above the paper's 1e-4.")
     return notes
 
 

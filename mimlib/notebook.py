@@ -64,6 +64,13 @@ class Session:
         display(Markdown(markdown_table(df, caption, name, provenance, floatfmt,
                                         link=download_link(csv, "CSV"))))
 
+    def note(self, text: str, kind: str = "note") -> None:
+        """Show text in a MyST admonition (``note``, ``warning``...): what a reader must not
+        miss, such as a collapsed model or a chapter that awaits its run."""
+        from IPython.display import Markdown, display
+
+        display(Markdown(f":::{{{kind}}}\n{text}\n:::"))
+
     def figure(self, fig: Any, name: str, provenance: str | None = None) -> None:
         """Save fig (PNG + PDF, with a provenance footer) and glue it and its provenance
         (this page's, or the given one for results that another run produced)."""

@@ -44,3 +44,16 @@ def test_captions_name_the_overrides_an_ablation_runs_with(tmp_path) -> None:
     assert "ablation" not in plain
     assert "mim={k: 5}, ablation={steps: 40}, id=" in ablated
     assert not (tmp_path / "store").exists()  # starting a page computes nothing
+
+
+def test_notes_are_myst_admonitions(tmp_path, monkeypatch) -> None:
+    import IPython.display
+
+    from mimlib.notebook import start
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    setup = {"id_data": "synthetic", "ood_sets": ["gaussian"], "arch": "small_cnn",
+             "base": "pretrain", "protocol": "corrected", "device": "cpu"}
+    start("smoke", setup, {}, str(tmp_path / "store")).note("MIM collapsed.", "warning")
+    assert [m.data for m in shown] == [":::{warning}\nMIM collapsed.\n:::"]

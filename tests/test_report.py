@@ -174,7 +174,8 @@ def test_collapse_warnings_fire_only_near_chance_accuracy():
         return analysis.Evaluation(rows=[], scores={}, accuracy=acc, record={})
     notes = analysis.collapse_warnings({("c10", "faithful"): ev(0.11),
                                         ("c10", "corrected"): ev(0.85)}, {"c10": 10})
-    assert len(notes) == 1 and "faithful" in notes[0] and notes[0].startswith("```{warning}")
+    assert len(notes) == 1 and notes[0].startswith("MIM collapsed on c10 under the faithful")
+    assert "accuracy 0.110 (chance 0.100)" in notes[0]
 
 
 def test_runtime_table_counts_a_shared_forward_pass_once(tmp_path):
