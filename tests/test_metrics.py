@@ -67,6 +67,13 @@ def test_hand_computed_values() -> None:
     assert m["fpr95"] == 0.5 and m["auroc"] == pytest.approx(20 / 40)
 
 
+@pytest.mark.parametrize("n_id, n_ood", [(1, 20), (9, 2), (7, 21), (24, 200)])
+def test_a_perfect_detector_scores_exactly_one(n_id: int, n_ood: int) -> None:
+    # summed naively, these sizes gave an AUPR of 1.0000000000000002 (outside [0, 1])
+    perfect = ood_metrics(np.arange(n_id) + 1000.0, np.arange(n_ood, dtype=float))
+    assert perfect == {"auroc": 1.0, "aupr_in": 1.0, "aupr_out": 1.0, "fpr95": 0.0}
+
+
 def test_bad_scores_are_errors() -> None:
     with pytest.raises(ConfigError, match="empty"):
         ood_metrics([], [1.0])
