@@ -81,3 +81,26 @@ def test_the_documented_code_for_your_own_model_runs_as_written(tmp_path, capsys
     exec(compile(own_model.replace('device="cuda"', 'device="cpu"'), "snippet", "exec"), namespace)
     assert torch.isfinite(namespace["loss"])
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_the_conda_environment_installs_what_the_readme_installs() -> None:
+    """environment.yml (conda cannot be run here) pins the README's torch and torchvision, asks
+    for a Python the project supports, and installs the project with the extras it has."""
+    from importlib.metadata import metadata
+
+    import yaml
+
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    installed = metadata("mimlib")
+    python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
+    version = tuple(int(part) for part in python.removeprefix("python=").split("."))
+    lowest = installed["Requires-Python"].removeprefix(">=")
+    assert version >= tuple(int(part) for part in lowest.split("."))
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    readme_tests = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(),
+                              flags=re.S)[1]
+    pins = [p for p in pip if "==" in p]
+    assert pins and all(pin in readme_tests for pin in pins)
+    editable = re.fullmatch(r"-e \.\[(.*)\]", next(p for p in pip if p.startswith("-e")))
+    assert editable and set(editable.group(1).split(",")) == {"book", "test"}
+    assert {"book", "test"} <= set(installed.get_all("Provides-Extra"))
