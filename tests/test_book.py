@@ -90,6 +90,12 @@ def test_chapter_renders_its_figures_and_tables(browser, html_root: Path, chapte
         "return Array.from(document.querySelectorAll('figure')).map(f => f.innerText)")
     assert tables, "no captioned table"
     assert all(t.startswith("Table ") for t in tables)
+    # a table wider than the page scrolls sideways, its caption wraps to the page (book CSS)
+    too_wide = browser.execute_script(
+        "return Array.from(document.querySelectorAll('table caption'))"
+        ".filter(c => c.offsetWidth > 0 && c.offsetWidth > c.closest('table')"
+        ".parentElement.clientWidth + 1).map(c => c.textContent.slice(0, 60))")
+    assert too_wide == []
     for caption in tables + figures:
         assert "SMOKE PROFILE" in caption or "GPU run on" in caption, caption
     assert all(f.startswith("Fig. ") for f in figures)
