@@ -434,20 +434,35 @@ def architecture_setups(setup: Setup, archs: Sequence[str],
     return out
 
 
+def _benchmark_runs(folder: str) -> list[dict]:
+    return [json.loads(file.read_text()) for file in sorted(Path(folder).glob("*.json"))]
+
+
 def benchmark_table(folder: str) -> pd.DataFrame:
     """Every benchmark JSON in a folder (benchmarks/run.py), one block of rows per machine."""
-    files = sorted(Path(folder).glob("*.json"))
-    if not files:
+    runs = _benchmark_runs(folder)
+    if not runs:
         return pd.DataFrame([{"machine": "none yet", "measure": "run: python -m benchmarks.run",
                               "value": np.nan, "unit": "", "target": "", "ok": ""}])
     frames = []
-    for file in files:
-        data = json.loads(file.read_text())
+    for data in runs:
         frame = pd.DataFrame(data["rows"])
-        frame.insert(0, "machine", f"{data.get('device', '?')} ({file.stem})")
+        frame.insert(0, "machine", data.get("device", "?"))
         frame["ok"] = frame["ok"].map({True: "yes", False: "no"}).fillna("")
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
+
+
+def benchmark_provenance(folder: str) -> str:
+    """What produced the benchmark table: each machine's run (threads, torch, git revision,
+    date), since those numbers come from committed JSON, not from the book's profile."""
+    def git(revision: str | None) -> str:
+        return (revision[:8] + "-dirty" * revision.endswith("-dirty")) if revision else "?"
+
+    runs = [f"{data.get('device', '?')} ({data.get('threads', '?')} threads, torch "
+            f"{data.get('torch', '?')}, git {git(data.get('git'))}, "
+            f"{str(data.get('created', '?'))[:10]})" for data in _benchmark_runs(folder)]
+    return "python -m benchmarks.run on " + "; ".join(runs) if runs else "no benchmark run yet"
 
 
 def collapse_warnings(evaluations: dict[tuple[str, str], Evaluation],

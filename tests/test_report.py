@@ -145,15 +145,23 @@ def test_tables_are_saved_as_csv_with_their_provenance_and_linked_from_the_capti
 
 def test_benchmark_table_reads_every_machine_and_says_when_there_is_none(tmp_path):
     assert analysis.benchmark_table(str(tmp_path)).machine.tolist() == ["none yet"]
+    assert analysis.benchmark_provenance(str(tmp_path)) == "no benchmark run yet"
     for name, device in (("cpu", "cpu: x86_64"), ("h200", "cuda: NVIDIA H200")):
-        (tmp_path / f"{name}.json").write_text(json.dumps({"device": device, "rows": [
+        (tmp_path / f"{name}.json").write_text(json.dumps({
+            "device": device, "threads": 2, "torch": "2.14.1", "git": "fa7801fe250c-dirty",
+            "created": "2026-11-28T21:50:12Z", "rows": [
             {"measure": "(b) ratio", "value": 1.01, "unit": "ratio", "target": "<= 1.05",
              "ok": True},
             {"measure": "(d) images/s", "value": 5.0, "unit": "images/s", "target": "",
              "ok": None}]}))
     table = analysis.benchmark_table(str(tmp_path))
-    assert table.machine.tolist() == ["cpu: x86_64 (cpu)"] * 2 + ["cuda: NVIDIA H200 (h200)"] * 2
+    assert table.machine.tolist() == ["cpu: x86_64"] * 2 + ["cuda: NVIDIA H200"] * 2
     assert table.ok.tolist() == ["yes", "", "yes", ""]
+    # the caption names the runs, which the book's profile did not make
+    assert analysis.benchmark_provenance(str(tmp_path)) == (
+        "python -m benchmarks.run on cpu: x86_64 (2 threads, torch 2.14.1, git fa7801fe-dirty, "
+        "2026-11-28); cuda: NVIDIA H200 (2 threads, torch 2.14.1, git fa7801fe-dirty, "
+        "2026-11-28)")
 
 
 def test_gpu_summary_tables(tmp_path):
