@@ -457,7 +457,9 @@ def benchmark_provenance(folder: str) -> str:
     """What produced the benchmark table: each machine's run (threads, torch, git revision,
     date), since those numbers come from committed JSON, not from the book's profile."""
     def git(revision: str | None) -> str:
-        return (revision[:8] + "-dirty" * revision.endswith("-dirty")) if revision else "?"
+        if not revision:
+            return "?"
+        return revision[:8] + ("-dirty" if revision.endswith("-dirty") else "")
 
     runs = [f"{data.get('device', '?')} ({data.get('threads', '?')} threads, torch "
             f"{data.get('torch', '?')}, git {git(data.get('git'))}, "

@@ -6,8 +6,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _bash_blocks(path: Path) -> list[str]:
+    return re.findall(r"```bash\n(.*?)```", path.read_text(), flags=re.S)
+
+
 def test_readme_has_the_two_commands_and_ci_runs_the_second() -> None:
-    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    blocks = _bash_blocks(ROOT / "README.md")
     reproduce, tests = blocks[0].strip(), blocks[1].strip()
     assert reproduce.startswith("python3 -m venv .venv") and "mimlib reproduce" in reproduce
     assert tests.startswith("python3 -m venv .venv") and "-m pytest" in tests
@@ -97,8 +101,7 @@ def test_the_conda_environment_installs_what_the_readme_installs() -> None:
     lowest = installed["Requires-Python"].removeprefix(">=")
     assert version >= tuple(int(part) for part in lowest.split("."))
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    readme_tests = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(),
-                              flags=re.S)[1]
+    readme_tests = _bash_blocks(ROOT / "README.md")[1]
     pins = [p for p in pip if "==" in p]
     assert pins and all(pin in readme_tests for pin in pins)
     editable = re.fullmatch(r"-e \.\[(.*)\]", next(p for p in pip if p.startswith("-e")))
