@@ -524,6 +524,22 @@ def gpu_overview(summary: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def gpu_warnings(summary: dict[str, Any], recipe_epochs: int = 100,
+                 published_accuracy: float = 0.9484) -> list[str]:
+    """What a reader of a GPU run must not miss: protocols the call did not finish, and a base
+    classifier pretrained for fewer epochs than the OE recipe's (the paper's checkpoint)."""
+    notes = [f"The GPU call ended before the {protocol} protocol finished: its rows are missing."
+             for protocol in summary.get("unfinished", [])]
+    if summary["epochs"] < recipe_epochs and summary["protocols"]:
+        accuracy = next(iter(summary["protocols"].values()))["base_accuracy"]
+        notes.append(f"The base classifier was pretrained for {summary['epochs']} of the OE "
+                     f"recipe's {recipe_epochs} epochs (what the call's time allowed): its test "
+                     f"accuracy is {accuracy:.2%}, against {published_accuracy:.2%} for the "
+                     "published checkpoint the paper starts from, so these numbers describe a "
+                     "weaker classifier than the paper's.")
+    return notes
+
+
 def gpu_plan() -> pd.DataFrame:
     """What the offline GPU run measures (shown until its results are committed)."""
     return pd.DataFrame([

@@ -211,7 +211,7 @@ def run_notebooks(root: Path, names: list[str], profile_name: str,
         else:
             if bar is not None:
                 bar.set_description(name)
-            result = _execute(root, name, params, out, progress)
+            result = execute_notebook(root, name, params, out, progress)
             manifest[name] = {"fingerprint": fp, "status": result.status,
                               "profile": profile_name, "seconds": result.seconds,
                               "parameters": params}
@@ -224,8 +224,10 @@ def run_notebooks(root: Path, names: list[str], profile_name: str,
     return results
 
 
-def _execute(root: Path, name: str, params: dict[str, Any], out: Path,
-             progress: bool) -> NotebookResult:
+def execute_notebook(root: Path, name: str, params: dict[str, Any], out: Path,
+                     progress: bool = False) -> NotebookResult:
+    """Run notebook ``name`` with papermill into ``out`` (written whole, its traceback kept when
+    a cell fails); the status says whether it ran. No manifest, no skipping: see run_notebooks."""
     import papermill as pm
 
     out.parent.mkdir(parents=True, exist_ok=True)

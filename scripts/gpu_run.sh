@@ -10,8 +10,11 @@
 # The device returns at most 8 files from $OUT (none deeper than two folders), so this leaves
 # seven there, also when a step fails: gpu.txt, benchmark.json, benchmark.log, offline.log,
 # summary.json, the checkpoint (<arch>_cifar10_jpeg.pt) and store.tar.gz (the results store:
-# records and per-sample scores). CARRY, BUDGET, BENCHMARK_ARGS and OFFLINE_ARGS change the
-# defaults (a CPU dry run: tests/test_gpu_script.py).
+# records and per-sample scores). The offline experiment must end CALL_LIMIT seconds into the
+# call (465: under the 480 of timeout_s, with time to pack): it shortens pretraining to leave
+# time for fine-tuning and scoring, and if it is still too slow it is stopped and returns what
+# finished (summary.json is written after each protocol). CARRY, BUDGET, CALL_LIMIT,
+# BENCHMARK_ARGS and OFFLINE_ARGS change the defaults (a CPU dry run: tests/test_gpu_script.py).
 set -euo pipefail
 : "${OUT:?the device tool sets OUT}"
 carry="${CARRY:-carry}"
@@ -32,6 +35,18 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu
 # shellcheck disable=SC2086  # the argument strings are meant to split into words
 timeout 150 python -m benchmarks.run --out "$OUT/benchmark.json" ${BENCHMARK_ARGS:-} 2>&1 \
   | tee "$OUT/benchmark.log" || echo "benchmark stopped early (see benchmark.log)"
+left=$(( ${CALL_LIMIT:-465} - SECONDS ))
+if [ "$left" -lt 10 ]; then
+  echo "no time left for the offline experiment (${left} s of CALL_LIMIT)" | tee "$OUT/offline.log"
+  exit 124
+fi
+status=0
 # shellcheck disable=SC2086
-python scripts/gpu_offline_cifar10.py --data "$carry" --out "$work" --budget "${BUDGET:-200}" \
-  ${OFFLINE_ARGS:-} 2>&1 | tee "$OUT/offline.log"
+timeout "$left" python scripts/gpu_offline_cifar10.py --data "$carry" --out "$work" \
+  --budget "${BUDGET:-200}" --deadline $((left - 10)) ${OFFLINE_ARGS:-} 2>&1 \
+  | tee "$OUT/offline.log" || status=$?
+if [ "$status" -eq 124 ]; then
+  echo "stopped at the call's deadline (${CALL_LIMIT:-465} s): what finished is in summary.json" \
+    | tee -a "$OUT/offline.log"
+fi
+exit "$status"

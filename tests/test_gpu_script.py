@@ -3,6 +3,7 @@ its summary feeds the offline CIFAR-10 chapter: a GPU session must not be the fi
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -97,7 +98,7 @@ def test_only_what_the_device_has_is_importable_and_the_benchmark_imports(
 
 @pytest.mark.slow
 def test_the_prepared_device_call_runs_end_to_end_and_returns_what_the_book_reads(
-        tmp_path: Path, device_like_env: dict[str, str]) -> None:
+        tmp_path: Path, device_like_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """scripts/gpu_run.sh as the device runs it (small CNN, CPU, tiny archives, only the
     first benchmark section): seven files in $OUT, all of which the device tool returns."""
     data, out = tmp_path / "carry", tmp_path / "out"
@@ -124,7 +125,7 @@ def test_the_prepared_device_call_runs_end_to_end_and_returns_what_the_book_read
     assert {r["measure"][:3] for r in bench["rows"]} == {"(a)"}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["arch"] == "small_cnn" and summary["epochs"] == 1  # at least one epoch
-    assert set(summary["protocols"]) == {"corrected", "faithful"}
+    assert set(summary["protocols"]) == {"corrected", "faithful"} and summary["unfinished"] == []
     methods = set(TABLE1_DETECTORS) | {"MIM"}
     for res in summary["protocols"].values():
         assert set(res["mean_auroc"]) == methods
@@ -149,6 +150,27 @@ def test_the_prepared_device_call_runs_end_to_end_and_returns_what_the_book_read
                               for p, r in written["protocols"].items()})
     assert len(fig.axes[0].lines) == 2
     assert torch.isfinite(torch.tensor(overview["peak during fine-tuning"].tolist())).all()
+    _the_chapter_shows(out, tmp_path, monkeypatch)
+
+
+def _the_chapter_shows(results: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The offline CIFAR-10 chapter, run on these results as the book runs it (smoke profile),
+    shows them with their origin and warns that one epoch is not the recipe's hundred."""
+    from mimlib.orchestrate import execute_notebook, load_profile, notebook_parameters
+
+    name = "14_offline_cifar10"
+    params = notebook_parameters(ROOT, name, load_profile("smoke"),
+                                 [("gpu_results", str(results))])
+    executed = tmp_path / f"{name}.ipynb"
+    monkeypatch.setenv("MIMLIB_EXPORTS", str(tmp_path / "exports"))
+    monkeypatch.setenv("MIMLIB_RESULTS", str(tmp_path / "store"))
+    result = execute_notebook(ROOT, name, params, executed)
+    assert result.status == "ok", result.error
+    outputs = [o for c in json.loads(executed.read_text())["cells"] for o in c.get("outputs", [])]
+    shown = "".join("".join(o.get("data", {}).get("text/markdown", "")) for o in outputs)
+    assert "GPU run on cpu" in shown and "awaits a GPU run" not in shown
+    assert "pretrained for 1 of the OE recipe" in shown
+    assert (tmp_path / "exports" / "smoke" / "tbl-offline-means.csv").is_file()
 
 
 def test_a_failed_device_call_still_returns_its_logs(tmp_path: Path,
@@ -163,3 +185,69 @@ def test_a_failed_device_call_still_returns_its_logs(tmp_path: Path,
     assert sorted(p.name for p in out.iterdir()) == ["benchmark.json", "benchmark.log",
                                                      "gpu.txt", "offline.log"]
     assert "vgg16" in (out / "offline.log").read_text()  # the error that stopped it
+
+
+def _offline_script():
+    spec = importlib.util.spec_from_file_location("gpu_offline_cifar10",
+                                                  ROOT / "scripts" / "gpu_offline_cifar10.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pretraining_leaves_time_for_fine_tuning_and_scoring_before_the_deadline() -> None:
+    script = _offline_script()
+    after = script.AFTER_PRETRAINING_EPOCHS * 2.0 + script.SCORING_SECONDS  # 2 s an epoch
+    assert script.affordable_epochs(200, 2.0, 100) == 100  # no deadline: the budget (capped)
+    assert script.affordable_epochs(150, 2.0, 100) == 75
+    assert script.affordable_epochs(150, 2.0, 100, seconds_left=500) == 75
+    assert script.affordable_epochs(150, 2.0, 100, seconds_left=after + 40) == 20
+    assert script.affordable_epochs(150, 2.0, 100, seconds_left=after - 40) == 1  # at least one
+
+
+def test_a_call_cut_short_keeps_the_protocol_that_finished(tmp_path: Path, monkeypatch) -> None:
+    """The device stops the offline run during the faithful protocol: the summary (written
+    after each protocol) and the checkpoint of what finished are there, and the book says so."""
+    script = _offline_script()
+    data, out = tmp_path / "carry", tmp_path / "out"
+    data.mkdir()
+    _archives(data)
+    mim_model = script.Experiment.mim_model
+
+    def stopped_during_faithful(self, *args, **kwargs):
+        if self.setup.protocol == "faithful":
+            raise TimeoutError("the device call's deadline")
+        return mim_model(self, *args, **kwargs)
+
+    monkeypatch.setattr(script.Experiment, "mim_model", stopped_during_faithful)
+    with pytest.raises(TimeoutError):
+        script.main(["--data", str(data), "--out", str(out), "--arch", "small_cnn",
+                     "--device", "cpu", "--budget", "0.001", "--probe-steps", "2"])
+    summary = analysis.gpu_summary(str(out))
+    assert list(summary["protocols"]) == ["corrected"] and summary["unfinished"] == ["faithful"]
+    assert sorted(p.name for p in out.iterdir()) == ["small_cnn_cifar10_jpeg.pt", "store",
+                                                     "summary.json"]
+    warnings = analysis.gpu_warnings(summary)
+    assert warnings[0] == ("The GPU call ended before the faithful protocol finished: its rows "
+                           "are missing.")
+    assert analysis.gpu_overview(summary)["protocol"].tolist() == ["corrected"]
+
+
+def test_a_device_call_past_its_deadline_stops_and_returns_its_logs(
+        tmp_path: Path, device_like_env: dict[str, str]) -> None:
+    """An offline run slower than CALL_LIMIT is stopped by the script itself (so it can still
+    pack), not by the device tool."""
+    data, out = tmp_path / "carry", tmp_path / "out"
+    data.mkdir()
+    out.mkdir()
+    _archives(data)
+    env = {**device_like_env, "OUT": str(out), "CARRY": str(data), "CALL_LIMIT": "20",
+           "BENCHMARK_ARGS": "--skip a b c d",  # a probe that would run for hours:
+           "OFFLINE_ARGS": "--arch small_cnn --device cpu --probe-steps 1000000"}
+    run = subprocess.run(["bash", "scripts/gpu_run.sh"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 124
+    assert sorted(p.name for p in out.iterdir()) == ["benchmark.json", "benchmark.log",
+                                                     "gpu.txt", "offline.log"]
+    log = (out / "offline.log").read_text()
+    assert "data: 48 training" in log and "stopped at the call's deadline (20 s)" in log

@@ -177,6 +177,15 @@ def test_gpu_summary_tables(tmp_path):
     assert long.protocol.tolist() == ["faithful", "corrected"]
 
 
+def test_gpu_warnings_name_unfinished_protocols_and_a_short_pretraining():
+    full = {"epochs": 100, "unfinished": [], "protocols": {"corrected": {"base_accuracy": 0.95}}}
+    assert analysis.gpu_warnings(full) == []
+    short = {**full, "epochs": 40, "unfinished": ["faithful"]}
+    first, second = analysis.gpu_warnings(short)
+    assert "faithful protocol finished" in first
+    assert "40 of the OE recipe's 100 epochs" in second and "95.00%, against 94.84%" in second
+
+
 def test_collapse_warnings_fire_only_near_chance_accuracy():
     def ev(acc):
         return analysis.Evaluation(rows=[], scores={}, accuracy=acc, record={})
