@@ -453,16 +453,18 @@ def benchmark_table(folder: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def _short_git(revision: str | None) -> str:
+    """A git revision as captions show it: eight hex digits, and whether the tree was dirty."""
+    if not revision:
+        return "?"
+    return revision[:8] + ("-dirty" if revision.endswith("-dirty") else "")
+
+
 def benchmark_provenance(folder: str) -> str:
     """What produced the benchmark table: each machine's run (threads, torch, git revision,
     date), since those numbers come from committed JSON, not from the book's profile."""
-    def git(revision: str | None) -> str:
-        if not revision:
-            return "?"
-        return revision[:8] + ("-dirty" if revision.endswith("-dirty") else "")
-
     runs = [f"{data.get('device', '?')} ({data.get('threads', '?')} threads, torch "
-            f"{data.get('torch', '?')}, git {git(data.get('git'))}, "
+            f"{data.get('torch', '?')}, git {_short_git(data.get('git'))}, "
             f"{str(data.get('created', '?'))[:10]})" for data in _benchmark_runs(folder)]
     return "python -m benchmarks.run on " + "; ".join(runs) if runs else "no benchmark run yet"
 
@@ -522,6 +524,14 @@ def gpu_overview(summary: dict[str, Any]) -> pd.DataFrame:
                      "at step": np.nan if peak is None else int(peak["step"]),
                      "pretraining s": res["pretrain_seconds"], "MIM s": res["mim_seconds"]})
     return pd.DataFrame(rows)
+
+
+def gpu_provenance(summary: dict[str, Any]) -> str:
+    """What produced a committed GPU run: device, git revision, torch, architecture, epochs."""
+    env = summary["environment"]
+    return (f"GPU run on {env['device']}, git {_short_git(env['git'])}, torch "
+            f"{env['versions']['torch']}, {summary['arch']}, {summary['epochs']} pretraining "
+            "epochs")
 
 
 def gpu_warnings(summary: dict[str, Any], recipe_epochs: int = 100,

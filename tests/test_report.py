@@ -177,6 +177,14 @@ def test_gpu_summary_tables(tmp_path):
     assert long.protocol.tolist() == ["faithful", "corrected"]
 
 
+def test_gpu_provenance_names_device_revision_torch_and_epochs():
+    summary = {"arch": "wrn40_2", "epochs": 37, "environment": {
+        "device": "cuda: NVIDIA H200", "git": "0123456789abcdef0123456789abcdef01234567",
+        "versions": {"torch": "2.11.0"}}}
+    assert analysis.gpu_provenance(summary) == (
+        "GPU run on cuda: NVIDIA H200, git 01234567, torch 2.11.0, wrn40_2, 37 pretraining epochs")
+
+
 def test_gpu_warnings_name_unfinished_protocols_and_a_short_pretraining():
     full = {"epochs": 100, "unfinished": [], "protocols": {"corrected": {"base_accuracy": 0.95}}}
     assert analysis.gpu_warnings(full) == []
