@@ -22,6 +22,7 @@ from .data import ImageSet, denormalize, normalize
 from .detectors import extract  # noqa: F401  (re-exported for the notebooks)
 from .experiment import Evaluation, Experiment, ModelRun, Setup
 from .mixing import multi_input_mixup
+from .models import features_and_logits
 from .store import Store
 
 
@@ -173,8 +174,9 @@ def penultimate_features(exp: Experiment, run: ModelRun, ks: Sequence[int], n: i
     model = model.eval().cpu()
     with torch.no_grad():
         for group, kind, x in parts:
-            z = torch.cat([model.features(x[i:i + 512]) for i in range(0, len(x), 512)])
-            msp = model.fc(z).softmax(1).amax(1)
+            pairs = [features_and_logits(model, x[i:i + 512]) for i in range(0, len(x), 512)]
+            z = torch.cat([features for features, _ in pairs])
+            msp = torch.cat([logits for _, logits in pairs]).softmax(1).amax(1)
             frame = pd.DataFrame(z.numpy(), columns=[f"f{i}" for i in range(z.shape[1])])
             frame.insert(0, "msp", msp.numpy())
             frame.insert(0, "kind", kind)

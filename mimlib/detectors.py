@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from .data import ImageSet, iter_batches, normalize
 from .device import autocast, out_of_memory_as_error, resolve_device
 from .errors import ConfigError
+from .models import features_and_logits, linear_head
 
 #: The rows of the paper's Table 1 (MIM is MSP on the fine-tuned model).
 TABLE1_DETECTORS = ("MSP", "ODIN", "Mahalanobis", "Entropy", "Energy", "MaxLogit", "KL-Matching",
@@ -94,8 +95,7 @@ def extract(model: nn.Module, images: ImageSet, *, batch_size: int = 512,
         for part in iter_batches(len(images), batch_size):
             x = normalize(images.images[part].to(dev, non_blocking=True))
             with autocast(dev, amp):
-                z = model.features(x)
-                out = model.fc(z)
+                z, out = features_and_logits(model, x)
             feats.append(z.float().cpu())
             logits.append(out.float().cpu())
     return Representations(torch.cat(feats), torch.cat(logits), images.labels.clone())
@@ -112,7 +112,10 @@ class FittedDetectors:
         self.names = check_detectors(names)
         self.model, self.options = model, options
         self.device, self.batch_size = resolve_device(device), batch_size
-        w, b = model.fc.weight.detach().float().cpu(), model.fc.bias.detach().float().cpu()
+        head = linear_head(model)
+        w = head.weight.detach().float().cpu()
+        b = (torch.zeros(head.out_features) if head.bias is None
+             else head.bias.detach().float().cpu())
         z, y = fit.features, fit.labels
         self.detectors: dict[str, object] = {}
         for name in self.names:
@@ -161,7 +164,8 @@ class FittedDetectors:
             det: Callable[[Tensor], Tensor] = pod.ODIN(model, eps=opts.odin_eps,
                                                         temperature=opts.odin_temperature)
         else:
-            det = pod.MahalanobisODIN(model.features, eps=opts.mahalanobis_eps)
+            det = pod.MahalanobisODIN(lambda x: features_and_logits(model, x)[0],
+                                      eps=opts.mahalanobis_eps)
             fitted = self.detectors["Mahalanobis"]
             det._base.mu = fitted.mu.to(self.device)
             det._base.precision = fitted.precision.to(self.device)

@@ -26,7 +26,7 @@ from .detectors import (FITTED_DETECTORS, TABLE1_DETECTORS, FittedDetectors, Rep
 from .device import resolve_device, seed_everything, set_deterministic
 from .errors import ConfigError
 from .metrics import METRIC_KEYS, mean_metrics, ood_metrics
-from .models import ARCHITECTURES, build_model
+from .models import ARCHITECTURES, build_model, linear_head
 from .protocol import ProtocolSettings, check_protocol, paper_k, protocol_settings
 from .store import Entry, Store, canonical_json
 from .train import MIMConfig, OEConfig, PretrainConfig, TrainResult, mim_finetune, oe_finetune, pretrain
@@ -223,8 +223,9 @@ class Experiment:
             key = PAPER_CHECKPOINTS[s.id_data] if s.base == "published" else s.base[9:]
             model = load_published(key, cache_dir=Path(s.data_root) / "checkpoints",
                                    download=s.download)
-            if _out_features(model) != self.id_train.num_classes:
-                raise ConfigError(f"checkpoint {key} has {_out_features(model)} classes, "
+            classes = linear_head(model).out_features
+            if classes != self.id_train.num_classes:
+                raise ConfigError(f"checkpoint {key} has {classes} classes, "
                                   f"{s.id_data} has {self.id_train.num_classes}")
             return ModelRun({"base": "published", "key": key}, model)
         if s.base.startswith("checkpoint:"):
@@ -420,10 +421,6 @@ def _train_key(cfg: Any) -> dict[str, Any]:
     """The training configuration without fields that do not change the weights."""
     skip = {"device", "check_every", "compile", "eval_every"}
     return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in skip}
-
-
-def _out_features(model: nn.Module) -> int:
-    return int(model.fc.out_features)
 
 
 def _copy_model(model: nn.Module) -> nn.Module:

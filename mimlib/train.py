@@ -29,6 +29,7 @@ from .device import (autocast, out_of_memory_as_error, resolve_device, seed_ever
                      uses_fast_path)
 from .errors import ConfigError, NonFiniteLossError
 from .mixing import WEIGHT_SCHEMES, check_k, multi_input_mixup
+from .models import find_linear_head
 from .progress import track
 
 EvalHook = Callable[[nn.Module, int], dict[str, float]]
@@ -205,8 +206,9 @@ def _train(model: nn.Module, id_train: ImageSet, cfg: LoopConfig,
            on_eval: EvalHook | None, desc: str) -> TrainResult:
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
-    if id_train.num_classes and _out_features(model) != id_train.num_classes:
-        raise ConfigError(f"the model has {_out_features(model)} outputs but {id_train.name} has "
+    head = find_linear_head(model)  # a model without a known head trains all the same
+    if id_train.num_classes and head is not None and head.out_features != id_train.num_classes:
+        raise ConfigError(f"the model has {head.out_features} outputs but {id_train.name} has "
                           f"{id_train.num_classes} classes")
     model.to(device)
     fast_layout = uses_fast_path(device) and cfg.channels_last
@@ -358,11 +360,6 @@ def _with_overrides(cfg: LoopConfig, overrides: dict[str, Any]) -> LoopConfig:
         raise ConfigError(f"unknown parameter(s) {unknown} for {type(cfg).__name__}; "
                           f"known: {sorted(names)}")
     return dataclasses.replace(cfg, **overrides) if overrides else cfg
-
-
-def _out_features(model: nn.Module) -> int:
-    fc = getattr(model, "fc", None)
-    return int(fc.out_features) if isinstance(fc, nn.Linear) else -1
 
 
 def _positive(cfg: object, *names: str) -> None:

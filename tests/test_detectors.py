@@ -28,6 +28,29 @@ def test_extract_is_one_forward_pass_of_features_and_head(setting) -> None:
     assert torch.equal(reps.labels, test.labels)
 
 
+def test_a_torchvision_classifier_is_fine_tuned_and_scored_as_it_is() -> None:
+    """MIM and every detector on a model without mimlib's features(): torchvision's ResNet-18,
+    whose penultimate features are read at its head (fc) in the same forward pass."""
+    import torchvision
+
+    from mimlib import mim_finetune
+
+    torch.manual_seed(0)
+    train = load_id("synthetic", "train").subset(64)
+    test, ood = load_id("synthetic", "test").subset(32), load_ood("synthetic_textures").subset(32)
+    model = torchvision.models.resnet18(num_classes=train.num_classes)
+    model = mim_finetune(model, train, k=5, steps=2, lr=1e-3, device="cpu").model
+    test_reps, ood_reps = extract(model, test, device="cpu"), extract(model, ood, device="cpu")
+    assert test_reps.features.shape == (32, 512) and test_reps.logits.shape == (32, 6)
+    fitted = FittedDetectors(TABLE1_DETECTORS, model, extract(model, train, device="cpu"),
+                             DetectorOptions(mahalanobis_eps=0.002), device="cpu")
+    for name in TABLE1_DETECTORS:
+        scores = fitted.score(name, ood_reps, ood)
+        assert scores.shape == (32,) and np.isfinite(scores).all(), name
+    msp = test_reps.logits.softmax(1).amax(1).double().numpy()
+    np.testing.assert_allclose(fitted.score("MSP", test_reps), msp, rtol=1e-6)
+
+
 def test_every_table1_detector_gives_finite_scores_per_sample(setting) -> None:
     model, train, test, ood = setting
     fitted = FittedDetectors(TABLE1_DETECTORS, model, extract(model, train, device="cpu"),

@@ -6,6 +6,7 @@ from mimlib import build_model, wrn40_2
 from mimlib.checkpoints import (atomic_torch_save, load_checkpoint, load_published,
                                 load_state_dict_file)
 from mimlib.errors import CheckpointError, ConfigError, DataError
+from mimlib.models import features_and_logits, find_linear_head, linear_head
 
 
 def test_wrn40_2_loads_pytorch_oods_state_dict_strictly_and_gives_identical_outputs() -> None:
@@ -35,6 +36,38 @@ def test_every_architecture_exposes_features_and_head(arch: str, dim: int) -> No
         z = model.features(x)
         assert z.shape == (2, dim) and model.feature_dim == dim
         torch.testing.assert_close(model(x), model.fc(z))
+
+
+def _torchvision_classifiers() -> dict[str, torch.nn.Module]:
+    import torchvision
+
+    return {"resnet18 (fc)": torchvision.models.resnet18(num_classes=5),
+            "mobilenet_v3_small (classifier: Sequential)":
+                torchvision.models.mobilenet_v3_small(num_classes=5)}
+
+
+@pytest.mark.parametrize("name", list(_torchvision_classifiers()))
+def test_features_are_read_at_the_head_of_other_classifiers(name: str) -> None:
+    """torchvision's models have no features(x) -> (N, D): the penultimate features are the
+    input of their last nn.Linear, read in the same forward pass as the logits."""
+    model = _torchvision_classifiers()[name].eval()
+    head = linear_head(model)
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        z, logits = features_and_logits(model, x)
+        torch.testing.assert_close(logits, model(x))
+        torch.testing.assert_close(head(z), logits)
+    assert z.shape == (3, head.in_features) and head.out_features == 5
+
+
+def test_a_classifier_without_a_linear_head_is_an_error_that_says_what_to_do() -> None:
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 4))
+    assert find_linear_head(model) is None
+    with pytest.raises(ConfigError, match="Name your last layer fc"):
+        features_and_logits(model, torch.randn(1, 3, 32, 32))
+    for arch in ("wrn40_2", "resnet18", "small_cnn"):  # mimlib's: the head is fc
+        model = build_model(arch, 3)
+        assert linear_head(model) is model.fc
 
 
 @pytest.mark.parametrize("arch,classes", [("vgg16", 10), ("small_cnn", 1), ("wrn40_2", 2.5)])
