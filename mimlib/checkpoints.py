@@ -152,7 +152,10 @@ def load_published(key: str, *, cache_dir: str | os.PathLike | None = None,
             raise CheckpointError(f"download of {key} from {entry.url} failed its SHA-256 check: "
                                   f"{err}") from err
         except OSError as err:
-            raise DataError(f"could not download {key} from {entry.url}: {err}") from err
+            raise DataError(f"could not download {key} from {entry.url}: {err}. Download it on "
+                            f"a machine with internet access and copy it to {path} (it is "
+                            "checked against its SHA-256), or start from a model trained here "
+                            "(setup.base: pretrain)") from err
     state = load_state_dict_file(path, sha256=entry.sha256)
     if entry.state_dict_transform is not None:
         state = entry.state_dict_transform(state)

@@ -85,8 +85,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     results = orc.run_notebooks(root, names, args.profile, overrides, force=args.force,
                                 progress=not args.quiet)
     print(orc.summary(results))
-    failed = any(r.status == "failed" for r in results)
-    if not args.no_book:
+    failed = [r.name for r in results if r.status == "failed"]
+    if failed and not args.no_book:
+        # a failed chapter lacks what the book cites, so a strict build fails too: say why here
+        print(f"book: not built, {len(failed)} notebook(s) failed ({', '.join(failed)}); fix "
+              "the cause above and run again (finished notebooks are skipped)", file=sys.stderr)
+    elif not args.no_book:
         print(f"book: {orc.build_book(root)}")
     return 1 if failed else 0
 

@@ -103,6 +103,18 @@ def test_unchanged_notebooks_are_skipped_and_failures_do_not_stop_the_others(tmp
     assert not list((root / "book" / "executed").glob(".*running*"))
 
 
+@pytest.mark.slow
+def test_a_failed_notebook_is_named_and_the_book_is_not_built(tmp_path, capsys) -> None:
+    """A strict book build after a failed chapter would fail too, burying the cause under
+    jupyter-book's output: the command names the failure and skips the build instead."""
+    root = _tiny_project(tmp_path)
+    assert cli.main(["--root", str(root), "run", "02_fails", "--quiet"]) == 1
+    out, err = capsys.readouterr()
+    assert "ValueError: boom" in out
+    assert "book: not built, 1 notebook(s) failed (02_fails)" in err
+    assert not (root / "_build").exists()
+
+
 def test_main_returns_two_on_user_errors(capsys) -> None:
     assert cli.main(["--root", str(ROOT), "run", "nope", "--no-book"]) == 2
     assert "unknown notebook" in capsys.readouterr().err

@@ -122,6 +122,19 @@ def test_published_checkpoints_need_a_download_or_a_verified_cache(tmp_path) -> 
         load_published("wrn-40-2/mnist/nothing", cache_dir=tmp_path, download=False)
 
 
+def test_a_failed_download_says_what_to_do(tmp_path, monkeypatch) -> None:
+    import urllib.error
+
+    def offline(url, dst, hash_prefix=None):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr("torch.hub.download_url_to_file", offline)
+    with pytest.raises(DataError, match=r"(?s)could not download.*copy it to .*"
+                                        r"setup.base: pretrain"):
+        load_published("wrn-40-2/cifar10/crossentropy", cache_dir=tmp_path, download=True)
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
 def test_published_checkpoint_loads_into_mimlibs_wrn_when_cached(tmp_path, monkeypatch) -> None:
     """A cached file whose SHA-256 the registry pins loads with weights_only into wrn40_2."""
     import hashlib
