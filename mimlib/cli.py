@@ -82,8 +82,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     else:
         names = [orc.resolve_notebook(root, args.notebook)]
     overrides = [tuple(p) for p in args.parameter]
+    terminal = sys.stderr.isatty()  # bars on a terminal, plain lines in a log
     results = orc.run_notebooks(root, names, args.profile, overrides, force=args.force,
-                                progress=not args.quiet)
+                                progress=terminal and not args.quiet,
+                                announce=not terminal and not args.quiet)
     print(orc.summary(results))
     failed = [r.name for r in results if r.status == "failed"]
     if failed and not args.no_book:

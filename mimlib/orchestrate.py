@@ -193,8 +193,9 @@ def _write_manifest(root: Path, manifest: dict[str, Any]) -> None:
 
 def run_notebooks(root: Path, names: list[str], profile_name: str,
                   overrides: list[tuple[str, str]] = (), *, force: bool = False,
-                  progress: bool = True) -> list[NotebookResult]:
-    """Execute notebooks with papermill; see the module docstring."""
+                  progress: bool = True, announce: bool = False) -> list[NotebookResult]:
+    """Execute notebooks with papermill; see the module docstring. ``progress`` draws terminal
+    bars; ``announce`` prints a plain line as each notebook starts (for logs, not terminals)."""
     profile = load_profile(profile_name)
     # validate everything first: a typo in the last notebook must not cost the first ones
     planned = [(name, notebook_parameters(root, name, profile, overrides)) for name in names]
@@ -211,6 +212,8 @@ def run_notebooks(root: Path, names: list[str], profile_name: str,
         else:
             if bar is not None:
                 bar.set_description(name)
+            if announce:
+                print(f"running {name} ...", file=sys.stderr, flush=True)
             result = execute_notebook(root, name, params, out, progress)
             manifest[name] = {"fingerprint": fp, "status": result.status,
                               "profile": profile_name, "seconds": result.seconds,

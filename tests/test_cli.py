@@ -108,10 +108,12 @@ def test_a_failed_notebook_is_named_and_the_book_is_not_built(tmp_path, capsys) 
     """A strict book build after a failed chapter would fail too, burying the cause under
     jupyter-book's output: the command names the failure and skips the build instead."""
     root = _tiny_project(tmp_path)
-    assert cli.main(["--root", str(root), "run", "02_fails", "--quiet"]) == 1
+    assert cli.main(["--root", str(root), "run", "02_fails"]) == 1
     out, err = capsys.readouterr()
     assert "ValueError: boom" in out
     assert "book: not built, 1 notebook(s) failed (02_fails)" in err
+    # not a terminal (captured, as in a log): a plain line per notebook, no progress bars
+    assert err.startswith("running 02_fails ...\n") and "%|" not in err
     assert not (root / "_build").exists()
 
 
