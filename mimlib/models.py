@@ -185,13 +185,14 @@ def _check_classes(num_classes: int) -> int:
     return num_classes
 
 
-#: Where classifiers keep their last linear layer (mimlib's and torchvision's models).
-HEAD_NAMES = ("fc", "classifier", "head")
+#: Where classifiers keep their last linear layer: mimlib's and torchvision's models,
+#: and the CIFAR ResNets of kuangliu/pytorch-cifar (``linear``) that much OOD work starts from.
+HEAD_NAMES = ("fc", "classifier", "head", "linear")
 
 
 def find_linear_head(model: nn.Module) -> nn.Linear | None:
-    """The classifier's last linear layer: attribute ``fc``, ``classifier`` or ``head``, or the
-    last module of such an ``nn.Sequential``; None when there is none."""
+    """The classifier's last linear layer: an attribute named as in ``HEAD_NAMES``, or the last
+    module of such an ``nn.Sequential``; None when there is none."""
     for name in HEAD_NAMES:
         head = getattr(model, name, None)
         if isinstance(head, nn.Sequential) and len(head):

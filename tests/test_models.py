@@ -60,6 +60,20 @@ def test_features_are_read_at_the_head_of_other_classifiers(name: str) -> None:
     assert z.shape == (3, head.in_features) and head.out_features == 5
 
 
+def test_a_cifar_resnet_style_head_named_linear_is_found() -> None:
+    class KuangliuStyle(torch.nn.Module):  # kuangliu/pytorch-cifar: self.linear
+        def __init__(self) -> None:
+            super().__init__()
+            self.body, self.linear = torch.nn.Conv2d(3, 8, 3), torch.nn.Linear(8, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.linear(self.body(x).mean(dim=(2, 3)))
+
+    model = KuangliuStyle()
+    z, logits = features_and_logits(model, torch.randn(2, 3, 32, 32))
+    assert linear_head(model) is model.linear and z.shape == (2, 8) and logits.shape == (2, 4)
+
+
 def test_a_classifier_without_a_linear_head_is_an_error_that_says_what_to_do() -> None:
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 4))
     assert find_linear_head(model) is None
