@@ -1,7 +1,8 @@
 """Saving and loading weights safely: atomic writes, ``weights_only=True``, full SHA-256 checks.
 
-Published checkpoints come from pytorch-ood's model registry (the OE / energy-OOD WRN-40-2 CIFAR
-baselines among them); each download is verified against the registry's full SHA-256 digest
+Published checkpoints come from mimlib's registry (:mod:`mimlib.models.registry`: the CIFAR
+ResNets, the DICE DenseNet) or pytorch-ood's (the OE / energy-OOD WRN-40-2 CIFAR baselines among
+them); each download is verified against the registry's full SHA-256 digest
 before ``torch.load`` sees it.
 """
 
@@ -10,14 +11,15 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from .errors import CheckpointError, ConfigError, DataError
-from .models import build_model
+from .models import CIFAR, PUBLISHED, Normalization, build_model, set_normalization
 
 #: The paper's starting points: the OE authors' baseline WRN-40-2 ("cifar10-pt" in pytorch-ood
 #: 0.1.6), keyed by pytorch-ood 0.4's registry names.
@@ -76,7 +78,10 @@ def load_state_dict_file(path: str | os.PathLike, map_location: str | torch.devi
 def load_into(model: nn.Module, state_dict: dict[str, torch.Tensor], origin: str) -> nn.Module:
     """load_state_dict(strict=True), with a message that names what does not fit."""
     own = model.state_dict()
-    missing = sorted(set(own) - set(state_dict))
+    # BatchNorm's step counter, absent from checkpoints of older torch; torch's strict load
+    # accepts that too (it only matters for momentum=None)
+    missing = sorted(k for k in set(own) - set(state_dict)
+                     if not k.endswith("num_batches_tracked"))
     unexpected = sorted(set(state_dict) - set(own))
     wrong_keys = [k for k in own if k in state_dict and state_dict[k].shape != own[k].shape]
     wrong = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
@@ -100,16 +105,49 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike,
     return load_into(model, load_state_dict_file(path, map_location), str(path))
 
 
-def check_published(key: str, cache_dir: str | os.PathLike | None, download: bool) -> None:
-    """Before any work: the key exists, and a cached file (if any) has the pinned SHA-256;
-    without a cached file, downloads must be allowed."""
+@dataclass(frozen=True)
+class _Download:
+    """What loading one published checkpoint needs, from mimlib's registry or pytorch-ood's."""
+
+    key: str
+    file_name: str
+    url: str
+    sha256: str
+    arch: str
+    num_classes: int
+    normalization: Normalization
+    transform: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
+
+
+def _download_entry(key: str) -> _Download:
+    if key in PUBLISHED:
+        w = PUBLISHED[key]
+        return _Download(key, w.file_name, w.url, w.sha256, w.arch, w.num_classes,
+                         w.normalization)
     from pytorch_ood.model import get_model_info
 
     try:
         entry = get_model_info(key)
     except ValueError as err:
-        raise ConfigError(f"unknown published checkpoint {key!r}: {err}") from err
-    path = Path(cache_dir or Path(torch.hub.get_dir()) / "checkpoints") / entry.file_name
+        raise ConfigError(f"unknown published checkpoint {key!r}: mimlib's registry has "
+                          f"{sorted(PUBLISHED)}; pytorch-ood says: {err}") from err
+    arch = _REGISTRY_ARCHS.get(entry.arch or "")
+    if arch is None:
+        raise ConfigError(f"checkpoint {key!r} is a {entry.arch}; mimlib loads "
+                          f"{sorted(_REGISTRY_ARCHS)} checkpoints")
+    return _Download(key, entry.file_name, entry.url, entry.sha256, arch,
+                     int(entry.arch_kwargs["num_classes"]), CIFAR, entry.state_dict_transform)
+
+
+def _cache_folder(cache_dir: str | os.PathLike | None) -> Path:
+    return Path(cache_dir or Path(torch.hub.get_dir()) / "checkpoints")
+
+
+def check_published(key: str, cache_dir: str | os.PathLike | None, download: bool) -> None:
+    """Before any work: the key exists, and a cached file (if any) has the pinned SHA-256;
+    without a cached file, downloads must be allowed."""
+    entry = _download_entry(key)
+    path = _cache_folder(cache_dir) / entry.file_name
     if path.is_file():
         if sha256_of(path) != entry.sha256:
             raise CheckpointError(f"cached checkpoint {path} fails its SHA-256 check (expected "
@@ -122,24 +160,16 @@ def check_published(key: str, cache_dir: str | os.PathLike | None, download: boo
 
 def load_published(key: str, *, cache_dir: str | os.PathLike | None = None,
                    download: bool = True) -> nn.Module:
-    """A published checkpoint from pytorch-ood's registry as a mimlib model, in eval mode.
+    """A published checkpoint as a mimlib model, in eval mode, carrying its normalisation.
 
-    ``key`` is a registry key such as ``wrn-40-2/cifar10/crossentropy`` (see
-    :data:`PAPER_CHECKPOINTS`). The file is downloaded once into ``cache_dir`` (default: torch
-    hub's checkpoint folder), verified against the registry's full SHA-256 digest, and loaded
-    with ``weights_only=True`` into mimlib's architecture of the same name.
+    ``key`` names an entry of mimlib's registry (``resnet20/cifar10``, see
+    :data:`mimlib.models.PUBLISHED`) or of pytorch-ood's (``wrn-40-2/cifar10/crossentropy``,
+    see :data:`PAPER_CHECKPOINTS`). The file is downloaded once into ``cache_dir`` (default:
+    torch hub's checkpoint folder), verified against its full SHA-256 digest, and loaded with
+    ``weights_only=True`` and a strict key match into mimlib's architecture.
     """
-    from pytorch_ood.model import get_model_info
-
-    try:
-        entry = get_model_info(key)
-    except ValueError as err:
-        raise ConfigError(f"unknown published checkpoint {key!r}: {err}") from err
-    arch = _REGISTRY_ARCHS.get(entry.arch or "")
-    if arch is None:
-        raise ConfigError(f"checkpoint {key!r} is a {entry.arch}; mimlib loads "
-                          f"{sorted(_REGISTRY_ARCHS)} checkpoints")
-    folder = Path(cache_dir or Path(torch.hub.get_dir()) / "checkpoints")
+    entry = _download_entry(key)
+    folder = _cache_folder(cache_dir)
     path = folder / entry.file_name
     if not path.is_file():
         if not download:
@@ -157,7 +187,8 @@ def load_published(key: str, *, cache_dir: str | os.PathLike | None = None,
                             "checked against its SHA-256), or start from a model trained here "
                             "(setup.base: pretrain)") from err
     state = load_state_dict_file(path, sha256=entry.sha256)
-    if entry.state_dict_transform is not None:
-        state = entry.state_dict_transform(state)
-    model = build_model(arch, int(entry.arch_kwargs["num_classes"]))
-    return load_into(model, state, f"{key} ({path})").eval()
+    if entry.transform is not None:
+        state = entry.transform(state)
+    model = build_model(entry.arch, entry.num_classes)
+    model = load_into(model, state, f"{key} ({path})").eval()
+    return set_normalization(model, entry.normalization)

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .data import ImageSet, iter_batches, normalize
+from .data import ImageSet, iter_batches
 from .device import autocast, out_of_memory_as_error, resolve_device
 from .errors import ConfigError
-from .models import features_and_logits, linear_head
+from .models import CIFAR, features_and_logits, input_normalization, linear_head
 
 #: The rows of the paper's Table 1 (MIM is MSP on the fine-tuned model).
 TABLE1_DETECTORS = ("MSP", "ODIN", "Mahalanobis", "Entropy", "Energy", "MaxLogit", "KL-Matching",
@@ -91,9 +91,10 @@ def extract(model: nn.Module, images: ImageSet, *, batch_size: int = 512,
     dev = resolve_device(device)
     model.eval().to(dev)
     feats, logits = [], []
+    norm = input_normalization(model)
     with out_of_memory_as_error(batch_size):
         for part in iter_batches(len(images), batch_size):
-            x = normalize(images.images[part].to(dev, non_blocking=True))
+            x = norm.apply(images.images[part].to(dev, non_blocking=True))
             with autocast(dev, amp):
                 z, out = features_and_logits(model, x)
             feats.append(z.float().cpu())
@@ -160,11 +161,19 @@ class FittedDetectors:
 
         model = self.model.eval().to(self.device)
         opts = self.options
+        norm = input_normalization(model)
+        # The perturbation is taken in the paper's CIFAR-normalised units (eps * CIFAR std in
+        # pixels) whatever the model's own statistics, so eps means the same for every model:
+        # the detectors see a function of CIFAR-normalised inputs.
+        def to_model(u: Tensor) -> Tensor:
+            return u if norm == CIFAR else norm.apply(CIFAR.invert(u))
+
         if name == "ODIN":
-            det: Callable[[Tensor], Tensor] = pod.ODIN(model, eps=opts.odin_eps,
+            det: Callable[[Tensor], Tensor] = pod.ODIN(lambda u: model(to_model(u)),
+                                                        eps=opts.odin_eps,
                                                         temperature=opts.odin_temperature)
         else:
-            det = pod.MahalanobisODIN(lambda x: features_and_logits(model, x)[0],
+            det = pod.MahalanobisODIN(lambda u: features_and_logits(model, to_model(u))[0],
                                       eps=opts.mahalanobis_eps)
             fitted = self.detectors["Mahalanobis"]
             det._base.mu = fitted.mu.to(self.device)
@@ -172,7 +181,7 @@ class FittedDetectors:
         out = []
         with _frozen_parameters(model), out_of_memory_as_error(self.batch_size):
             for part in iter_batches(len(images), self.batch_size):
-                x = normalize(images.images[part].to(self.device))
+                x = CIFAR.apply(images.images[part].to(self.device))
                 out.append(det(x).detach().float().cpu())
         return torch.cat(out)
 

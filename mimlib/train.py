@@ -24,12 +24,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .augment import PostMixAugment, check_probability
-from .data import ImageSet, normalize
+from .data import ImageSet
 from .device import (autocast, out_of_memory_as_error, resolve_device, seed_everything,
                      uses_fast_path)
 from .errors import ConfigError, NonFiniteLossError
 from .mixing import WEIGHT_SCHEMES, check_k, multi_input_mixup
-from .models import find_linear_head
+from .models import Normalization, find_linear_head, input_normalization
 from .progress import track
 
 EvalHook = Callable[[nn.Module, int], dict[str, float]]
@@ -110,9 +110,11 @@ class MIMConfig(LoopConfig):
             raise ConfigError(f"alpha must be > 0, got {self.alpha!r}")
         check_probability(self.aug_p, "aug_p (augmentation probability)")
 
-    def augmenter(self) -> PostMixAugment:
+    def augmenter(self, norm: Normalization) -> PostMixAugment:
+        """The post-mix augmentation for a model that expects inputs normalised by ``norm``."""
         return PostMixAugment(p=self.aug_p, colour=self.aug_colour, affine=self.aug_affine,
-                              quantize=self.aug_quantize, interpolation=self.aug_interpolation)
+                              quantize=self.aug_quantize, interpolation=self.aug_interpolation,
+                              mean=norm.mean, std=norm.std)
 
 
 @dataclass
@@ -147,6 +149,23 @@ class PretrainConfig(LoopConfig):
 
 
 @dataclass
+class AdaptConfig(LoopConfig):
+    """Adapting a published classifier to the images actually used (e.g. a JPEG copy of its
+    training set): plain epochs with crop + flip, at most ``max_epochs``, until the held-out
+    accuracy stops rising; the best epoch's weights are kept."""
+
+    lr: float = 0.01
+    weight_decay: float = 5e-4
+    lam: float = 0.0
+    id_augment: str = "crop_flip"
+    max_epochs: int = 6
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _whole(self, "max_epochs", minimum=1)
+
+
+@dataclass
 class TrainResult:
     """The trained model (in eval mode), one log row per step, and the hook's evaluations."""
 
@@ -167,13 +186,16 @@ def mim_finetune(model: nn.Module, id_train: ImageSet, config: MIMConfig | None 
     ``k=5, steps=100``). ``on_eval(model, step)`` is called every ``eval_every`` steps.
     """
     cfg = _with_overrides(config or MIMConfig(), overrides)
-    augment = cfg.augmenter()
+    augment = cfg.augmenter(input_normalization(model))
 
     def mixed_outliers(x: Tensor, gen: torch.Generator) -> Tensor:
         return augment(multi_input_mixup(x, cfg.k, weights=cfg.weights, alpha=cfg.alpha,
                                          generator=gen), generator=gen)
 
-    return _train(model, id_train, cfg, mixed_outliers, on_eval, "MIM fine-tuning")
+    # lam = 0 is the control: the same steps on the ID loss alone; the mixed batch is not made,
+    # so it reaches neither the loss nor the batch-norm statistics
+    return _train(model, id_train, cfg, mixed_outliers if cfg.lam > 0 else None, on_eval,
+                  "MIM fine-tuning" if cfg.lam > 0 else "control fine-tuning (lam = 0)")
 
 
 def oe_finetune(model: nn.Module, id_train: ImageSet, outliers: ImageSet,
@@ -184,10 +206,11 @@ def oe_finetune(model: nn.Module, id_train: ImageSet, outliers: ImageSet,
     device = resolve_device(cfg.device)
     aux = outliers.images.to(device)
     stream = _IndexStream(len(aux), cfg.outlier_batch_size, cfg.seed + 7)
+    norm = input_normalization(model)
 
     def auxiliary_outliers(x: Tensor, gen: torch.Generator) -> Tensor:
         batch = aux[stream.next().to(device)]
-        return normalize(random_crop_flip(batch, generator=gen))
+        return norm.apply(random_crop_flip(batch, generator=gen))
 
     return _train(model, id_train, cfg, auxiliary_outliers, on_eval, "OE fine-tuning")
 
@@ -197,6 +220,36 @@ def pretrain(model: nn.Module, id_train: ImageSet, config: PretrainConfig | None
     """Train a classifier from scratch with the OE baseline recipe (see :class:`PretrainConfig`)."""
     cfg = _with_overrides(config or PretrainConfig(), overrides)
     return _train(model, id_train, cfg, None, on_eval, "pretraining")
+
+
+def adapt(model: nn.Module, id_train: ImageSet, accuracy: Callable[[nn.Module], float],
+          config: AdaptConfig | None = None, **overrides: Any) -> TrainResult:
+    """Fine-tune with the ID loss alone, one epoch at a time, while ``accuracy(model)`` rises.
+
+    Epoch e uses seed ``seed + e`` for its batch order and augmentation. The result holds the
+    weights of the best epoch (epoch 0 = the model as given), ``evals`` the accuracy after each
+    epoch, and ``log`` the steps of every epoch run.
+    """
+    import copy
+
+    cfg = _with_overrides(config or AdaptConfig(), overrides)
+    epoch_cfg = dataclasses.replace(cfg, epochs=1.0, steps=None, eval_every=0)
+    start = time.perf_counter()
+    best_acc = accuracy(model.eval())
+    best_state = copy.deepcopy(model.state_dict())
+    evals, log = [{"epoch": 0, "accuracy": best_acc}], []
+    for epoch in range(1, cfg.max_epochs + 1):
+        result = _train(model, id_train, dataclasses.replace(epoch_cfg, seed=cfg.seed + epoch),
+                        None, None, f"adaptation, epoch {epoch}")
+        log += [{**row, "epoch": epoch} for row in result.log]
+        acc = accuracy(model.eval())
+        evals.append({"epoch": epoch, "accuracy": acc})
+        if acc <= best_acc:
+            break
+        best_acc, best_state = acc, copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    return TrainResult(model.eval(), log, evals, time.perf_counter() - start,
+                       dataclasses.asdict(cfg))
 
 
 # --------------------------------------------------------------------------- the loop
@@ -215,6 +268,7 @@ def _train(model: nn.Module, id_train: ImageSet, cfg: LoopConfig,
     if fast_layout:
         model.to(memory_format=torch.channels_last)
     forward = torch.compile(model) if cfg.compile else model
+    norm = input_normalization(model)
     images, labels = id_train.images.to(device), id_train.labels.to(device)
     n = len(images)
     total = cfg.total_steps(n)
@@ -237,7 +291,7 @@ def _train(model: nn.Module, id_train: ImageSet, cfg: LoopConfig,
             raw = images[idx]
             if cfg.id_augment == "crop_flip":
                 raw = random_crop_flip(raw, generator=gen)
-            x, y = normalize(raw), labels[idx]
+            x, y = norm.apply(raw), labels[idx]
             x_out = outliers(x, gen) if outliers is not None else None
             inputs = torch.cat([x, x_out]) if x_out is not None else x
             if fast_layout:

@@ -197,3 +197,45 @@ def test_the_gpu_fast_path_bf16_and_channels_last_runs_and_stays_close_to_fp32(
     scale = reps[0].logits.abs().max()
     assert (reps[1].logits - reps[0].logits).abs().max() < 0.03 * scale
     assert (reps[1].logits.argmax(1) == reps[0].logits.argmax(1)).float().mean() > 0.9
+
+
+def test_the_control_makes_no_mixed_images_and_steps_through_the_same_id_batches(
+        tiny_train, monkeypatch) -> None:
+    import mimlib.train as train_module
+
+    def no_mixing(*args, **kwargs):
+        raise AssertionError("the lambda = 0 control must not mix")
+
+    torch.manual_seed(0)
+    model = build_model("small_cnn", 6)
+    plain = pretrain(copy.deepcopy(model), tiny_train, PretrainConfig(
+        steps=4, batch_size=32, lr=1e-3, weight_decay=0.0, nesterov=False, schedule="constant",
+        id_augment="none", seed=5, device="cpu"))
+    monkeypatch.setattr(train_module, "multi_input_mixup", no_mixing)
+    control = mim_finetune(copy.deepcopy(model), tiny_train, k=4, lam=0.0, steps=4,
+                           batch_size=32, lr=1e-3, seed=5, device="cpu")
+    assert all(row["loss_out"] == 0 for row in control.log)
+    # the same steps as plain training on the ID batches alone: identical weights
+    for a, b in zip(control.model.state_dict().values(), plain.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_adaptation_keeps_the_best_epoch_and_stops_when_accuracy_falls(tiny_train) -> None:
+    from mimlib.train import adapt
+
+    torch.manual_seed(0)
+    model = build_model("small_cnn", 6)
+    scores = iter([0.50, 0.60, 0.58, 0.99])  # epoch 0 (as given), 1, 2 (falls: stop), never
+    snapshots = []
+
+    def accuracy(m: torch.nn.Module) -> float:
+        snapshots.append(copy.deepcopy(m.state_dict()))
+        return next(scores)
+
+    result = adapt(model, tiny_train, accuracy, max_epochs=5, batch_size=64, device="cpu")
+    assert [e["accuracy"] for e in result.evals] == [0.50, 0.60, 0.58]
+    assert [e["epoch"] for e in result.evals] == [0, 1, 2]
+    assert len(result.log) == 2 * 4  # two epochs of 256 images in batches of 64
+    kept = result.model.state_dict()
+    assert all(torch.equal(kept[k], snapshots[1][k]) for k in kept)  # epoch 1's weights
+    assert not all(torch.equal(kept[k], snapshots[2][k]) for k in kept)

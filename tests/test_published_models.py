@@ -1,0 +1,116 @@
+"""mimlib's registry of published CIFAR classifiers: pinned, strictly loaded, normalised as
+trained. The real files are read from ../shared/models when present (skipped otherwise)."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from mimlib.checkpoints import check_published, load_published
+from mimlib.errors import CheckpointError, ConfigError, DataError
+from mimlib.models import (IMAGENET, PUBLISHED, build_model, input_normalization, linear_head,
+                           published_weights)
+
+SHARED_MODELS = Path(os.environ.get("MIMLIB_SHARED_MODELS",
+                                    Path(__file__).resolve().parents[2] / "shared" / "models"))
+PARAMETERS = {"resnet20/cifar10": 269_722, "resnet32/cifar10": 464_154,
+              "resnet44/cifar10": 658_586, "resnet56/cifar10": 853_018,
+              "densenet100/cifar10": 769_162}
+
+
+def _shared(key: str) -> Path:
+    path = SHARED_MODELS / PUBLISHED[key].file_name
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (needs ../shared/models)")
+    return path
+
+
+@pytest.mark.parametrize("key", sorted(PUBLISHED))
+def test_registry_entries_are_pinned_to_a_commit_and_a_full_digest(key: str) -> None:
+    w = published_weights(key)
+    assert len(w.sha256) == 64 and int(w.sha256, 16) >= 0
+    assert w.url.startswith("https://github.com/") and "/raw/" in w.url
+    assert len(w.url.split("/raw/")[1].split("/")[0]) == 40  # a commit, not a branch
+    assert w.licence and w.source and len(w.normalization.mean) == 3
+    if w.arch.startswith("resnet"):  # akamaster's file names carry the digest's first 8 digits
+        assert w.file_name.split("-")[1].startswith(w.sha256[:8])
+    model = build_model(w.arch, w.num_classes)
+    assert sum(p.numel() for p in model.parameters()) == PARAMETERS[key]
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("key", sorted(PUBLISHED))
+def test_published_weights_load_strictly_with_their_normalisation(key: str) -> None:
+    _shared(key)
+    model = load_published(key, cache_dir=SHARED_MODELS, download=False)
+    assert not model.training
+    assert input_normalization(model) == PUBLISHED[key].normalization
+    assert linear_head(model).out_features == 10
+
+
+@pytest.mark.shared
+def test_published_resnet20_classifies_the_jpeg_cifar10_test_images(cifar10_jpeg) -> None:
+    from mimlib.data import load_id
+    from mimlib.detectors import extract
+
+    _shared("resnet20/cifar10")
+    model = load_published("resnet20/cifar10", cache_dir=SHARED_MODELS, download=False)
+    assert input_normalization(model) == IMAGENET
+    test = load_id(f"folder:{cifar10_jpeg}", "test").subset(1000, 0)
+    reps = extract(model, test, device="cpu")
+    accuracy = float((reps.logits.argmax(1) == reps.labels).float().mean())
+    # measured: 81.0% on all 10,000 JPEG test images (91.8% reported on the originals); the
+    # same weights fed CIFAR-normalised inputs lose several points more
+    assert 0.76 < accuracy < 0.86
+    from mimlib.models import CIFAR, set_normalization
+
+    wrong = extract(set_normalization(model, CIFAR), test, device="cpu")
+    assert float((wrong.logits.argmax(1) == wrong.labels).float().mean()) < accuracy
+
+
+def test_a_download_is_verified_and_a_missing_file_with_downloads_off_says_where(
+        tmp_path, monkeypatch) -> None:
+    key = "resnet20/cifar10"
+    entry = PUBLISHED[key]
+    with pytest.raises(DataError, match=entry.file_name):
+        check_published(key, tmp_path, download=False)
+    calls = []
+
+    def fake_download(url: str, dst: str, hash_prefix: str) -> None:
+        calls.append((url, hash_prefix))
+        raise RuntimeError("invalid hash value")  # what torch.hub says on a mismatch
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        load_published(key, cache_dir=tmp_path, download=True)
+    assert calls == [(entry.url, entry.sha256)]
+
+
+def test_a_corrupt_or_foreign_file_under_the_pinned_name_is_refused(tmp_path) -> None:
+    key = "resnet32/cifar10"
+    (tmp_path / PUBLISHED[key].file_name).write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        check_published(key, tmp_path, download=False)
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        load_published(key, cache_dir=tmp_path, download=False)
+
+
+@pytest.mark.shared
+def test_the_old_pickles_without_batch_norm_counters_load_as_torch_loads_them(tmp_path) -> None:
+    path = _shared("resnet20/cifar10")
+    shutil.copy(path, tmp_path / path.name)
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    assert not any(k.endswith("num_batches_tracked") for k in state)
+    reference = build_model("resnet20", 10)
+    reference.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
+    ours = load_published("resnet20/cifar10", cache_dir=tmp_path, download=False)
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), reference.eval()(x))
+
+
+def test_unknown_keys_list_the_registry() -> None:
+    with pytest.raises(ConfigError, match="resnet20/cifar10"):
+        published_weights("resnet21/cifar10")
