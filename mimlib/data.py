@@ -15,7 +15,12 @@ Sources are named by short strings, so a configuration is plain data:
   their checksums; the OE paper's noise sets ``gaussian``, ``rademacher``, ``blobs``; the embedded
   ``synthetic_shapes``, ``synthetic_textures``, ``synthetic_scenes``; and any folder or archive
   of images as ``crop:PATH`` or ``resize:PATH`` (a random 32x32 crop or a downscale of each
-  image, the two ODIN recipes), optionally named ``NAME=crop:PATH``.
+  image, the two ODIN recipes), optionally named ``NAME=crop:PATH``; and the MNIST test digits,
+  ``mnist`` (torchvision) or ``mnist:PATH`` (a folder with the original ``t10k-*.gz`` files),
+  grey to RGB and resized from 28x28 to 32x32 (bilinear).
+
+Specs that read files may pin their checksum (``folder:PATH#sha256=HEX``, see :mod:`.pins`):
+the files are verified before they are read, and store keys name the data by the pin.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from . import synthetic
+from . import pins, synthetic
 from .errors import ConfigError, DataError
 
 #: Normalisation of the paper and the OE code, for every data set: (mean, std) per channel.
@@ -129,6 +134,8 @@ class DataOptions:
 
 def load_id(spec: str, split: str, options: DataOptions = DataOptions()) -> ImageSet:
     """The train or test split of an ID set named by ``spec`` (see the module docstring)."""
+    pins.verify(spec)
+    spec = pins.split_pin(spec)[0]
     if split not in ("train", "test"):
         raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
     if spec == "synthetic":
@@ -299,19 +306,25 @@ def _split_prefix(source: _Source, split: str) -> str:
 
 def check_ood_spec(spec: object) -> str:
     """The spec if it names an OOD set (by name or as NAME=crop:PATH), else ConfigError."""
-    target = spec.partition("=")[2] if isinstance(spec, str) and "=" in spec else spec
-    known = PAPER_OOD_SETS + NOISE_SETS + SYNTHETIC_OOD_SETS + AUXILIARY_SETS
-    if isinstance(target, str) and (target in known or target.startswith(("crop:", "resize:"))):
+    target = pins.split_pin(spec)[0] if isinstance(spec, str) else spec
+    target = target.partition("=")[2] if isinstance(target, str) and "=" in target else target
+    known = PAPER_OOD_SETS + NOISE_SETS + SYNTHETIC_OOD_SETS + AUXILIARY_SETS + ("mnist",)
+    if isinstance(target, str) and (target in known
+                                    or target.startswith(("crop:", "resize:", "mnist:"))):
         return str(spec)
-    raise ConfigError(f"unknown OOD data set {spec!r}; choose one of {list(known)} or "
+    raise ConfigError(f"unknown OOD data set {spec!r}; choose one of {list(known)}, "
                       "'crop:PATH' / 'resize:PATH' (optionally 'NAME=crop:PATH') for a folder "
-                      "of images")
+                      "of images, or 'mnist:PATH' for the MNIST test files")
 
 
 def load_ood(spec: str, options: DataOptions = DataOptions(), *, seed: int = 0) -> ImageSet:
     """An OOD set named by ``spec`` (see the module docstring), all labels -1."""
     check_ood_spec(spec)
+    pins.verify(spec)
+    spec = pins.split_pin(spec)[0]
     name, _, rest = spec.partition("=") if "=" in spec else (None, "", spec)
+    if rest == "mnist" or rest.startswith("mnist:"):
+        return _mnist(rest, options, name or "mnist")
     if rest.startswith(("crop:", "resize:")):
         mode, _, path = rest.partition(":")
         return _ood_folder(Path(path).expanduser(), mode, name or f"{Path(path).name}_{mode}", seed)
@@ -323,6 +336,48 @@ def load_ood(spec: str, options: DataOptions = DataOptions(), *, seed: int = 0) 
     if spec in NOISE_SETS:
         return _ood_set(spec, noise_images(spec, NOISE_SIZE, seed), "OE-paper noise (seeded)")
     return _paper_ood(spec, options)  # one of the paper's sets, or the 300K random images
+
+
+MNIST_FILES = (pins.MNIST_IMAGES, "t10k-labels-idx1-ubyte.gz")
+
+
+def _mnist(spec: str, options: DataOptions, name: str) -> ImageSet:
+    """The 10,000 MNIST test digits as 32x32 RGB: grey copied to three channels, resized
+    bilinearly from 28x28 (the usual way to show digits to a CIFAR model)."""
+    if spec.startswith("mnist:"):
+        folder = Path(spec[len("mnist:"):]).expanduser()
+    else:
+        from torchvision.datasets import MNIST
+
+        root = Path(options.root) / "mnist"
+        try:
+            MNIST(str(root), train=False, download=options.download)
+        except (RuntimeError, OSError) as err:
+            raise DataError(f"MNIST is not in {root} and could not be had ({err}); allow "
+                            "downloads, or give 'mnist:PATH' for a folder with "
+                            f"{' and '.join(MNIST_FILES)}") from err
+        folder = root / "MNIST" / "raw"
+    path = folder / MNIST_FILES[0]
+    if not path.is_file():
+        raise DataError(f"{folder} has no {MNIST_FILES[0]}; 'mnist:PATH' needs the original "
+                        f"MNIST test files {' and '.join(MNIST_FILES)}")
+    return _cached(_cache_file("mnist", path, name), lambda: _decode_mnist(path, name))
+
+
+def _decode_mnist(path: Path, name: str) -> ImageSet:
+    import gzip
+
+    raw = gzip.decompress(path.read_bytes())
+    magic, n, rows, cols = (int.from_bytes(raw[i:i + 4], "big") for i in range(0, 16, 4))
+    if magic != 2051 or len(raw) != 16 + n * rows * cols:
+        raise DataError(f"{path} is not an MNIST idx3 image file (or is truncated)")
+    digits = np.frombuffer(raw, np.uint8, offset=16).reshape(n, rows, cols)
+    out = np.empty((n, 32, 32), np.uint8)
+    for i, d in enumerate(digits):
+        out[i] = np.asarray(Image.fromarray(d).resize((32, 32), Image.BILINEAR))
+    images = np.repeat(out[:, None], 3, axis=1)
+    return _ood_set(name, torch.from_numpy(images),
+                    f"MNIST test digits from {path}, grey to RGB, 28x28 resized to 32x32")
 
 
 def _ood_set(name: str, images: Tensor, source: str) -> ImageSet:
@@ -456,7 +511,15 @@ def check_available(spec: str, options: DataOptions = DataOptions(), *, role: st
     downloads off, torchvision and pytorch-ood sets must already be in ``options.root``. Reading
     and decoding are left to the load itself.
     """
-    target = spec.partition("=")[2] if "=" in spec else spec
+    pins.verify(spec)
+    target = pins.split_pin(spec)[0]
+    target = target.partition("=")[2] if "=" in target else target
+    if target.startswith("mnist:"):
+        path = Path(target[len("mnist:"):]).expanduser() / MNIST_FILES[0]
+        if not path.is_file():
+            raise DataError(f"{path} (in {spec!r}) does not exist; 'mnist:PATH' needs the "
+                            f"original MNIST test files {' and '.join(MNIST_FILES)}")
+        return
     if target.startswith(("folder:", "crop:", "resize:")):
         path = Path(target.partition(":")[2]).expanduser()
         if not path.exists():
@@ -485,6 +548,7 @@ def check_available(spec: str, options: DataOptions = DataOptions(), *, role: st
 
 def known_num_classes(spec: str) -> int | None:
     """The number of classes of an ID set when it is known without reading images."""
+    spec = pins.split_pin(spec)[0]
     if spec in ("cifar10", "cifar100", "synthetic"):
         return {"cifar10": 10, "cifar100": 100, "synthetic": len(synthetic.ID_CLASSES)}[spec]
     if spec.startswith("folder:"):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,6 +20,7 @@ import numpy as np
 from torch import nn
 
 from . import data as D
+from . import pins
 from .checkpoints import (PAPER_CHECKPOINTS, atomic_torch_save, load_checkpoint, load_published)
 from .detectors import (FITTED_DETECTORS, TABLE1_DETECTORS, FittedDetectors, Representations,
                         check_detectors, extract)
@@ -29,7 +30,8 @@ from .metrics import METRIC_KEYS, mean_metrics, ood_metrics
 from .models import ARCHITECTURES, build_model, linear_head
 from .protocol import ProtocolSettings, check_protocol, paper_k, protocol_settings
 from .store import Entry, Store, canonical_json
-from .train import MIMConfig, OEConfig, PretrainConfig, TrainResult, mim_finetune, oe_finetune, pretrain
+from .train import (AdaptConfig, MIMConfig, OEConfig, PretrainConfig, TrainResult, adapt,
+                    mim_finetune, oe_finetune, pretrain)
 
 SMOKE_OOD = D.SYNTHETIC_OOD_SETS + D.NOISE_SETS
 MODEL_FILE = "model.pt"
@@ -46,6 +48,9 @@ class Setup:
     base: str = "pretrain"  # "pretrain", "published" (the paper's), "registry:KEY", "checkpoint:PATH"
     pretrain_epochs: float = 100.0
     pretrain_lr: float = 0.1
+    adapt_epochs: int = 0  # >0: adapt a loaded base to the ID data first (at most this many epochs)
+    adapt_lr: float = 0.01
+    curve_limit: int | None = None  # images per set for the evaluations during training
     protocol: str = "corrected"
     train_limit: int | None = None
     test_limit: int | None = None
@@ -56,6 +61,7 @@ class Setup:
     download: bool = True
     eval_batch_size: int = 512
     deterministic: bool = False  # CUDA: deterministic kernels (slower); CPU runs are anyway
+    weights_dir: str | None = None  # published weights: where they are (default: data_root/checkpoints)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ood_sets", tuple(self.ood_sets))
@@ -63,6 +69,8 @@ class Setup:
         if self.arch not in ARCHITECTURES:
             raise ConfigError(f"unknown architecture {self.arch!r}; choose one of "
                               f"{sorted(ARCHITECTURES)}")
+        for spec in (self.id_data, *self.ood_sets):
+            pins.split_pin(spec)  # a malformed pin fails here
         if not (self.id_data in D.ID_SETS or self.id_data.startswith("folder:")):
             raise ConfigError(f"unknown ID data set {self.id_data!r}; choose one of "
                               f"{list(D.ID_SETS)} or 'folder:PATH'")
@@ -78,12 +86,18 @@ class Setup:
                                          or self.arch != "wrn40_2"):
             raise ConfigError("published checkpoints exist for WRN-40-2 on cifar10 and cifar100 "
                               f"only, not {self.arch} on {self.id_data}; use base='pretrain'")
-        for name in ("train_limit", "test_limit", "ood_limit"):
+        if self.adapt_epochs and self.base == "pretrain":
+            raise ConfigError("adapt_epochs adapts a loaded base (published, registry:, "
+                              "checkpoint:) to the ID data; a model pretrained here needs none")
+        if isinstance(self.adapt_epochs, bool) or not isinstance(self.adapt_epochs, int) \
+                or self.adapt_epochs < 0:
+            raise ConfigError(f"adapt_epochs must be a whole number >= 0, got {self.adapt_epochs!r}")
+        for name in ("train_limit", "test_limit", "ood_limit", "curve_limit"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or value < 1):
                 raise ConfigError(f"{name} must be a whole number >= 1 or None, got {value!r}")
-        for name in ("pretrain_epochs", "pretrain_lr"):
+        for name in ("pretrain_epochs", "pretrain_lr", "adapt_lr"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or not 0 < value < float("inf"):
@@ -97,9 +111,19 @@ class Setup:
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         resolve_device(self.device)
 
+    @property
+    def results_only(self) -> bool:
+        """Whether pinned data are absent: stored results named by their pins are read, and
+        only a step that needs the data themselves fails (with a message saying so)."""
+        return any(pins.split_pin(spec)[1] is not None and not pins.source_path(spec).exists()
+                   for spec in (self.id_data, *self.ood_sets))
+
     def preflight(self) -> None:
         """Checks that touch the file system but do no heavy work: data paths exist, data
-        is present when downloads are off, a checkpoint file loads and fits the model."""
+        is present when downloads are off, a checkpoint file loads and fits the model.
+        Pinned data may be absent (see :attr:`results_only`)."""
+        if self.results_only:
+            return
         options = D.DataOptions(self.data_root, self.download)
         D.check_available(self.id_data, options, role="id")
         for spec in self.ood_sets:
@@ -108,7 +132,7 @@ class Setup:
             from .checkpoints import check_published
 
             key = PAPER_CHECKPOINTS[self.id_data] if self.base == "published" else self.base[9:]
-            check_published(key, Path(self.data_root) / "checkpoints", self.download)
+            check_published(key, self.weights_folder, self.download)
         if self.base.startswith("checkpoint:"):
             from .checkpoints import load_into, load_state_dict_file
 
@@ -118,20 +142,41 @@ class Setup:
             if classes is not None:
                 load_into(build_model(self.arch, classes), state, path)
 
+    @property
+    def weights_folder(self) -> Path:
+        return Path(self.weights_dir or Path(self.data_root) / "checkpoints")
+
     def key(self) -> dict[str, Any]:
-        """The fields that decide results (not device, paths to caches, or batch sizes)."""
-        skip = {"device", "data_root", "download", "eval_batch_size", "deterministic"}
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if f.name not in skip}
+        """The fields that decide results (not device, paths to caches, or batch sizes); data
+        named by checksum (:func:`mimlib.pins.identity`), not by path."""
+        skip = {"device", "data_root", "download", "eval_batch_size", "deterministic",
+                "weights_dir"}
+        key = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if f.name not in skip}
+        key["id_data"], key["ood_sets"] = _data_id(self.id_data), _ood_ids(self.ood_sets)
+        return key
 
 
-@dataclass
 class ModelRun:
-    """A trained (or loaded) model, the recipe that made it and its stored record."""
+    """A trained (or loaded) model, the recipe that made it and its stored record.
 
-    recipe: dict[str, Any]
-    model: nn.Module
-    record: dict[str, Any] = field(default_factory=dict)
+    The model itself is loaded on first use: a notebook that only reads stored metrics never
+    needs the weights (nor the data or the published checkpoint they came from).
+    """
+
+    def __init__(self, recipe: dict[str, Any], model: nn.Module | None = None,
+                 record: dict[str, Any] | None = None, *,
+                 load: Callable[[], nn.Module] | None = None) -> None:
+        if model is None and load is None:
+            raise ValueError("a ModelRun needs a model or a function that loads it")
+        self.recipe, self.record = recipe, record or {}
+        self._model, self._load = model, load
+
+    @property
+    def model(self) -> nn.Module:
+        if self._model is None:
+            self._model = self._load().eval()  # type: ignore[misc]
+        return self._model
 
     @property
     def log(self) -> list[dict[str, float]]:
@@ -217,21 +262,53 @@ class Experiment:
 
     # ------------------------------------------------------------------ models
     def base_model(self, *, force: bool = False) -> ModelRun:
-        """The starting classifier: pretrained here (stored), published, or from a file."""
+        """The classifier MIM and the baselines start from: pretrained here (stored), or a
+        loaded one (published, a file) adapted to the ID data when ``adapt_epochs`` > 0."""
+        s = self.setup
+        if s.base == "pretrain":
+            return self._pretrained(force)
+        loaded = self.loaded_model()
+        if not s.adapt_epochs:
+            return loaded
+        return self.adapted_model(loaded, force=force)
+
+    def loaded_model(self) -> ModelRun:
+        """The published or given classifier as it is, before any training here."""
         s = self.setup
         if s.base == "published" or s.base.startswith("registry:"):
             key = PAPER_CHECKPOINTS[s.id_data] if s.base == "published" else s.base[9:]
-            model = load_published(key, cache_dir=Path(s.data_root) / "checkpoints",
-                                   download=s.download)
-            classes = linear_head(model).out_features
-            if classes != self.id_train.num_classes:
-                raise ConfigError(f"checkpoint {key} has {classes} classes, "
-                                  f"{s.id_data} has {self.id_train.num_classes}")
-            return ModelRun({"base": "published", "key": key}, model)
+            return ModelRun({"base": "published", "key": key}, load=lambda: self._published(key))
         if s.base.startswith("checkpoint:"):
             path = s.base[len("checkpoint:"):]
-            model = load_checkpoint(build_model(s.arch, self.id_train.num_classes), path)
-            return ModelRun({"base": "checkpoint", "path": path}, model)
+            return ModelRun({"base": "checkpoint", "path": path}, load=lambda: load_checkpoint(
+                build_model(s.arch, self.id_train.num_classes), path))
+        raise ConfigError(f"base {s.base!r} is trained here, not loaded")
+
+    def _published(self, key: str) -> nn.Module:
+        model = load_published(key, cache_dir=self.setup.weights_folder,
+                               download=self.setup.download)
+        classes = linear_head(model).out_features
+        if classes != self.id_train.num_classes:
+            raise ConfigError(f"checkpoint {key} has {classes} classes, "
+                              f"{self.setup.id_data} has {self.id_train.num_classes}")
+        return model
+
+    def adapted_model(self, loaded: ModelRun, *, force: bool = False) -> ModelRun:
+        """``loaded`` fine-tuned on the ID training images (crop + flip, ID loss only) while the
+        ID test accuracy rises, at most ``adapt_epochs`` epochs; the best epoch is kept."""
+        s = self.setup
+        cfg = AdaptConfig(max_epochs=s.adapt_epochs, lr=s.adapt_lr, seed=s.seed, device=s.device)
+        recipe = {"method": "adapt", "base": loaded.recipe, "data": _train_data_key(s),
+                  "selected_on": {"id_test": _data_id(s.id_data), "test_limit": s.test_limit},
+                  "train": _train_key(cfg)}
+
+        def run() -> TrainResult:
+            return adapt(_copy_model(loaded.model), self.id_train, self.accuracy, cfg)
+
+        return self._trained("adapt", recipe, run, force, lambda: _copy_model(loaded.model))
+
+    def _pretrained(self, force: bool) -> ModelRun:
+        s = self.setup
         cfg = PretrainConfig(epochs=s.pretrain_epochs, lr=s.pretrain_lr, seed=s.seed,
                              device=s.device)
         recipe = {"base": "pretrain", "data": _train_data_key(s), "arch": s.arch,
@@ -285,8 +362,8 @@ class Experiment:
 
     def _curve_key(self, eval_every: int) -> dict[str, Any] | None:
         """What an evaluation curve during training depends on (None: no curve wanted)."""
-        return {"eval_every": eval_every, "data": _eval_data_key(self.setup)} if eval_every \
-            else None
+        return {"eval_every": eval_every, "data": _eval_data_key(self.setup),
+                "curve_limit": self.setup.curve_limit} if eval_every else None
 
     def _trained(self, kind: str, recipe: dict[str, Any], run: Any, force: bool,
                  blank: Any, curve: dict[str, Any] | None = None) -> ModelRun:
@@ -310,9 +387,31 @@ class Experiment:
                 MODEL_FILE: lambda p: atomic_torch_save(result.model.state_dict(), p)}
 
         entry = self.store.get_or_compute(kind, recipe, train, force=force,
-                                          provenance=self.provenance())
-        model = trained[0] if trained else load_checkpoint(blank(), entry.file(MODEL_FILE))
-        return ModelRun(recipe, model.eval(), entry.record)
+                                          provenance=self.provenance)
+        if trained:
+            return ModelRun(recipe, trained[0].eval(), entry.record)
+
+        def load() -> nn.Module:
+            if entry.file(MODEL_FILE).is_file():
+                return load_checkpoint(blank(), entry.file(MODEL_FILE))
+            # committed results keep few weights: train again (deterministic on the CPU)
+            return self._trained(kind, recipe, run, True, blank, curve).model
+
+        return ModelRun(recipe, None, entry.record, load=load)
+
+    # ------------------------------------------------------------------ derived results
+    def eval_data_key(self) -> dict[str, Any]:
+        """What names the evaluation data in store keys (checksums, limits, seed)."""
+        return _eval_data_key(self.setup)
+
+    def stored(self, kind: str, config: dict[str, Any],
+               compute: Callable[[], tuple[dict[str, Any], dict[str, np.ndarray] | None]]
+               ) -> Entry:
+        """A derived computation (a gallery, features, per-class accuracy) kept in the store
+        like the rest, so a chapter is rebuilt without the data: ``compute() -> (result,
+        arrays)``; ``config`` names the model recipe and data it depends on."""
+        return self.store.get_or_compute(kind, config, lambda: (*compute(), None),
+                                         provenance=self.provenance)
 
     # ------------------------------------------------------------------ evaluation
     def accuracy(self, model: nn.Module) -> float:
@@ -325,11 +424,13 @@ class Experiment:
                        device=self.setup.device)
 
     def _eval_hook(self):  # noqa: ANN202 - a closure for the training loop
+        limit, seed = self.setup.curve_limit, self.setup.seed
+
         def hook(model: nn.Module, step: int) -> dict[str, float]:
-            id_reps = self._extract(model, self.id_test)
+            id_reps = self._extract(model, self.id_test.subset(limit, seed))
             id_msp = id_reps.logits.softmax(1).amax(1).numpy()
-            aurocs = [ood_metrics(id_msp, self._extract(model, s).logits.softmax(1).amax(1)
-                                  .numpy())["auroc"] for s in self.ood.values()]
+            aurocs = [ood_metrics(id_msp, self._extract(model, s.subset(limit, seed)).logits
+                                  .softmax(1).amax(1).numpy())["auroc"] for s in self.ood.values()]
             return {"mean_auroc": float(np.mean(aurocs)),
                     "accuracy": float((id_reps.logits.argmax(1) == id_reps.labels)
                                       .float().mean())}
@@ -365,7 +466,7 @@ class Experiment:
                   "fit_split": self.settings.fit_split if fitted else None,
                   "data": _eval_data_key(self.setup)}
         return self.store.get_or_compute("scores", config, lambda: self._score(run, name),
-                                         force=force, provenance=self.provenance())
+                                         force=force, provenance=self.provenance)
 
     def _score(self, run: ModelRun, name: str) -> tuple[dict[str, Any], dict[str, Any], None]:
         """Fit one detector and score every set with it: (result, per-sample scores, no files)."""
@@ -405,15 +506,25 @@ class Experiment:
         return cache[key]
 
 
+def _data_id(spec: str) -> str:
+    """A data set as store keys name it: by checksum, not path (see :mod:`mimlib.pins`)."""
+    return pins.identity(spec)
+
+
+def _ood_ids(specs: tuple[str, ...] | list[str]) -> list[str]:
+    return [pins.identity(spec) for spec in specs]
+
+
 def _train_data_key(setup: Setup) -> dict[str, Any]:
     """What decides the training data: the ID set, its subset size and the subset seed."""
-    return {"id_data": setup.id_data, "train_limit": setup.train_limit, "seed": setup.seed}
+    return {"id_data": _data_id(setup.id_data), "train_limit": setup.train_limit,
+            "seed": setup.seed}
 
 
 def _eval_data_key(setup: Setup) -> dict[str, Any]:
     """What decides the evaluation data (the fit set may be the training set)."""
-    return {"id_data": setup.id_data, "train_limit": setup.train_limit,
-            "test_limit": setup.test_limit, "ood_sets": list(setup.ood_sets),
+    return {"id_data": _data_id(setup.id_data), "train_limit": setup.train_limit,
+            "test_limit": setup.test_limit, "ood_sets": _ood_ids(setup.ood_sets),
             "ood_limit": setup.ood_limit, "seed": setup.seed}
 
 

@@ -175,13 +175,17 @@ class Store:
                        compute: Callable[[], tuple[dict[str, Any], dict[str, np.ndarray] | None,
                                                    dict[str, Callable[[Path], None]] | None]],
                        *, force: bool = False,
-                       provenance: dict[str, Any] | None = None) -> Entry:
+                       provenance: dict[str, Any] | Callable[[], dict[str, Any]] | None = None
+                       ) -> Entry:
         """The stored entry, or compute (result, arrays, files) and store it first; ``force``
-        replaces a stored entry (only once the new one has been computed)."""
+        replaces a stored entry (only once the new one has been computed). A callable
+        ``provenance`` is called only when something is computed (it may read the data)."""
         entry = None if force else self.get(kind, config)
         if entry is not None:
             return entry
         result, arrays, files = compute()
+        if callable(provenance):
+            provenance = provenance()
         if force:
             self.delete(kind, config)
         return self.put(kind, config, result, arrays, files, provenance)
