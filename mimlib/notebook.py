@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from . import pins
 from .data import ID_SETS, check_ood_spec
 from .detectors import check_detectors
 from .errors import ConfigError
@@ -44,7 +45,7 @@ class Session:
     def provenance(self) -> str:
         s = self.exp.setup
         ablation = self.params.get("ablation")  # MIM parameters that this page's runs override
-        return label(self.profile, data=s.id_data, arch=s.arch, base=s.base,
+        return label(self.profile, data=pins.display(s.id_data), arch=s.arch, base=s.base,
                      protocol=s.protocol, mim=self.mim, **({"ablation": ablation} if ablation
                                                           else {}),
                      id=result_id(self.params))
@@ -96,7 +97,12 @@ class Session:
                 ("python / platform", f"{env['python']} / {env['platform']}"),
                 ("device", env["device"])]
         rows += [(f"version: {k}", v) for k, v in env["versions"].items()]
-        rows += [(f"sha256: {k}", v) for k, v in self.exp.data_checksums().items()]
+        if self.exp.setup.results_only:  # the data are absent: name them by their pins
+            specs = (self.exp.setup.id_data, *self.exp.setup.ood_sets)
+            rows += [(f"data: {pins.display(spec)}", pins.identity(spec)) for spec in specs]
+        else:
+            rows += [(f"sha256 of the pixels: {k}", v)
+                     for k, v in self.exp.data_checksums().items()]
         self.table(pd.DataFrame(rows, columns=["what", "value"]), "Provenance of this page",
                    f"tbl-provenance-{result_id(self.params)}")
 
@@ -122,8 +128,19 @@ def start(profile: str, setup: dict[str, Any], mim: dict[str, Any] | None = None
     check_parameters(None, params)
     _plot_style()
     exp_setup = Setup(**setup)
-    return Session(profile, Experiment(exp_setup, Store(store) if store else None,
-                                       profile=profile), dict(mim or {}), params)
+    session = Session(profile, Experiment(exp_setup, Store(store) if store else None,
+                                          profile=profile), dict(mim or {}), params)
+    about = _profile_about(profile)
+    if about:  # what this page's numbers are, before any of them
+        session.note(about, "important")
+    return session
+
+
+def _profile_about(profile: str) -> str:
+    """The ``about`` text of a shipped profile (what its numbers are), or ''."""
+    from .orchestrate import load_profile, profile_names
+
+    return str(load_profile(profile).get("about", "")) if profile in profile_names() else ""
 
 
 def check_parameters(notebook: str | None, params: dict[str, Any]) -> None:
@@ -231,7 +248,8 @@ _CHECKS: dict[str, Callable[[Any], None]] = {
                       lambda v: isinstance(v, dict) and all(
                           x in ("cifar10", "cifar100") for x in v.values())),
     "oe_outliers": _one("an auxiliary outlier set (tinyimages300k, synthetic_clutter, "
-                        "crop:PATH...)", _ood_spec),
+                        "crop:PATH...) or None (none available)",
+                        lambda v: v is None or _ood_spec(v)),
     "oe": _oe,
     "published_oe": _one("true or false", lambda v: isinstance(v, bool)),
     "embeddings": _list_of("embeddings (pca, tsne, umap)", lambda v: v in ("pca", "tsne", "umap")),

@@ -10,13 +10,13 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from .data import denormalize
 
 PALETTE = {"ID": "#1f77b4", "mixed": "#ff7f0e", "OOD": "#7f7f7f"}
 
 
 def _as_image(x: torch.Tensor) -> np.ndarray:
-    return denormalize(x[None])[0].clamp(0, 1).permute(1, 2, 0).numpy()
+    """A [0, 1] pixel image (3, H, W) as matplotlib wants it."""
+    return x.clamp(0, 1).permute(1, 2, 0).numpy()
 
 
 def mixing_gallery(batches: dict[str, dict[int, torch.Tensor]],
@@ -222,12 +222,15 @@ def _group_styles(kinds: list[str]) -> list[dict[str, Any]]:
 
 
 def sweep_lines(df: pd.DataFrame, x: str, *, log_x: bool = False,
-                baseline: float | None = None) -> Figure:
-    """Mean AUROC and ID accuracy against one swept parameter."""
+                baseline: float | None = None, control: float | None = None) -> Figure:
+    """Mean AUROC and ID accuracy against one swept parameter; dotted: the model before
+    fine-tuning, dashed: the same fine-tuning without mixed images (lambda = 0)."""
     fig, ax = plt.subplots(figsize=(5.2, 3.0))
     ax.plot(df[x], df["mean_auroc"], "-o", ms=4, label="mean AUROC (MSP)")
     if baseline is not None:
         ax.axhline(baseline, color="0.5", ls=":", label="before fine-tuning")
+    if control is not None:
+        ax.axhline(control, color="C3", ls="--", lw=0.8, label="control (λ=0)")
     ax2 = ax.twinx()
     ax2.plot(df[x], df["accuracy"], "--s", ms=3, color="C2", label="ID accuracy")
     ax2.set_ylabel("ID accuracy")
@@ -260,7 +263,8 @@ def sweep_bars(df: pd.DataFrame, label_col: str = "variant") -> Figure:
     """Mean AUROC per variant as horizontal bars (accuracy in the labels)."""
     fig, ax = _barh([f"{v}  (acc {a:.3f})" for v, a in zip(df[label_col], df["accuracy"])],
                     df["mean_auroc"], "mean AUROC (MSP)",
-                    ["C7" if v == "no fine-tuning" else "C0" for v in df[label_col]])
+                    ["C7" if v == "no fine-tuning" else "C3" if str(v).startswith("control")
+                     else "C0" for v in df[label_col]])
     lo = max(0.0, float(df["mean_auroc"].min()) - 0.05)
     ax.set_xlim(lo, min(1.0, float(df["mean_auroc"].max()) + 0.02))
     fig.tight_layout(rect=(0, 0.06, 1, 1))

@@ -36,6 +36,11 @@ def compare_with_paper(ours: pd.DataFrame, id_data: str, table: str = "table1") 
                                   "aupr": "paper_aupr"})[["method", "ood", "paper_auroc",
                                                           "paper_aupr"]]
     merged = ours.merge(paper, on=["method", "ood"], how="left")
+    # the paper's average is over its own OOD sets: beside an average over other sets it
+    # would compare different things, so it is shown only when the sets are the same
+    paper_sets = set(paper["ood"]) - {"average"}
+    if set(ours["ood"]) - {"average"} != paper_sets:
+        merged.loc[merged["ood"] == "average", ["paper_auroc", "paper_aupr"]] = np.nan
     merged["diff_auroc"] = merged["auroc"] - merged["paper_auroc"]
     merged["diff_aupr"] = merged["aupr_out"] - merged["paper_aupr"]
     return merged

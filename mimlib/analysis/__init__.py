@@ -1,0 +1,37 @@
+"""Computations behind the notebooks, one module per topic; each takes an
+:class:`~mimlib.experiment.Experiment` (so heavy steps go through the results store) and returns
+tidy :class:`pandas.DataFrame` objects for a notebook to show.
+
+- :mod:`.tables`: Table 1 with its control, summaries, sweeps, setups, the paper beside ours;
+- :mod:`.mixed_images`: mixed-image galleries and statistics;
+- :mod:`.manifold`: penultimate features and 2-D embeddings;
+- :mod:`.quirks`: the authors' quirks and their measured effects;
+- :mod:`.runtime`: wall times and the benchmark;
+- :mod:`.gpu`: the prepared GPU run's summary.
+"""
+
+from ..augment import PostMixAugment
+from ..detectors import extract
+from .claims import claims_table
+from .gpu import gpu_overview, gpu_plan, gpu_provenance, gpu_summary, gpu_tables, gpu_warnings
+from .manifold import embed_2d, penultimate_features, umap_available
+from .mixed_images import gallery, mixed_batches, mixing_statistics, msp_of
+from .quirks import QUIRK_DETECTORS, quirk_effects, quirk_list
+from .runtime import (benchmark_provenance, benchmark_table, runtime_summary, runtime_table,
+                      short_git)
+from .tables import (CONTROL, NOT_ADAPTED, across_setups, agreement, architecture_setups,
+                     collapse_warnings, evaluation_frame, headline, mean_and_std, oe_comparison,
+                     num_classes, paper_id, per_class_accuracy, published_oe_key, replace_setup,
+                     slug,
+                     starting_points, summary_row, sweep, table1, wide_table)
+
+__all__ = ["PostMixAugment", "extract", "claims_table", "gpu_overview", "gpu_plan",
+           "gpu_provenance", "gpu_summary", "gpu_tables", "gpu_warnings", "embed_2d",
+           "penultimate_features", "umap_available", "gallery", "mixed_batches",
+           "mixing_statistics", "msp_of", "QUIRK_DETECTORS", "quirk_effects", "quirk_list",
+           "benchmark_provenance", "benchmark_table", "runtime_summary", "runtime_table",
+           "short_git", "CONTROL", "NOT_ADAPTED", "across_setups", "agreement",
+           "architecture_setups", "collapse_warnings", "evaluation_frame", "headline",
+           "mean_and_std", "oe_comparison", "num_classes", "paper_id", "per_class_accuracy",
+           "published_oe_key", "replace_setup", "slug", "starting_points", "summary_row",
+           "sweep", "table1", "wide_table"]

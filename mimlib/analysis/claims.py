@@ -1,0 +1,201 @@
+"""The paper's claims, each tested on the stored runs of the chapters, with a verdict.
+
+Each function reads (or computes) the runs of one chapter with the same parameters and returns
+one row: the claim, the set-up it was tested under, the evidence in numbers, and a verdict
+(``holds``, ``partly``, ``does not hold``) decided by a rule stated in the row, never by hand.
+Differences smaller than the noise (twice the spread over seeds, at least ``MIN_MARGIN``) count
+as ties.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..device import resolve_device
+from ..experiment import Experiment
+from .tables import CONTROL, replace_setup, summary_row, sweep, table1
+
+HOLDS, PARTLY, FAILS = "holds", "partly", "does not hold"
+MIN_MARGIN = 0.002  # AUROC: below this, two runs are not told apart
+
+
+def noise_margin(exp: Experiment, mim: dict[str, Any], seeds: Sequence[int]) -> float:
+    """Twice the standard deviation of MIM's mean AUROC over seeds (at least MIN_MARGIN)."""
+    base = exp.base_model()
+    values = [summary_row(exp, exp.mim_model(base, **{**mim, "seed": seed}))["mean_auroc"]
+              for seed in seeds]
+    spread = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return max(MIN_MARGIN, 2 * spread)
+
+
+def beats_baselines(template: Experiment, mim: dict[str, Any], detectors: Sequence[str],
+                    protocols: Sequence[str], margin: float) -> dict[str, Any]:
+    """MIM's mean AUROC against the best post-hoc detector on the same starting model, and
+    against the control (the same fine-tuning without mixed images), per protocol."""
+    parts, wins, over_control = [], 0, 0
+    for protocol in protocols:
+        exp = template.derive(replace_setup(template.setup, protocol=protocol))
+        base = exp.base_model()
+        rows = table1(exp, base, exp.mim_model(base, **mim), detectors,
+                      control=exp.mim_model(base, **{**mim, "lam": 0.0}))
+        means = rows.groupby("method", sort=False)["auroc"].mean()
+        baselines = means[[d for d in detectors if d in means]]
+        best = baselines.idxmax()
+        wins += means["MIM"] > baselines.max() + margin
+        over_control += means["MIM"] > means[CONTROL] + margin
+        parts.append(f"{protocol}: MIM {means['MIM']:.4f}, best baseline {best} "
+                     f"{baselines.max():.4f}, MSP {means['MSP']:.4f}, control "
+                     f"{means[CONTROL]:.4f}")
+    verdict = HOLDS if wins == len(protocols) else PARTLY if wins else FAILS
+    return {"claim": "MIM beats every post-hoc baseline on mean AUROC",
+            "evidence": "; ".join(parts) + f" (mean over {len(rows.ood.unique())} OOD sets)",
+            "rule": f"holds if MIM exceeds the best of {len(detectors)} detectors by more than "
+                    f"{margin:.4f} in every protocol; partly if in some",
+            "verdict": verdict,
+            "note": f"MIM above its control in {over_control} of {len(protocols)} protocols"}
+
+
+def accuracy_kept(exp: Experiment, mim: dict[str, Any], tolerance: float = 0.01
+                  ) -> dict[str, Any]:
+    """ID test accuracy before and after MIM (and after the control)."""
+    base = exp.base_model()
+    before = summary_row(exp, base)["accuracy"]
+    after = summary_row(exp, exp.mim_model(base, **mim))["accuracy"]
+    control = summary_row(exp, exp.mim_model(base, **{**mim, "lam": 0.0}))["accuracy"]
+    drop = before - after
+    verdict = HOLDS if drop <= tolerance else PARTLY if drop <= 2 * tolerance else FAILS
+    return {"claim": "ID accuracy is kept",
+            "evidence": f"before {before:.4f}, after MIM {after:.4f} ({-drop:+.4f}), after the "
+                        f"control {control:.4f}",
+            "rule": f"holds if accuracy falls by at most {tolerance:.2f}; partly up to "
+                    f"{2 * tolerance:.2f}", "verdict": verdict, "note": ""}
+
+
+def one_epoch_enough(exp: Experiment, mim: dict[str, Any], eval_every: int,
+                     margin: float) -> dict[str, Any]:
+    """The AUROC curve during the one epoch: still rising at the end, flat, or past its peak."""
+    run = exp.mim_model(exp.base_model(), eval_every=eval_every, **mim)
+    curve = pd.DataFrame(run.evals)
+    start, final = curve["mean_auroc"].iloc[0], curve["mean_auroc"].iloc[-1]
+    peak = curve.loc[curve["mean_auroc"].idxmax()]
+    late_row = curve[curve["step"] <= 0.7 * curve["step"].max()].iloc[-1]
+    late = late_row["mean_auroc"]
+    if final - late > margin:
+        verdict, why = FAILS, "still rising over the last 30% of the epoch"
+    elif peak["mean_auroc"] - final > margin:
+        verdict, why = PARTLY, "less than an epoch is better: the curve peaks, then falls"
+    else:
+        verdict, why = HOLDS, "flat at the end of the epoch"
+    return {"claim": "One epoch of fine-tuning is enough",
+            "evidence": f"mean AUROC (curve on {exp.setup.curve_limit or 'all'} images per set) "
+                        f"{start:.4f} at step 0, peak {peak['mean_auroc']:.4f} at step "
+                        f"{int(peak['step'])}, {late:.4f} at step {int(late_row['step'])}, "
+                        f"{final:.4f} at the end (step {int(curve['step'].iloc[-1])}); {why}",
+            "rule": f"holds if the last 30% add at most {margin:.4f} and the end is within "
+                    f"{margin:.4f} of the peak", "verdict": verdict, "note": ""}
+
+
+def k_above_five(exp: Experiment, mim: dict[str, Any], ks: Sequence[int],
+                 margin: float) -> dict[str, Any]:
+    """The k ablation: the best k above 5 against the best k of at most 5."""
+    df = sweep(exp, exp.base_model(), mim, [{"k": k} for k in ks], include_base=False)
+    small, large = df[df.k <= 5], df[df.k > 5]
+    if small.empty or large.empty:
+        return {"claim": "k > 5 is needed", "evidence": f"ks {list(ks)} do not straddle 5",
+                "rule": "", "verdict": "not tested", "note": ""}
+    best_small = small.loc[small.mean_auroc.idxmax()]
+    best_large = large.loc[large.mean_auroc.idxmax()]
+    gap = best_large.mean_auroc - best_small.mean_auroc
+    verdict = HOLDS if gap > margin else FAILS if gap < -margin else PARTLY
+    steps = mim.get("steps")
+    return {"claim": "k > 5 images per mix are needed",
+            "evidence": "mean AUROC by k: " + ", ".join(
+                f"{int(r.k)}: {r.mean_auroc:.4f}" for r in df.itertuples())
+                        + f"; best k > 5 minus best k <= 5: {gap:+.4f}"
+                        + (f" ({steps} steps per run)" if steps else ""),
+            "rule": f"holds if the best k > 5 is better by more than {margin:.4f}; does not "
+                    "hold if worse by as much; partly (a tie) otherwise",
+            "verdict": verdict, "note": ""}
+
+
+def augmentation_helps(exp: Experiment, mim: dict[str, Any], margin: float,
+                       a_lot: float = 0.01) -> dict[str, Any]:
+    """Post-mix augmentation always on against off, all else equal."""
+    df = sweep(exp, exp.base_model(), mim, [{"aug_p": 0.0}, {"aug_p": 1.0}], include_base=False)
+    off, on = df.mean_auroc.iloc[0], df.mean_auroc.iloc[1]
+    gain = on - off
+    verdict = HOLDS if gain > max(a_lot, margin) else PARTLY if gain > margin else FAILS
+    steps = mim.get("steps")
+    return {"claim": "Augmentation after mixing helps a lot",
+            "evidence": f"mean AUROC without augmentation {off:.4f}, with {on:.4f} "
+                        f"({gain:+.4f})" + (f", {steps} steps per run" if steps else ""),
+            "rule": f"holds if the gain exceeds {max(a_lot, margin):.4f}; partly if it exceeds "
+                    f"the noise {margin:.4f}", "verdict": verdict, "note": ""}
+
+
+def costs_little(exp: Experiment, mim: dict[str, Any], benchmark: str | None = None,
+                 overhead: float = 0.1) -> dict[str, Any]:
+    """MIM's step against a plain step on twice the batch (MIM forwards the ID and the mixed
+    batch): the extra is mixing and augmentation. Their cost per step comes from the speed
+    benchmark when one is committed (an idle machine); the step time from the stored control
+    run (the same steps on the ID batch alone). Without a benchmark, the two runs' wall times."""
+    from .runtime import benchmark_rows
+
+    base = exp.base_model()
+    runs = {name: exp.mim_model(base, **params).record["result"]
+            for name, params in (("MIM", mim), ("control", {**mim, "lam": 0.0}))}
+    step = {name: r["seconds"] / max(len(r["log"]), 1) for name, r in runs.items()}
+    rows = benchmark_rows(benchmark, resolve_device(exp.setup.device).type) if benchmark else []
+    own = next((row["value"] / 1000 for row in rows
+                if row["measure"].startswith("(b) MIM's own work")), None)
+    if own is not None:
+        ratio = 1 + own / (2 * step["control"])
+        evidence = (f"mixing + augmentation {own * 1000:.0f} ms per step (speed benchmark, batch "
+                    f"128, k = 10) against {2 * step['control'] * 1000:.0f} ms for a plain step "
+                    f"on twice the batch (the stored control run): {ratio:.3f} x")
+    else:
+        ratio = step["MIM"] / (2 * step["control"])
+        evidence = (f"MIM {step['MIM'] * 1000:.0f} ms per step, the control "
+                    f"{step['control'] * 1000:.0f} ms: {ratio:.3f} x a plain step on twice the "
+                    "batch (wall times of two runs)")
+    verdict = HOLDS if ratio <= 1 + overhead else PARTLY if ratio <= 1 + 3 * overhead else FAILS
+    return {"claim": "MIM costs little",
+            "evidence": evidence + f"; one epoch, against the {_epochs_note(exp)}",
+            "rule": f"holds if a MIM step costs at most {1 + overhead:.1f} x a plain step on twice "
+                    f"the batch; partly up to {1 + 3 * overhead:.1f} x",
+            "verdict": verdict,
+            "note": f"on {exp.setup.device}; the runtime chapter has every stored wall time"}
+
+
+def _epochs_note(exp: Experiment) -> str:
+    s = exp.setup
+    if s.base == "pretrain":
+        return f"{s.pretrain_epochs:g} epochs of pretraining"
+    return "hundreds of epochs that trained the published weights"
+
+
+def claims_table(exp: Experiment, mim: dict[str, Any], *, detectors: Sequence[str],
+                 protocols: Sequence[str], ks: Sequence[int], ablation: dict[str, Any],
+                 eval_every: int, seeds: Sequence[int], benchmark: str | None = None
+                 ) -> pd.DataFrame:
+    """Every claim with its set-up, evidence, rule and verdict (the chapters' own runs)."""
+    s = exp.setup
+    setting = (f"{s.arch} ({s.base}{', adapted' if s.adapt_epochs else ''}), "
+               f"{len(s.ood_sets)} OOD sets, {s.protocol} protocol")
+    margin = noise_margin(exp, mim, seeds)
+    ablations = {**mim, **ablation}
+    rows = [
+        {**beats_baselines(exp, mim, detectors, protocols, margin),
+         "set-up": setting.replace(f", {s.protocol} protocol", "") + ", "
+                   + " and ".join(protocols)},
+        {**accuracy_kept(exp, mim), "set-up": setting},
+        {**one_epoch_enough(exp, mim, eval_every, margin), "set-up": setting},
+        {**k_above_five(exp, ablations, ks, margin), "set-up": setting},
+        {**augmentation_helps(exp, ablations, margin), "set-up": setting},
+        {**costs_little(exp, mim, benchmark), "set-up": setting},
+    ]
+    columns = ["claim", "verdict", "evidence", "set-up", "rule", "note"]
+    return pd.DataFrame(rows)[columns].assign(noise=margin)

@@ -1,0 +1,111 @@
+"""Wall times of every stored computation, and the speed benchmark's tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..store import Store
+
+
+def runtime_table(store: Store) -> pd.DataFrame:
+    """Wall time of every stored training run, of each detector's fit and scoring, and of each
+    model's forward pass over the data (once, shared by the detectors scored from it)."""
+    rows = []
+    forwards: dict[str, dict[str, Any]] = {}
+    for entry in store.entries():
+        rec = entry.record
+        result, config = rec.get("result", {}), rec.get("config", {})
+        device = rec.get("environment", {}).get("device")
+        if rec["kind"] in ("pretrain", "adapt", "finetune"):
+            what = config.get("method", "pretrain")
+            if what == "mim" and config.get("train", {}).get("lam") == 0:
+                what = "control (lam=0)"
+            rows.append({"what": what,
+                         "detail": config.get("arch") or _arch_of(config),
+                         "steps": len(result.get("log", [])), "seconds": result.get("seconds"),
+                         "device": device, "key": rec["key"]})
+        elif rec["kind"] == "scores":
+            for what, seconds in result.get("timings", {}).items():
+                if what.startswith("forward"):
+                    shared = forwards.setdefault(
+                        json.dumps([config.get("model"), config.get("data"), seconds],
+                                   sort_keys=True),
+                        {"what": "forward", "model": config.get("model", {}), "detectors": 0,
+                         "seconds": seconds, "device": device, "key": rec["key"]})
+                    shared["detectors"] += 1
+                    continue
+                rows.append({"what": what, "detail": config.get("detector"), "steps": None,
+                             "seconds": seconds, "device": device, "key": rec["key"]})
+    for f in forwards.values():
+        model = f.pop("model")
+        f["detail"] = (f"{model.get('method', 'base')} {model.get('arch') or _arch_of(model)}, "
+                       f"all sets, {f.pop('detectors')} detector(s)")
+        rows.append({**f, "steps": None})
+    df = pd.DataFrame(rows, columns=["what", "detail", "steps", "seconds", "device", "key"])
+    return df.astype({"steps": "Int64"})
+
+
+def runtime_summary(runtime: pd.DataFrame) -> pd.DataFrame:
+    """The runtime table summed per kind of step (training runs per method and architecture,
+    forward passes, each detector's fit and scoring), largest total first."""
+    detail = runtime["detail"].where(runtime["what"] != "forward", "all sets")
+    grouped = runtime.assign(detail=detail).groupby(["what", "detail"], sort=False)["seconds"]
+    out = grouped.agg(runs="count", total="sum", mean="mean").reset_index()
+    out = out.rename(columns={"total": "seconds", "mean": "seconds per run"})
+    return out.sort_values("seconds", ascending=False, ignore_index=True)
+
+
+def _arch_of(config: dict[str, Any]) -> str | None:
+    base = config.get("base", {})
+    while isinstance(base, dict) and "arch" not in base and "base" in base:
+        if "key" in base:  # published weights: registry keys start with the architecture
+            return str(base["key"]).split("/")[0]
+        base = base["base"]
+    return base.get("arch") if isinstance(base, dict) else None
+
+
+def _benchmark_runs(folder: str) -> list[dict]:
+    return [json.loads(file.read_text()) for file in sorted(Path(folder).glob("*.json"))]
+
+
+def benchmark_rows(folder: str, device: str = "cpu") -> list[dict[str, Any]]:
+    """The measured rows of the committed benchmark runs made on one kind of device."""
+    return [row for run in _benchmark_runs(folder) if str(run.get("device", "")).startswith(device)
+            for row in run.get("rows", [])]
+
+
+def benchmark_table(folder: str) -> pd.DataFrame:
+    """Every benchmark JSON in a folder (benchmarks/run.py), one block of rows per machine."""
+    runs = _benchmark_runs(folder)
+    if not runs:
+        return pd.DataFrame([{"machine": "none yet", "measure": "run: python -m benchmarks.run",
+                              "value": np.nan, "unit": "", "target": "", "ok": ""}])
+    frames = []
+    for data in runs:
+        frame = pd.DataFrame(data["rows"])
+        frame.insert(0, "machine", data.get("device", "?"))
+        frame["ok"] = frame["ok"].map({True: "yes", False: "no"}).fillna("")
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def short_git(revision: str | None) -> str:
+    """A git revision as captions show it: eight hex digits, and whether the tree was dirty."""
+    if not revision:
+        return "?"
+    return revision[:8] + ("-dirty" if revision.endswith("-dirty") else "")
+
+
+def benchmark_provenance(folder: str) -> str:
+    """What produced the benchmark table: each machine's run (threads, torch, git revision,
+    date), since those numbers come from committed JSON, not from the book's profile."""
+    runs = [f"{data.get('device', '?')} ({data.get('threads', '?')} threads, torch "
+            f"{data.get('torch', '?')}, git {short_git(data.get('git'))}, "
+            f"{str(data.get('created', '?'))[:10]})" for data in _benchmark_runs(folder)]
+    return "python -m benchmarks.run on " + "; ".join(runs) if runs else "no benchmark run yet"
+

@@ -1,0 +1,278 @@
+"""Tables of runs: Table 1 with its control, summaries, sweeps, set-ups, the paper beside ours."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..detectors import extract
+from ..errors import ConfigError
+from ..experiment import Evaluation, Experiment, ModelRun, Setup
+
+
+def evaluation_frame(evaluation: Evaluation, method: str | None = None) -> pd.DataFrame:
+    """Rows (method, ood, auroc, aupr_in, aupr_out, fpr95) of one evaluation."""
+    df = pd.DataFrame(evaluation.rows).rename(columns={"detector": "method"})
+    if method is not None:
+        df["method"] = method
+    return df[["method", "ood", "auroc", "aupr_in", "aupr_out", "fpr95"]]
+
+
+CONTROL = "control (λ=0)"
+
+
+NOT_ADAPTED = "MSP, published (not adapted)"
+
+
+def table1(exp: Experiment, base: ModelRun, mim: ModelRun, detectors: Sequence[str], *,
+           control: ModelRun | None = None) -> pd.DataFrame:
+    """The paper's Table 1 for one protocol: every detector on the base model, MSP after MIM;
+    with ``control``, MSP after the same fine-tuning without the mixed images (lambda = 0);
+    when the base was adapted to the ID data, MSP of the published model as it is."""
+    frames = [evaluation_frame(exp.evaluate(base, tuple(detectors))),
+              evaluation_frame(exp.evaluate(mim, ("MSP",)), method="MIM")]
+    if control is not None:
+        frames.append(evaluation_frame(exp.evaluate(control, ("MSP",)), method=CONTROL))
+    if exp.setup.adapt_epochs:
+        frames.append(evaluation_frame(exp.evaluate(exp.loaded_model(), ("MSP",)),
+                                       method=NOT_ADAPTED))
+    return pd.concat(frames, ignore_index=True)
+
+
+def summary_row(exp: Experiment, run: ModelRun, **labels: Any) -> dict[str, Any]:
+    """Mean MSP metrics over the OOD sets, per-set AUROC and ID accuracy of one model."""
+    ev = exp.evaluate(run, ("MSP",))
+    per_set = {f"auroc[{r['ood']}]": r["auroc"] for r in ev.rows}
+    means = ev.record["result"]["means"]["MSP"]
+    return {**labels, "mean_auroc": means["auroc"], "mean_aupr_out": means["aupr_out"],
+            "mean_fpr95": means["fpr95"], "accuracy": ev.accuracy, **per_set}
+
+
+def sweep(exp: Experiment, base: ModelRun, mim: dict[str, Any],
+          variants: Iterable[dict[str, Any]], *, include_base: bool = True) -> pd.DataFrame:
+    """MIM runs that differ from ``mim`` by each variant; one summary row per run."""
+    variants = list(variants)
+    rows = []
+    if include_base:  # the model before, and the same fine-tuning without mixed images
+        rows.append(summary_row(exp, base, variant="no fine-tuning"))
+        rows.append(summary_row(exp, exp.mim_model(base, **{**mim, "lam": 0.0}), variant=CONTROL))
+    for variant in variants:
+        run = exp.mim_model(base, **{**mim, **variant})
+        name = ", ".join(f"{k}={v}" for k, v in variant.items()) or "default"
+        rows.append(summary_row(exp, run, variant=name, **variant))
+    df = pd.DataFrame(rows)
+    for key in {k for v in variants for k in v}:  # whole-number settings stay whole numbers
+        values = [v[key] for v in variants if key in v]
+        if all(isinstance(x, int) and not isinstance(x, bool) for x in values):
+            df[key] = df[key].astype("Int64")  # the base row's missing value becomes <NA>
+    return df
+
+
+def across_setups(template: Experiment, setups: Iterable[tuple[str, Setup]],
+                  mim: dict[str, Any]) -> pd.DataFrame:
+    """For each named setup (on the template's store and profile): the base model and MIM,
+    summarised (cross-architecture, seeds)."""
+    rows = []
+    for name, setup in setups:
+        exp = template.derive(setup)
+        base = exp.base_model()
+        rows.append(summary_row(exp, base, setup=name, model="base"))
+        rows.append(summary_row(exp, exp.mim_model(base, **mim), setup=name, model="MIM"))
+        rows.append(summary_row(exp, exp.mim_model(base, **{**mim, "lam": 0.0}), setup=name,
+                                model=CONTROL))
+    return pd.DataFrame(rows)
+
+
+def oe_comparison(exp: Experiment, mim: dict[str, Any], oe_outliers: str | None,
+                  oe: dict[str, Any], published_oe: bool) -> pd.DataFrame:
+    """The paper's Table 2 for one ID set: MSP of the base model, MIM and OE fine-tuning (and
+    the OE authors' own weights where they exist and ``published_oe`` is set), per OOD set.
+    Without an auxiliary set (``oe_outliers`` None) there is no OE row."""
+    base = exp.base_model()
+    runs = [("MSP", exp, base), ("MIM", exp, exp.mim_model(base, **mim))]
+    if oe_outliers is not None:
+        runs.append(("OE", exp, exp.oe_model(oe_outliers, base, **oe)))
+    key = published_oe_key(exp.setup.id_data, exp.setup.arch)
+    if published_oe and key:
+        published = exp.derive(replace_setup(exp.setup, base=f"registry:{key}"))
+        runs.append(("OE (published weights)", published, published.base_model()))
+    return pd.concat([evaluation_frame(on.evaluate(run), method) for method, on, run in runs],
+                     ignore_index=True)
+
+
+def mean_and_std(df: pd.DataFrame, by: str, columns: Sequence[str]) -> pd.DataFrame:
+    """Mean and sample standard deviation of columns per group, as 'mean ± std' strings too."""
+    grouped = df.groupby(by, sort=False)[list(columns)]
+    mean, std, count = grouped.mean(), grouped.std(ddof=1), grouped.count()
+    out = pd.DataFrame(index=mean.index)
+    for col in columns:
+        out[col] = [f"{m:.4f} ± {s:.4f}" for m, s in zip(mean[col], std[col])]
+    out["runs"] = count[columns[0]]
+    return out.reset_index()
+
+
+def replace_setup(setup: Setup, **changes: Any) -> Setup:
+    """A copy of a setup with some fields changed (validated again)."""
+    return dataclasses.replace(setup, **changes)
+
+
+def paper_id(id_data: str, aliases: dict[str, str] | None = None) -> str | None:
+    """The paper's name for an ID set (cifar10 / cifar100), or None when the paper has none.
+
+    ``aliases`` maps other specs to a paper set, e.g. the JPEG CIFAR-10 folder to ``cifar10``
+    (comparable only roughly: JPEG pixels).
+    """
+    if aliases and id_data in aliases:
+        return aliases[id_data]
+    return id_data if id_data in ("cifar10", "cifar100") else None
+
+
+def wide_table(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Methods as rows, OOD sets (and the average) as columns, plus the paper's average and Δ."""
+    wide = rows.pivot_table(index="method", columns="ood", values=metric, sort=False)
+    order = [o for o in rows["ood"].unique() if o != "average"] + ["average"]
+    wide = wide[order].rename(columns=lambda c: c.removeprefix("synthetic_"))
+    paper_col = "paper_auroc" if metric == "auroc" else "paper_aupr"
+    if paper_col in rows:
+        avg = rows[rows["ood"] == "average"].set_index("method")[paper_col]
+        wide["paper average"] = avg.reindex(wide.index)
+        wide["Δ average"] = wide["average"] - wide["paper average"]
+    return wide.reset_index()
+
+
+def agreement(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per ID set and protocol: how many cells the paper reports and how far ours are."""
+    rows = []
+    for (id_data, protocol), df in cells.groupby(["id_data", "protocol"], sort=False):
+        paired = df[df["paper_auroc"].notna() & (df["ood"] != "average")]
+        diff = paired["diff_auroc"].abs()
+        rows.append({"id_data": id_data, "protocol": protocol, "cells": len(paired),
+                     "mean |Δ AUROC|": diff.mean() if len(paired) else np.nan,
+                     "max |Δ AUROC|": diff.max() if len(paired) else np.nan,
+                     "within 0.01": (diff <= 0.01).mean() if len(paired) else np.nan,
+                     "within 0.02": (diff <= 0.02).mean() if len(paired) else np.nan})
+    return pd.DataFrame(rows)
+
+
+def headline(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per ID set and protocol: the paper's claim in one row, ours beside the paper's.
+
+    Mean AUROC over the OOD sets of MSP, of the best post-hoc baseline and of MIM, and MIM's
+    rank among all methods shown (1: best); ``cells`` is the report's cell table with averages.
+    """
+    rows = []
+    averages = cells[cells["ood"] == "average"]
+    for (id_data, protocol), df in averages.groupby(["id_data", "protocol"], sort=False):
+        row: dict[str, Any] = {"id_data": id_data, "protocol": protocol}
+        for source, column in (("", "auroc"), (" (paper)", "paper_auroc")):
+            means = df.set_index("method")[column].dropna()
+            baselines = means.drop("MIM", errors="ignore")
+            best = baselines.idxmax() if len(baselines) else None
+            row[f"MSP{source}"] = means.get("MSP", np.nan)
+            row[f"best baseline{source}"] = f"{best} {baselines[best]:.4f}" if best else "—"
+            row[f"MIM{source}"] = means.get("MIM", np.nan)
+            rank = (means > means["MIM"]).sum() + 1 if "MIM" in means else None
+            row[f"MIM rank{source}"] = f"{rank} of {len(means)}" if rank else "—"
+        rows.append(row)
+    order = ["id_data", "protocol", "MSP", "MSP (paper)", "best baseline", "best baseline (paper)",
+             "MIM", "MIM (paper)", "MIM rank", "MIM rank (paper)"]
+    return pd.DataFrame(rows, columns=order)
+
+
+def slug(text: str) -> str:
+    """A label-safe version of a data-set spec, for table and figure names."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[-40:] or "x"
+
+
+def published_oe_key(id_data: str, arch: str) -> str | None:
+    """The registry key of the OE authors' own OE-tuned weights, where they exist."""
+    if arch == "wrn40_2" and id_data in ("cifar10", "cifar100"):
+        return f"wrn-40-2/{id_data}/oe"
+    return None
+
+
+def architecture_setups(setup: Setup, archs: Sequence[str],
+                        changes: dict[str, Any]) -> list[tuple[str, Setup]]:
+    """One setup per architecture. A published base follows the architecture: the paper's
+    weights exist for WRN-40-2 only (others are pretrained here), and ``registry:ARCH/DATA``
+    becomes the registry's entry for each architecture on the same data."""
+    from ..models import PUBLISHED
+
+    out = []
+    for arch in archs:
+        changed = {**changes, "arch": arch}
+        base = changed.get("base", setup.base)
+        if base == "published" and arch != "wrn40_2":
+            changed["base"] = "pretrain"
+        elif base.startswith("registry:") and "/" in base:
+            key = f"{arch}/{base.split('/', 1)[1]}"
+            if key not in PUBLISHED:
+                raise ConfigError(f"no published {arch} weights for {base.split('/', 1)[1]} "
+                                  f"in mimlib's registry ({sorted(PUBLISHED)}); give "
+                                  "arch_setup: {base: pretrain} to train them here")
+            changed["base"] = f"registry:{key}"
+        if changed.get("base") == "pretrain":
+            changed["adapt_epochs"] = 0  # a model trained here needs no adaptation
+        out.append((arch, replace_setup(setup, **changed)))
+    return out
+
+
+def collapse_warnings(evaluations: dict[tuple[str, str], Evaluation],
+                      num_classes: dict[str, int]) -> list[str]:
+    """Warnings for fine-tuned models whose ID accuracy fell to chance (one text each)."""
+    notes = []
+    for (id_data, protocol), ev in evaluations.items():
+        chance = 1.0 / num_classes[id_data]
+        if ev.accuracy < 2 * chance:
+            notes.append(
+                f"MIM collapsed on {id_data} under the {protocol} protocol: ID "
+                f"accuracy {ev.accuracy:.3f} (chance {chance:.3f}); the classifier outputs "
+                "nearly the uniform distribution for every input, so its AUROC is about 0.5. "
+                "Fine-tuning in eval mode (frozen batch-norm statistics, the authors' setting) "
+                "does this at learning rates well above the paper's 1e-4.")
+    return notes
+
+
+
+def per_class_accuracy(exp: Experiment, run: ModelRun) -> pd.DataFrame:
+    """Top-1 accuracy on the ID test set per class (stored)."""
+    config = {"what": "per_class_accuracy", "model": run.recipe, "data": exp.eval_data_key()}
+
+    def compute() -> tuple[dict, None]:
+        reps = extract(run.model, exp.id_test, device=exp.setup.device)
+        pred = reps.logits.argmax(1)
+        return {"rows": [{"class": name, "accuracy": float((pred[reps.labels == c] == c)
+                                                           .float().mean())}
+                         for c, name in enumerate(exp.id_test.classes)]}, None
+
+    return pd.DataFrame(exp.stored("analysis", config, compute).record["result"]["rows"])
+
+
+def starting_points(exp: Experiment) -> pd.DataFrame:
+    """The classifier MIM starts from, and (when it was adapted to the ID data) the published
+    one as it is: where it comes from, the training done here, and its ID test accuracy."""
+    base = exp.base_model()
+    runs = [("published, as it is", exp.loaded_model())] if exp.setup.adapt_epochs else []
+    runs.append(("MIM's starting point" + (" (adapted here)" if exp.setup.adapt_epochs else ""),
+                 base))
+    rows = []
+    for label, run in runs:
+        result = run.record.get("result", {})
+        epochs = [e for e in result.get("evals", []) if "epoch" in e]  # adaptation epochs
+        kept = max(epochs, key=lambda e: e["accuracy"])["epoch"] if epochs else 0
+        rows.append({"model": label, "architecture": exp.setup.arch, "weights": exp.setup.base,
+                     "epochs kept": kept, "epochs run": len(epochs) - 1 if epochs else 0,
+                     "training steps here": len(run.log), "seconds": result.get("seconds"),
+                     "ID test accuracy": exp.evaluate(run, ("MSP",)).accuracy})
+    return pd.DataFrame(rows)
+
+
+def num_classes(exp: Experiment) -> int:
+    """The number of ID classes, known from the spec or from the stored per-class accuracy."""
+    from ..data import known_num_classes
+
+    return known_num_classes(exp.setup.id_data) or len(per_class_accuracy(exp, exp.base_model()))
