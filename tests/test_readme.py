@@ -23,9 +23,12 @@ def test_readme_has_the_two_commands_and_ci_runs_the_second() -> None:
 def test_profiles_and_notebooks_named_in_the_docs_exist() -> None:
     from mimlib.orchestrate import notebook_names, profile_names
 
-    assert set(profile_names()) == {"smoke", "paper", "paper-scratch", "offline-cifar10"}
+    assert set(profile_names()) == {"smoke", "paper", "paper-scratch", "offline-cifar10",
+                                    "cifar10-cpu", "cifar10-cpu-lossless"}
+    readme = (ROOT / "README.md").read_text()
+    assert all(f"`{name}`" in readme for name in ("cifar10-cpu", "cifar10-cpu-lossless"))
     names = notebook_names(ROOT)
-    assert len(names) == 14 and names[0] == "01_mixed_samples"
+    assert len(names) == 15 and names[0] == "01_mixed_samples" and names[-1] == "15_claims"
     toc = (ROOT / "_toc.yml").read_text()
     for name in names:
         assert f"book/executed/{name}" in toc
