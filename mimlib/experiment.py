@@ -45,7 +45,9 @@ class Setup:
     id_data: str = "synthetic"
     ood_sets: tuple[str, ...] = SMOKE_OOD
     arch: str = "small_cnn"
-    base: str = "pretrain"  # "pretrain", "published" (the paper's), "registry:KEY", "checkpoint:PATH"
+    # "pretrain", "published" (the paper's), "registry:KEY" (mimlib's or pytorch-ood's
+    # registry), "checkpoint:PATH"
+    base: str = "pretrain"
     pretrain_epochs: float = 100.0
     pretrain_lr: float = 0.1
     adapt_epochs: int = 0  # >0: adapt a loaded base to the ID data first (at most this many epochs)
@@ -61,7 +63,7 @@ class Setup:
     download: bool = True
     eval_batch_size: int = 512
     deterministic: bool = False  # CUDA: deterministic kernels (slower); CPU runs are anyway
-    weights_dir: str | None = None  # published weights: where they are (default: data_root/checkpoints)
+    weights_dir: str | None = None  # where published weights are (default data_root/checkpoints)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ood_sets", tuple(self.ood_sets))
@@ -91,7 +93,8 @@ class Setup:
                               "checkpoint:) to the ID data; a model pretrained here needs none")
         if isinstance(self.adapt_epochs, bool) or not isinstance(self.adapt_epochs, int) \
                 or self.adapt_epochs < 0:
-            raise ConfigError(f"adapt_epochs must be a whole number >= 0, got {self.adapt_epochs!r}")
+            raise ConfigError(f"adapt_epochs must be a whole number >= 0, got "
+                              f"{self.adapt_epochs!r}")
         for name in ("train_limit", "test_limit", "ood_limit", "curve_limit"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
@@ -330,11 +333,7 @@ class Experiment:
         measured every N steps (the authors evaluated every 30 steps) and stored with the run.
         """
         base = base or self.base_model()
-        params = {"k": paper_k(self.setup.id_data), "seed": self.setup.seed,
-                  **self.settings.mim_overrides(), **overrides}
-        cfg = MIMConfig(device=self.setup.device, eval_every=eval_every, **params)
-        recipe = {"method": "mim", "base": base.recipe, "data": _train_data_key(self.setup),
-                  "train": _train_key(cfg)}
+        cfg, recipe = self._mim_config(base, eval_every, overrides)
 
         def run() -> TrainResult:
             model = _copy_model(base.model)
@@ -342,6 +341,18 @@ class Experiment:
 
         return self._trained("finetune", recipe, run, force, lambda: _copy_model(base.model),
                              self._curve_key(eval_every))
+
+    def mim_recipe(self, base: ModelRun, **overrides: Any) -> dict[str, Any]:
+        """The store key of a MIM run (what :meth:`mim_model` would look up)."""
+        return self._mim_config(base, 0, overrides)[1]
+
+    def _mim_config(self, base: ModelRun, eval_every: int,
+                    overrides: dict[str, Any]) -> tuple[MIMConfig, dict[str, Any]]:
+        params = {"k": paper_k(self.setup.id_data), "seed": self.setup.seed,
+                  **self.settings.mim_overrides(), **overrides}
+        cfg = MIMConfig(device=self.setup.device, eval_every=eval_every, **params)
+        return cfg, {"method": "mim", "base": base.recipe, "data": _train_data_key(self.setup),
+                     "train": _train_key(cfg)}
 
     def oe_model(self, outliers: str, base: ModelRun | None = None, *, force: bool = False,
                  eval_every: int = 0, **overrides: Any) -> ModelRun:
@@ -460,13 +471,17 @@ class Experiment:
                   "entries": {n: str(e.path) for n, e in entries.items()}}
         return Evaluation(rows, scores, first["result"]["accuracy"], record)
 
-    def _detector_entry(self, run: ModelRun, name: str, force: bool) -> Entry:
+    def detector_config(self, run: ModelRun, name: str) -> dict[str, Any]:
+        """The store key of one detector's scores for one model (see :meth:`evaluate`)."""
         opts, fitted = self.settings.detector_options, name in FITTED_DETECTORS
-        config = {"model": run.recipe, "detector": name, "options": opts.relevant(name),
-                  "fit_split": self.settings.fit_split if fitted else None,
-                  "data": _eval_data_key(self.setup)}
-        return self.store.get_or_compute("scores", config, lambda: self._score(run, name),
-                                         force=force, provenance=self.provenance)
+        return {"model": run.recipe, "detector": name, "options": opts.relevant(name),
+                "fit_split": self.settings.fit_split if fitted else None,
+                "data": _eval_data_key(self.setup)}
+
+    def _detector_entry(self, run: ModelRun, name: str, force: bool) -> Entry:
+        return self.store.get_or_compute("scores", self.detector_config(run, name),
+                                         lambda: self._score(run, name), force=force,
+                                         provenance=self.provenance)
 
     def _score(self, run: ModelRun, name: str) -> tuple[dict[str, Any], dict[str, Any], None]:
         """Fit one detector and score every set with it: (result, per-sample scores, no files)."""
@@ -488,7 +503,8 @@ class Experiment:
                   "timings": {"fit": fit_seconds, "score": score_seconds,
                               "forward (all sets, shared)": self._forward_seconds.get(
                                   canonical_json(run.recipe), 0.0)}}
-        return result, arrays, None
+        # metrics come from the float64 scores; the stored per-sample scores are compact
+        return result, {key: a.astype(np.float32) for key, a in arrays.items()}, None
 
     def _reps(self, run: ModelRun, key: str) -> Representations:
         """Features and logits of one set under one model, computed once per experiment."""

@@ -46,8 +46,8 @@ def test_a_model_that_states_other_statistics_gives_the_same_logits_and_scores()
     torch.testing.assert_close(b.features, a.features, atol=1e-4, rtol=1e-4)
     # ODIN perturbs the inputs along a gradient: the same in pixels for both
     ood = load_ood("gaussian").subset(100, 0)
-    scores = [FittedDetectors(("ODIN",), m, r, device="cpu").score("ODIN", extract(m, ood, device="cpu"), ood)
-              for m, r in ((plain, a), (wrapped, b))]
+    scores = [FittedDetectors(("ODIN",), m, r, device="cpu").score(
+        "ODIN", extract(m, ood, device="cpu"), ood) for m, r in ((plain, a), (wrapped, b))]
     torch.testing.assert_close(torch.from_numpy(scores[1]), torch.from_numpy(scores[0]),
                                atol=1e-4, rtol=1e-4)
     # fed CIFAR statistics instead, the wrapped model sees shifted inputs

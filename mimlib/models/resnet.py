@@ -77,19 +77,20 @@ class _OptionABlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    """He et al.'s CIFAR ResNet of depth 6n + 2 (widths 16, 32, 64; 64-d features), head ``linear``."""
+    """He et al.'s CIFAR ResNet of depth 6n + 2: widths 16-32-64, 64-d features, head ``linear``."""
 
     def __init__(self, num_classes: int, depth: int = 20) -> None:
         super().__init__()
         if depth < 8 or (depth - 2) % 6:
-            raise ConfigError(f"CIFAR ResNet depth must be 6n + 2 (20, 32, 44, 56, 110), got {depth}")
+            raise ConfigError(f"CIFAR ResNet depth must be 6n + 2 (20, 32, 44, 56, 110), got "
+                              f"{depth}")
         n = (depth - 2) // 6
         self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
         layers, in_planes = [], 16
         for planes, stride in ((16, 1), (32, 2), (64, 2)):
-            blocks = [_OptionABlock(in_planes if i == 0 else planes, planes, stride if i == 0 else 1)
-                      for i in range(n)]
+            blocks = [_OptionABlock(in_planes if i == 0 else planes, planes,
+                                    stride if i == 0 else 1) for i in range(n)]
             layers.append(nn.Sequential(*blocks))
             in_planes = planes
         self.layer1, self.layer2, self.layer3 = layers

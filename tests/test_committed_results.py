@@ -1,0 +1,91 @@
+"""The committed real-CPU results: small, intact, readable without the data, and re-derivable.
+
+The store in results/cifar10-cpu/store is what the default book shows. These tests keep it
+within its size budget and consistent with its keys, build the book from it where no data is
+(a copy of the project with no ../shared beside it), and, where ../shared is present, recompute
+a Table-1 cell of the published model and a short fine-tuning and require the committed values.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mimlib.orchestrate import load_profile
+from mimlib.store import config_key
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILE = "cifar10-cpu"
+STORE = ROOT / "results" / PROFILE / "store"
+BUDGET_MB = 30
+
+
+def _files(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+
+
+def test_committed_results_stay_within_their_size_budget() -> None:
+    total = sum(p.stat().st_size for p in _files(ROOT / "results"))
+    assert total < BUDGET_MB * 2**20, f"results/ holds {total / 2**20:.1f} MB"
+    weights = [p for p in _files(STORE) if p.name == "model.pt"]
+    assert all(p.parts[-3] == "adapt" for p in weights), "only the adapted bases keep weights"
+
+
+def test_every_committed_entry_is_complete_and_filed_under_its_key() -> None:
+    records = list(STORE.glob("*/*/record.json"))
+    assert records, f"no committed results in {STORE}"
+    for path in records:
+        record = json.loads(path.read_text())
+        assert path.parent.name == config_key(record["kind"], record["config"]) == record["key"]
+        assert path.parent.parent.name == record["kind"]
+        assert record["provenance"]["profile"] == PROFILE
+        assert record["environment"]["git"]  # which code made it
+        if record["kind"] == "scores":
+            assert (path.parent / "scores.npz").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.book
+def test_the_book_builds_from_the_committed_results_without_the_data(tmp_path) -> None:
+    """The README's first command in a fresh clone: no ../shared, no internet, no GPU."""
+    copy = tmp_path / "clone"
+    ignore = shutil.ignore_patterns(".venv", ".git", "_build", "executed", "exports", "cache",
+                                    "__pycache__", "*.egg-info")
+    shutil.copytree(ROOT, copy, ignore=ignore)
+    assert not (tmp_path / "shared").exists()
+    env = {**os.environ, "MIMLIB_CACHE": str(tmp_path / "decoded"),
+           "MIMLIB_DATA": str(tmp_path / "no-data")}
+    proc = subprocess.run([sys.executable, "-m", "mimlib.cli", "reproduce", "--profile", PROFILE,
+                           "--quiet"], cwd=copy, env=env, capture_output=True, text=True,
+                          timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (copy / "_build" / "html" / "executed" / "04_main_table.html").is_file()
+    assert not (copy / "results" / PROFILE / "store").joinpath(".tmp").exists()
+    # nothing was computed: the copy's store holds exactly the committed entries
+    assert sorted(p.relative_to(copy) for p in (copy / "results").rglob("record.json")) == \
+        sorted(p.relative_to(ROOT) for p in (ROOT / "results").rglob("record.json"))
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+def test_committed_numbers_are_recomputed_from_the_data() -> None:
+    from mimlib.experiment import Setup
+    from mimlib.rederive import rederive, worst
+
+    settings = load_profile(PROFILE)["common"]
+    setup = Setup(**settings["setup"])
+    if setup.results_only:
+        pytest.skip("the profile's data (../shared) are absent")
+    old = os.getcwd()
+    os.chdir(ROOT)  # the profile's paths are relative to the project
+    try:
+        comparisons = rederive(setup, STORE)
+    finally:
+        os.chdir(old)
+    assert len(comparisons) > 20
+    # measured: identical to the bit on this 2-core CPU; other BLAS builds may differ slightly
+    assert worst(comparisons) <= 1e-5, [c for c in comparisons if c.difference > 1e-5][:5]
