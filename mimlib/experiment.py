@@ -39,8 +39,9 @@ MODEL_FILE = "model.pt"
 
 @dataclass(frozen=True)
 class Setup:
-    """What an experiment is about. Fields in :meth:`key` decide results; the rest only where
-    and how fast they are computed."""
+    """What an experiment is about. Each step's store key takes the fields that decide its
+    result (data by checksum); device, paths, downloads and batch sizes only decide where and
+    how fast it is computed."""
 
     id_data: str = "synthetic"
     ood_sets: tuple[str, ...] = SMOKE_OOD
@@ -148,16 +149,6 @@ class Setup:
     @property
     def weights_folder(self) -> Path:
         return Path(self.weights_dir or Path(self.data_root) / "checkpoints")
-
-    def key(self) -> dict[str, Any]:
-        """The fields that decide results (not device, paths to caches, or batch sizes); data
-        named by checksum (:func:`mimlib.pins.identity`), not by path."""
-        skip = {"device", "data_root", "download", "eval_batch_size", "deterministic",
-                "weights_dir"}
-        key = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-               if f.name not in skip}
-        key["id_data"], key["ood_sets"] = _data_id(self.id_data), _ood_ids(self.ood_sets)
-        return key
 
 
 class ModelRun:

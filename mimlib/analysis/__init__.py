@@ -20,7 +20,8 @@ from .quirks import QUIRK_DETECTORS, quirk_effects, quirk_list
 from .runtime import (benchmark_provenance, benchmark_table, runtime_summary, runtime_table,
                       short_git)
 from .tables import (CONTROL, NOT_ADAPTED, across_setups, agreement, architecture_setups,
-                     collapse_warnings, evaluation_frame, headline, mean_and_std, oe_comparison,
+                     collapse_warnings, data_label, evaluation_frame, headline, mean_and_std,
+                     oe_comparison,
                      num_classes, paper_id, per_class_accuracy, published_oe_key, replace_setup,
                      slug,
                      starting_points, summary_row, sweep, table1, wide_table)
@@ -31,7 +32,7 @@ __all__ = ["PostMixAugment", "extract", "claims_table", "gpu_overview", "gpu_pla
            "mixing_statistics", "msp_of", "QUIRK_DETECTORS", "quirk_effects", "quirk_list",
            "benchmark_provenance", "benchmark_table", "runtime_summary", "runtime_table",
            "short_git", "CONTROL", "NOT_ADAPTED", "across_setups", "agreement",
-           "architecture_setups", "collapse_warnings", "evaluation_frame", "headline",
+           "architecture_setups", "collapse_warnings", "data_label", "evaluation_frame", "headline",
            "mean_and_std", "oe_comparison", "num_classes", "paper_id", "per_class_accuracy",
            "published_oe_key", "replace_setup", "slug", "starting_points", "summary_row",
            "sweep", "table1", "wide_table"]

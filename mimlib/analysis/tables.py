@@ -9,6 +9,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from .. import pins
+from ..data import NOISE_SETS
 from ..detectors import extract
 from ..errors import ConfigError
 from ..experiment import Evaluation, Experiment, ModelRun, Setup
@@ -43,13 +45,24 @@ def table1(exp: Experiment, base: ModelRun, mim: ModelRun, detectors: Sequence[s
     return pd.concat(frames, ignore_index=True)
 
 
+def natural_mean(rows: list[dict[str, Any]], metric: str = "auroc") -> float:
+    """The mean of a metric over the OOD sets of natural images (the paper's kind: all but
+    the OE paper's noise sets); NaN when there are none."""
+    values = [r[metric] for r in rows if r["ood"] not in NOISE_SETS]
+    return float(np.mean(values)) if values else float("nan")
+
+
 def summary_row(exp: Experiment, run: ModelRun, **labels: Any) -> dict[str, Any]:
-    """Mean MSP metrics over the OOD sets, per-set AUROC and ID accuracy of one model."""
+    """Mean MSP metrics over the OOD sets (all, and the natural-image ones when noise sets are
+    among them), per-set AUROC and ID accuracy of one model."""
     ev = exp.evaluate(run, ("MSP",))
     per_set = {f"auroc[{r['ood']}]": r["auroc"] for r in ev.rows}
     means = ev.record["result"]["means"]["MSP"]
-    return {**labels, "mean_auroc": means["auroc"], "mean_aupr_out": means["aupr_out"],
-            "mean_fpr95": means["fpr95"], "accuracy": ev.accuracy, **per_set}
+    natural = ({"mean_auroc_natural": natural_mean(ev.rows)}
+               if any(r["ood"] in NOISE_SETS for r in ev.rows) else {})
+    return {**labels, "mean_auroc": means["auroc"], **natural,
+            "mean_aupr_out": means["aupr_out"], "mean_fpr95": means["fpr95"],
+            "accuracy": ev.accuracy, **per_set}
 
 
 def sweep(exp: Experiment, base: ModelRun, mim: dict[str, Any],
@@ -169,7 +182,9 @@ def headline(cells: pd.DataFrame) -> pd.DataFrame:
     for (id_data, protocol), df in averages.groupby(["id_data", "protocol"], sort=False):
         row: dict[str, Any] = {"id_data": id_data, "protocol": protocol}
         for source, column in (("", "auroc"), (" (paper)", "paper_auroc")):
-            means = df.set_index("method")[column].dropna()
+            # the post-hoc detectors and MIM; the control and the unadapted model are context
+            means = df.set_index("method")[column].drop([CONTROL, NOT_ADAPTED],
+                                                        errors="ignore").dropna()
             baselines = means.drop("MIM", errors="ignore")
             best = baselines.idxmax() if len(baselines) else None
             row[f"MSP{source}"] = means.get("MSP", np.nan)
@@ -177,15 +192,21 @@ def headline(cells: pd.DataFrame) -> pd.DataFrame:
             row[f"MIM{source}"] = means.get("MIM", np.nan)
             rank = (means > means["MIM"]).sum() + 1 if "MIM" in means else None
             row[f"MIM rank{source}"] = f"{rank} of {len(means)}" if rank else "—"
+        row[CONTROL] = df.set_index("method")["auroc"].get(CONTROL, np.nan)
         rows.append(row)
     order = ["id_data", "protocol", "MSP", "MSP (paper)", "best baseline", "best baseline (paper)",
-             "MIM", "MIM (paper)", "MIM rank", "MIM rank (paper)"]
+             "MIM", "MIM (paper)", CONTROL, "MIM rank", "MIM rank (paper)"]
     return pd.DataFrame(rows, columns=order)
 
 
 def slug(text: str) -> str:
     """A label-safe version of a data-set spec, for table and figure names."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[-40:] or "x"
+    return re.sub(r"[^a-z0-9]+", "-", data_label(text).lower()).strip("-")[-40:] or "x"
+
+
+def data_label(spec: str) -> str:
+    """A data-set spec as captions name it: file name for path, first digits of its pin."""
+    return pins.display(spec)
 
 
 def published_oe_key(id_data: str, arch: str) -> str | None:
