@@ -26,7 +26,14 @@ BUDGET_MB = 30
 
 
 def _files(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    """The files of a folder that git commits (tracked, or new and not ignored); every file
+    in a clone without git history."""
+    if (ROOT / ".git").exists():
+        out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard",
+                              str(folder.relative_to(ROOT))], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout.split()
+        return [ROOT / name for name in out if (ROOT / name).is_file()]
+    return [p for p in folder.rglob("*") if p.is_file()]
 
 
 def test_committed_results_stay_within_their_size_budget() -> None:

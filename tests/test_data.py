@@ -96,7 +96,7 @@ def test_unknown_names_are_errors() -> None:
     with pytest.raises(ConfigError, match="unknown ID data set"):
         load_id("imagenet", "train")
     with pytest.raises(ConfigError, match="unknown OOD data set"):
-        load_ood("mnist")
+        load_ood("fashion_mnist")
     with pytest.raises(ConfigError, match="split"):
         load_id("synthetic", "val")
 

@@ -113,7 +113,7 @@ def _bad_inputs(tmp: Path) -> list[tuple[list[str], str]]:
     return [
         (["reproduce", "--profile", "nope"], "unknown profile"),
         (["run", "02", "-p", "setup.id_data", "imagenet"], "unknown ID data set"),
-        (["run", "02", "-p", "setup.ood_sets", "[mnist]"], "unknown OOD"),
+        (["run", "02", "-p", "setup.ood_sets", "[fashion_mnist]"], "unknown OOD"),
         (["run", "04", "-p", "detectors", "[MSP, OpenMax]"], "unknown detector"),
         (["run", "02", "-p", "setup.arch", "vgg16"], "unknown architecture"),
         (["run", "02", "-p", "setup.protocol", "strict"], "unknown protocol"),

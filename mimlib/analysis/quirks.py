@@ -23,7 +23,7 @@ def quirk_effects(template: Experiment, base: ModelRun, mim: dict[str, Any]) -> 
     Training quirks change the MIM run (effect on its mean MSP AUROC); detector quirks change
     the baselines (effect on each affected detector's mean AUROC, on the base model).
     """
-    from .protocol import QUIRKS, protocol_settings
+    from ..protocol import QUIRKS, protocol_settings
 
     corrected = protocol_settings("corrected", template.setup.id_data)
     faithful = protocol_settings("faithful", template.setup.id_data)
@@ -61,7 +61,7 @@ def quirk_effects(template: Experiment, base: ModelRun, mim: dict[str, Any]) -> 
 
 def quirk_list() -> pd.DataFrame:
     """Every quirk of the authors' code, once: what the code does and what ``corrected`` does."""
-    from .protocol import QUIRKS
+    from ..protocol import QUIRKS
 
     return pd.DataFrame([{"quirk": q.setting, "authors' code": q.faithful,
                           "corrected": q.corrected} for q in QUIRKS])
