@@ -61,7 +61,7 @@ def test_wide_table_and_agreement_report_the_distance_to_the_paper():
     wide = analysis.wide_table(cells, "auroc")
     assert list(wide.columns[:4]) == ["method", "tinyimagenet_crop", "svhn", "average"]
     # an average over two of the paper's seven sets is not put beside the paper's own average
-    assert np.isnan(wide["paper average"].item()) and np.isnan(wide["Δ average"].item())
+    assert "paper average" not in wide and "Δ average" not in wide
     paper = paper_numbers()
     seven = paper[(paper.table == "table1") & (paper.id_dataset == "cifar10")
                   & (paper.method == "MSP") & (paper.ood_dataset != "average")]

@@ -150,7 +150,7 @@ def wide_table(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
     order = [o for o in rows["ood"].unique() if o != "average"] + ["average"]
     wide = wide[order].rename(columns=lambda c: c.removeprefix("synthetic_"))
     paper_col = "paper_auroc" if metric == "auroc" else "paper_aupr"
-    if paper_col in rows:
+    if paper_col in rows and rows.loc[rows["ood"] == "average", paper_col].notna().any():
         avg = rows[rows["ood"] == "average"].set_index("method")[paper_col]
         wide["paper average"] = avg.reindex(wide.index)
         wide["Δ average"] = wide["average"] - wide["paper average"]
