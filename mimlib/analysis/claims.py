@@ -71,20 +71,24 @@ def beats_baselines(template: Experiment, mim: dict[str, Any], detectors: Sequen
             "note": f"MIM above its control in {over_control} of {len(protocols)} protocols"}
 
 
-def accuracy_kept(exp: Experiment, mim: dict[str, Any], tolerance: float = 0.01
-                  ) -> dict[str, Any]:
-    """ID test accuracy before and after MIM (and after the control)."""
-    base = exp.base_model()
-    before = summary_row(exp, base)["accuracy"]
-    after = summary_row(exp, exp.mim_model(base, **mim))["accuracy"]
-    control = summary_row(exp, exp.mim_model(base, **{**mim, "lam": 0.0}))["accuracy"]
-    drop = before - after
+def accuracy_kept(template: Experiment, mim: dict[str, Any], protocols: Sequence[str],
+                  tolerance: float = 0.01) -> dict[str, Any]:
+    """ID test accuracy before and after MIM (and after the control), per protocol."""
+    parts, drops = [], []
+    for protocol in protocols:
+        exp = template.derive(replace_setup(template.setup, protocol=protocol))
+        base = exp.base_model()
+        before = summary_row(exp, base)["accuracy"]
+        after = summary_row(exp, exp.mim_model(base, **mim))["accuracy"]
+        control = summary_row(exp, exp.mim_model(base, **{**mim, "lam": 0.0}))["accuracy"]
+        drops.append(before - after)
+        parts.append(f"{protocol}: before {before:.4f}, after MIM {after:.4f} "
+                     f"({after - before:+.4f}), after the control {control:.4f}")
+    drop = max(drops)
     verdict = HOLDS if drop <= tolerance else PARTLY if drop <= 2 * tolerance else FAILS
-    return {"claim": "ID accuracy is kept",
-            "evidence": f"before {before:.4f}, after MIM {after:.4f} ({-drop:+.4f}), after the "
-                        f"control {control:.4f}",
-            "rule": f"holds if accuracy falls by at most {tolerance:.2f}; partly up to "
-                    f"{2 * tolerance:.2f}", "verdict": verdict, "note": ""}
+    return {"claim": "ID accuracy is kept", "evidence": "; ".join(parts),
+            "rule": f"holds if accuracy falls by at most {tolerance:.2f} in every protocol; "
+                    f"partly up to {2 * tolerance:.2f}", "verdict": verdict, "note": ""}
 
 
 def one_epoch_enough(exp: Experiment, mim: dict[str, Any], eval_every: int,
@@ -210,7 +214,9 @@ def claims_table(exp: Experiment, mim: dict[str, Any], *, detectors: Sequence[st
         {**beats_baselines(exp, mim, detectors, protocols, margin),
          "set-up": setting.replace(f", {s.protocol} protocol", "") + ", "
                    + " and ".join(protocols)},
-        {**accuracy_kept(exp, mim), "set-up": setting},
+        {**accuracy_kept(exp, mim, protocols),
+         "set-up": setting.replace(f", {s.protocol} protocol", "") + ", "
+                   + " and ".join(protocols)},
         {**one_epoch_enough(exp, mim, eval_every, margin), "set-up": setting},
         {**k_above_five(exp, ablations, ks, margin), "set-up": setting},
         {**augmentation_helps(exp, ablations, margin), "set-up": setting},
