@@ -46,6 +46,7 @@ def test_augmentation_verdicts_follow_the_rule(monkeypatch, off, on, verdict) ->
     ([0.70, 0.80, 0.81, 0.812], claims.HOLDS),   # flat at the end
     ([0.70, 0.75, 0.78, 0.83], claims.FAILS),    # still rising
     ([0.70, 0.85, 0.80, 0.79], claims.PARTLY),   # peaks early, then falls
+    ([0.78, 0.70, 0.65, 0.62], claims.FAILS),    # never better than the start
 ])
 def test_one_epoch_verdicts_follow_the_curve(monkeypatch, curve, verdict) -> None:
     class Run:

@@ -100,7 +100,9 @@ def one_epoch_enough(exp: Experiment, mim: dict[str, Any], eval_every: int,
     peak = curve.loc[curve["mean_auroc"].idxmax()]
     late_row = curve[curve["step"] <= 0.7 * curve["step"].max()].iloc[-1]
     late = late_row["mean_auroc"]
-    if final - late > margin:
+    if peak["step"] == curve["step"].iloc[0] and start - final > margin:
+        verdict, why = FAILS, "no step improves on the starting model: fine-tuning only lowers it"
+    elif final - late > margin:
         verdict, why = FAILS, "still rising over the last 30% of the epoch"
     elif peak["mean_auroc"] - final > margin:
         verdict, why = PARTLY, "less than an epoch is better: the curve peaks, then falls"
@@ -113,7 +115,8 @@ def one_epoch_enough(exp: Experiment, mim: dict[str, Any], eval_every: int,
                         f"{int(peak['step'])}, {late:.4f} at step {int(late_row['step'])}, "
                         f"{final:.4f} at the end (step {int(curve['step'].iloc[-1])}); {why}",
             "rule": f"holds if the last 30% add at most {margin:.4f} and the end is within "
-                    f"{margin:.4f} of the peak", "verdict": verdict, "note": ""}
+                    f"{margin:.4f} of the peak; does not hold if no step beats the start",
+            "verdict": verdict, "note": ""}
 
 
 def k_above_five(exp: Experiment, mim: dict[str, Any], ks: Sequence[int],
