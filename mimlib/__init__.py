@@ -12,7 +12,8 @@ from .errors import (CheckpointError, ConfigError, DataError, DeviceMemoryError,
                      NonFiniteLossError)
 from .metrics import ood_metrics
 from .mixing import multi_input_mixup
-from .models import ResNet18, SmallCNN, WideResNet, build_model, wrn40_2
+from .models import (CifarResNet, DenseNet, ResNet18, SmallCNN, WideResNet, build_model,
+                     input_normalization, set_normalization, wrn40_2)
 from .train import MIMConfig, OEConfig, PretrainConfig, mim_finetune, oe_finetune, pretrain
 
 __version__ = "0.1.0"
@@ -21,6 +22,7 @@ __all__ = [
     "PostMixAugment", "ImageSet", "load_id", "load_ood", "normalize", "TABLE1_DETECTORS",
     "FittedDetectors", "extract", "CheckpointError", "ConfigError", "DataError",
     "DeviceMemoryError", "MimlibError", "NonFiniteLossError", "ood_metrics", "multi_input_mixup",
-    "ResNet18", "SmallCNN", "WideResNet", "build_model", "wrn40_2", "MIMConfig", "OEConfig",
+    "CifarResNet", "DenseNet", "ResNet18", "SmallCNN", "WideResNet", "build_model",
+    "input_normalization", "set_normalization", "wrn40_2", "MIMConfig", "OEConfig",
     "PretrainConfig", "mim_finetune", "oe_finetune", "pretrain", "__version__",
 ]
