@@ -40,15 +40,15 @@ def short_run(exp: Experiment) -> Any:
     return exp.mim_model(exp.base_model(), steps=SHORT_RUN_STEPS)
 
 
-def rederive(setup: Setup, committed_root: str | Path, *, record: bool = False
-             ) -> list[Comparison]:
+def rederive(setup: Setup, committed_root: str | Path, *, profile: str | None = None,
+             record: bool = False) -> list[Comparison]:
     """Recompute the check's results from the data and return them beside the committed ones.
 
     With ``record=True`` missing committed entries are computed into the committed store first
-    (how they were made); otherwise a missing one is an error.
+    (how they were made, labelled with ``profile``); otherwise a missing one is an error.
     """
     committed = Store(committed_root)
-    ref = Experiment(setup, committed)
+    ref = Experiment(setup, committed, profile=profile)
     loaded = ref.loaded_model()
     if not record:
         missing = [what for what, entry in (
