@@ -76,7 +76,10 @@ def test_a_killed_reproduction_resumes_and_leaves_nothing_half_written(project: 
             json.loads(manifest.read_text())  # never half written
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert _store_is_sound(project / "store") == 2  # the pretrained and the fine-tuned model
+    # the pretrained and the fine-tuned model, the base's MSP scores and per-class accuracy
+    assert _store_is_sound(project / "store") == 4
+    kinds = sorted(e.record["kind"] for e in Store(project / "store").entries())
+    assert kinds == ["analysis", "finetune", "pretrain", "scores"]
     assert not list((project / "store").glob("*/.tmp-*"))  # dead writers were cleaned up
     pretrained = Store(project / "store").entries("pretrain")
     assert len(pretrained) == 1  # killed runs never produced a second, partial model
