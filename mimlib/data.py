@@ -40,10 +40,10 @@ from torch import Tensor
 
 from . import pins, synthetic
 from .errors import ConfigError, DataError
+from .models.normalization import CIFAR, Normalization
 
-#: Normalisation of the paper and the OE code, for every data set: (mean, std) per channel.
-CIFAR_MEAN = tuple(v / 255 for v in (125.3, 123.0, 113.9))
-CIFAR_STD = tuple(v / 255 for v in (63.0, 62.1, 66.7))
+#: Normalisation of the paper and the OE code (mimlib.models.CIFAR): (mean, std) per channel.
+CIFAR_MEAN, CIFAR_STD = CIFAR.mean, CIFAR.std
 
 PAPER_OOD_SETS = ("tinyimagenet_crop", "tinyimagenet_resize", "lsun_crop", "lsun_resize", "svhn",
                   "textures", "places365")
@@ -108,18 +108,13 @@ class ImageSet:
 def normalize(images: Tensor, mean: Sequence[float] = CIFAR_MEAN,
               std: Sequence[float] = CIFAR_STD) -> Tensor:
     """uint8 (or [0, 1] float) images to normalised float inputs, on the images' device."""
-    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    return (x - m) / s
+    return Normalization(tuple(mean), tuple(std)).apply(images)
 
 
 def denormalize(x: Tensor, mean: Sequence[float] = CIFAR_MEAN,
                 std: Sequence[float] = CIFAR_STD) -> Tensor:
     """Normalised inputs back to [0, 1] pixel intensities (not clamped)."""
-    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    return x * s + m
+    return Normalization(tuple(mean), tuple(std)).invert(x)
 
 
 @dataclass(frozen=True)
