@@ -8,7 +8,6 @@ before ``torch.load`` sees it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -18,7 +17,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .errors import CheckpointError, ConfigError, DataError
+from .errors import CheckpointError, ConfigError
+from .fetch import Item, ensure, file_digest
 from .models import CIFAR, PUBLISHED, Normalization, build_model, set_normalization
 
 #: The paper's starting points: the OE authors' baseline WRN-40-2 ("cifar10-pt" in pytorch-ood
@@ -26,15 +26,6 @@ from .models import CIFAR, PUBLISHED, Normalization, build_model, set_normalizat
 PAPER_CHECKPOINTS = {"cifar10": "wrn-40-2/cifar10/crossentropy",
                      "cifar100": "wrn-40-2/cifar100/crossentropy"}
 _REGISTRY_ARCHS = {"wrn-40-2": "wrn40_2", "resnet-18": "resnet18"}
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    """Hex SHA-256 digest of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
@@ -59,7 +50,7 @@ def load_state_dict_file(path: str | os.PathLike, map_location: str | torch.devi
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
-    if sha256 is not None and sha256_of(path) != sha256:
+    if sha256 is not None and file_digest(path, "sha256") != sha256:
         raise CheckpointError(f"checkpoint {path} fails its SHA-256 check (expected {sha256}); "
                               "delete it and download it again")
     try:
@@ -139,23 +130,34 @@ def _download_entry(key: str) -> _Download:
                      int(entry.arch_kwargs["num_classes"]), CIFAR, entry.state_dict_transform)
 
 
-def _cache_folder(cache_dir: str | os.PathLike | None) -> Path:
+def weights_cache(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The folder published weights live in: the given one, or torch hub's checkpoints."""
     return Path(cache_dir or Path(torch.hub.get_dir()) / "checkpoints")
+
+
+def weights_item(key: str, cache_dir: str | os.PathLike | None = None) -> Item:
+    """A published checkpoint as a file to fetch: URL, place in the cache, SHA-256."""
+    entry = _download_entry(key)
+    path = weights_cache(cache_dir) / entry.file_name
+
+    def check() -> str | None:
+        if not path.is_file():
+            return "missing"
+        return None if file_digest(path, "sha256") == entry.sha256 else "fails its SHA-256 check"
+    return Item(f"weights {key}", entry.url, path, f"sha256:{entry.sha256}", "a few MB",
+                "the checkpoint file as published, under its own name", check)
 
 
 def check_published(key: str, cache_dir: str | os.PathLike | None, download: bool) -> None:
     """Before any work: the key exists, and a cached file (if any) has the pinned SHA-256;
     without a cached file, downloads must be allowed."""
-    entry = _download_entry(key)
-    path = _cache_folder(cache_dir) / entry.file_name
-    if path.is_file():
-        if sha256_of(path) != entry.sha256:
-            raise CheckpointError(f"cached checkpoint {path} fails its SHA-256 check (expected "
-                                  f"{entry.sha256}); delete it and download it again")
-    elif not download:
-        raise DataError(f"checkpoint {key} is not in {path.parent} and downloads are switched "
-                        f"off; download {entry.url} there as {entry.file_name}, or allow "
-                        "downloads")
+    item = weights_item(key, cache_dir)
+    problem = item.check()
+    if problem and item.path.is_file():
+        raise CheckpointError(f"cached checkpoint {item.path} fails its SHA-256 check (expected "
+                              f"{item.checksum[7:]}); delete it and download it again")
+    if problem and not download:
+        ensure([item], download=False)
 
 
 def load_published(key: str, *, cache_dir: str | os.PathLike | None = None,
@@ -165,27 +167,15 @@ def load_published(key: str, *, cache_dir: str | os.PathLike | None = None,
     ``key`` names an entry of mimlib's registry (``resnet20/cifar10``, see
     :data:`mimlib.models.PUBLISHED`) or of pytorch-ood's (``wrn-40-2/cifar10/crossentropy``,
     see :data:`PAPER_CHECKPOINTS`). The file is downloaded once into ``cache_dir`` (default:
-    torch hub's checkpoint folder), verified against its full SHA-256 digest, and loaded with
-    ``weights_only=True`` and a strict key match into mimlib's architecture.
+    torch hub's checkpoint folder, which pytorch-ood shares), verified against its full SHA-256
+    digest, and loaded with ``weights_only=True`` and a strict key match into mimlib's
+    architecture.
     """
     entry = _download_entry(key)
-    folder = _cache_folder(cache_dir)
-    path = folder / entry.file_name
-    if not path.is_file():
-        if not download:
-            raise DataError(f"checkpoint {key} is not in {folder} and downloads are switched off; "
-                            f"download {entry.url} there as {entry.file_name}, or allow downloads")
-        folder.mkdir(parents=True, exist_ok=True)
-        try:
-            torch.hub.download_url_to_file(entry.url, str(path), hash_prefix=entry.sha256)
-        except RuntimeError as err:  # hash mismatch: the partial file is already removed
-            raise CheckpointError(f"download of {key} from {entry.url} failed its SHA-256 check: "
-                                  f"{err}") from err
-        except OSError as err:
-            raise DataError(f"could not download {key} from {entry.url}: {err}. Download it on "
-                            f"a machine with internet access and copy it to {path} (it is "
-                            "checked against its SHA-256), or start from a model trained here "
-                            "(setup.base: pretrain)") from err
+    check_published(key, cache_dir, download)
+    item = weights_item(key, cache_dir)
+    ensure([item], download=download)
+    path = item.path
     state = load_state_dict_file(path, sha256=entry.sha256)
     if entry.transform is not None:
         state = entry.transform(state)

@@ -38,8 +38,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from . import pins, synthetic
+from . import fetch, pins, synthetic
 from .errors import ConfigError, DataError
+from .fetch import IMAGE_SUFFIXES
 from .models.normalization import CIFAR, Normalization
 
 #: Normalisation of the paper and the OE code (mimlib.models.CIFAR): (mean, std) per channel.
@@ -52,7 +53,6 @@ SYNTHETIC_OOD_SETS = tuple(f"synthetic_{k}" for k in synthetic.OOD_KINDS)
 #: Auxiliary outlier sets for Outlier Exposure (never used as test sets).
 AUXILIARY_SETS = ("tinyimages300k",) + tuple(f"synthetic_{k}" for k in synthetic.AUXILIARY_KINDS)
 ID_SETS = ("cifar10", "cifar100", "synthetic")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 SYNTHETIC_SIZES = {"train": 6000, "test": 1200, "ood": 1200}
 NOISE_SIZE = 2000
 
@@ -152,25 +152,12 @@ def load_id(spec: str, split: str, options: DataOptions = DataOptions()) -> Imag
 def _torchvision_cifar(name: str, split: str, options: DataOptions) -> ImageSet:
     from torchvision import datasets
 
+    fetch.ensure(fetch.data_items(name, options.root), download=options.download)
     cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
-    root = Path(options.root) / name
-    try:
-        ds = cls(str(root), train=split == "train", download=options.download)
-    except RuntimeError as err:  # torchvision: "Dataset not found or corrupted"
-        raise DataError(_missing_message(name, root, options)) from err
-    except OSError as err:  # no network
-        raise DataError(f"could not download {name} to {root}: {err}. Download it on a machine "
-                        "with internet access and copy it there, or use 'folder:PATH'.") from err
+    ds = cls(str(Path(options.root) / name), train=split == "train", download=False)
     images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
     return ImageSet(f"{name}/{split}", images, torch.as_tensor(ds.targets, dtype=torch.int64),
                     tuple(ds.classes), f"torchvision.datasets.{cls.__name__} (md5-checked)")
-
-
-def _missing_message(name: str, root: Path, options: DataOptions) -> str:
-    if not options.download:
-        return (f"{name} is not in {root} and downloads are switched off; run once with "
-                "download=True (or --download), or point data_root at a copy")
-    return f"{name} in {root} is missing or corrupt; delete the folder and download it again"
 
 
 class _Source:
@@ -342,16 +329,9 @@ def _mnist(spec: str, options: DataOptions, name: str) -> ImageSet:
     if spec.startswith("mnist:"):
         folder = Path(spec[len("mnist:"):]).expanduser()
     else:
-        from torchvision.datasets import MNIST
-
-        root = Path(options.root) / "mnist"
-        try:
-            MNIST(str(root), train=False, download=options.download)
-        except (RuntimeError, OSError) as err:
-            raise DataError(f"MNIST is not in {root} and could not be had ({err}); allow "
-                            "downloads, or give 'mnist:PATH' for a folder with "
-                            f"{' and '.join(MNIST_FILES)}") from err
-        folder = root / "MNIST" / "raw"
+        items = fetch.data_items("mnist", options.root)
+        fetch.ensure(items, download=options.download)
+        folder = items[0].path.parent
     path = folder / MNIST_FILES[0]
     if not path.is_file():
         raise DataError(f"{folder} has no {MNIST_FILES[0]}; 'mnist:PATH' needs the original "
@@ -437,19 +417,19 @@ def noise_images(kind: str, n: int, seed: int) -> Tensor:
 
 
 def _paper_ood(name: str, options: DataOptions) -> ImageSet:
-    """One of the paper's seven OOD sets, downloaded by pytorch-ood / torchvision (checksummed)."""
+    """One of the paper's seven OOD sets (or the 300K random images), fetched once with its
+    checksum and read by pytorch-ood / torchvision; the decoded pixels are cached."""
+    items = fetch.data_items(name, options.root)
+    fetch.ensure(items, download=options.download)
     root = Path(options.root) / "ood"
-    factories = _paper_ood_factories()
-    try:
-        dataset = factories[name](str(root), options.download)
-    except (RuntimeError, OSError, FileNotFoundError) as err:
-        if not options.download:
-            raise DataError(f"{name} is not in {root} and downloads are switched off; run once "
-                            "with download=True or copy the archive there") from err
-        raise DataError(f"could not get {name} into {root}: {err}. Download it on a machine with "
-                        "internet access, or use 'resize:PATH' / 'crop:PATH' for a local copy") from err
-    images = _pil_dataset_to_uint8(dataset)
-    return _ood_set(name, images, f"{type(dataset).__name__} ({root}), resized to 32x32")
+
+    def decode() -> ImageSet:
+        dataset = _paper_ood_factories()[name](str(root), False)
+        return _ood_set(name, _pil_dataset_to_uint8(dataset),
+                        f"{type(dataset).__name__} ({root}), resized to 32x32")
+    # keyed by the checksums of what was fetched: ensure() has just checked it is complete
+    key = f"paper|{root.resolve()}|{name}|{[i.checksum for i in items]}|v1"
+    return _cached(_cache_root() / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npz", decode)
 
 
 def _paper_ood_factories() -> dict[str, Callable[[str, bool], object]]:
@@ -526,19 +506,8 @@ def check_available(spec: str, options: DataOptions = DataOptions(), *, role: st
             if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.rglob("*")):
                 raise DataError(f"{path} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
         return
-    if options.download:
-        return
-    try:
-        if target in ("cifar10", "cifar100"):
-            from torchvision import datasets
-
-            cls = datasets.CIFAR10 if target == "cifar10" else datasets.CIFAR100
-            cls(str(Path(options.root) / target), train=False, download=False)
-        elif target in PAPER_OOD_SETS or target == "tinyimages300k":
-            _paper_ood_factories()[target](str(Path(options.root) / "ood"), False)
-    except (RuntimeError, OSError) as err:
-        raise DataError(f"{target} is not in {options.root} and downloads are switched off; "
-                        "allow downloads (setup download: true) or copy the data there") from err
+    if not options.download:  # with downloads on, a run fetches them before its work
+        fetch.ensure(fetch.data_items(target, options.root), download=False)
 
 
 def known_num_classes(spec: str) -> int | None:

@@ -16,6 +16,7 @@ import hashlib
 from pathlib import Path
 
 from .errors import ConfigError, DataError
+from .fetch import file_digest
 
 PIN = "#sha256="
 PATH_KINDS = ("folder:", "crop:", "resize:", "mnist:")
@@ -63,18 +64,10 @@ def _stamp(path: Path) -> str:
 def _digest(resolved: str, stamp: str) -> str:  # stamp: re-hash when the files change
     path = Path(resolved)
     if path.is_file():
-        return _file_sha256(path)
+        return file_digest(path, "sha256")
     h = hashlib.sha256()
     for p in sorted(q for q in path.rglob("*") if q.is_file()):
-        h.update(f"{p.relative_to(path).as_posix()}\0{_file_sha256(p)}\n".encode())
-    return h.hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
+        h.update(f"{p.relative_to(path).as_posix()}\0{file_digest(p, 'sha256')}\n".encode())
     return h.hexdigest()
 
 

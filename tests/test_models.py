@@ -144,13 +144,15 @@ def test_published_checkpoints_need_a_download_or_a_verified_cache(tmp_path) -> 
 def test_a_failed_download_says_what_to_do(tmp_path, monkeypatch) -> None:
     import urllib.error
 
-    def offline(url, dst, hash_prefix=None):
+    def offline(url, timeout=None):
         raise urllib.error.URLError("Name or service not known")
 
-    monkeypatch.setattr("torch.hub.download_url_to_file", offline)
-    with pytest.raises(DataError, match=r"(?s)could not download.*copy it to .*"
-                                        r"setup.base: pretrain"):
+    monkeypatch.setattr("mimlib.fetch.urllib.request.urlopen", offline)
+    with pytest.raises(DataError, match=r"(?s)could not download weights wrn-40-2/cifar10/"
+                                        r"crossentropy from https://.*Name or service not known"
+                                        r".*put it at: " + str(tmp_path)):
         load_published("wrn-40-2/cifar10/crossentropy", cache_dir=tmp_path, download=True)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_published_checkpoint_loads_into_mimlibs_wrn_when_cached(tmp_path, monkeypatch) -> None:

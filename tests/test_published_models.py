@@ -1,6 +1,7 @@
 """mimlib's registry of published CIFAR classifiers: pinned, strictly loaded, normalised as
 trained. The real files are read from ../shared/models when present (skipped otherwise)."""
 
+import io
 import os
 import shutil
 from pathlib import Path
@@ -78,14 +79,17 @@ def test_a_download_is_verified_and_a_missing_file_with_downloads_off_says_where
         check_published(key, tmp_path, download=False)
     calls = []
 
-    def fake_download(url: str, dst: str, hash_prefix: str) -> None:
-        calls.append((url, hash_prefix))
-        raise RuntimeError("invalid hash value")  # what torch.hub says on a mismatch
+    def tampered(url: str, timeout: float) -> io.BytesIO:  # a server that sends other bytes
+        calls.append(url)
+        response = io.BytesIO(b"not the published weights")
+        response.headers = {}
+        return response
 
-    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
-    with pytest.raises(CheckpointError, match="SHA-256"):
+    monkeypatch.setattr("mimlib.fetch.urllib.request.urlopen", tampered)
+    with pytest.raises(DataError, match=f"(?s)fails its SHA-256 check.*expected {entry.sha256}"):
         load_published(key, cache_dir=tmp_path, download=True)
-    assert calls == [(entry.url, entry.sha256)]
+    assert calls == [entry.url]
+    assert list(tmp_path.iterdir()) == []  # neither the file nor a partial one is left
 
 
 def test_a_corrupt_or_foreign_file_under_the_pinned_name_is_refused(tmp_path) -> None:
