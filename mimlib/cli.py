@@ -1,11 +1,15 @@
 """The ``mimlib`` command: reproduce the book, re-run one notebook, build the book.
 
-    mimlib reproduce [--profile smoke] [-p NAME VALUE ...] [--force] [--no-book]
-    mimlib run NOTEBOOK [-p NAME VALUE ...] [--profile smoke] [--force] [--no-book]
+    mimlib reproduce [--profile cifar10-cpu] [-p NAME VALUE ...] [--force] [--no-book]
+    mimlib run NOTEBOOK [-p NAME VALUE ...] [--profile cifar10-cpu] [--force] [--no-book]
     mimlib book
     mimlib profiles
 
-Errors a user can cause end with a message and exit status 2, before any work starts.
+The default profile is the real reproduction (CIFAR-10, a published ResNet-20, two CPU cores),
+whose results are committed: without its data the book is built from them, with the data a
+changed parameter recomputes what changed. ``--profile smoke`` computes the embedded synthetic
+pipeline check from scratch. Errors a user can cause end with a message and exit status 2,
+before any work starts.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ import sys
 from pathlib import Path
 
 from .errors import MimlibError
+
+#: The profile of ``mimlib reproduce`` and ``mimlib run`` when none is given.
+DEFAULT_PROFILE = "cifar10-cpu"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,12 +52,28 @@ def _parameters(parser: argparse.ArgumentParser, scope: str) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", default="smoke", help="parameter profile (default: smoke, "
-                        "the embedded synthetic data on a CPU)")
+    parser.add_argument("--profile", default=DEFAULT_PROFILE, help="parameter profile "
+                        f"(default: {DEFAULT_PROFILE}, the real reproduction from its committed "
+                        "results; smoke: the synthetic pipeline check, computed from scratch)")
     parser.add_argument("--force", action="store_true", help="re-run notebooks even when their "
                         "parameters and inputs are unchanged")
     parser.add_argument("--no-book", action="store_true", help="do not build the book afterwards")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--allow-cpu", action="store_true", help="run a profile that needs a "
+                        "GPU (paper, paper-scratch) on a machine without one")
+    jobs = parser.add_argument_group("where the notebooks run (mimlib.executors)")
+    jobs.add_argument("--executor", choices=["local", "processes", "slurm"], default=None,
+                      help="local: here, one after another (default); processes: worker "
+                      "processes on this machine; slurm: jobs of a Slurm cluster (submitit)")
+    jobs.add_argument("--workers", type=int, default=None, help="processes: at most this many "
+                      "notebooks at once (default 2)")
+    jobs.add_argument("--slurm-partition", default=None, help="slurm: the partition")
+    jobs.add_argument("--slurm-gpus", type=int, default=None, help="slurm: GPUs per job (1)")
+    jobs.add_argument("--slurm-cpus", type=int, default=None, help="slurm: CPUs per job (8)")
+    jobs.add_argument("--slurm-time", type=int, default=None, metavar="MINUTES",
+                      help="slurm: time limit per job (240)")
+    jobs.add_argument("--slurm-option", action="append", default=[], metavar="KEY=VALUE",
+                      help="slurm: an extra sbatch option, e.g. account=my_lab (repeatable)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,7 +108,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     terminal = sys.stderr.isatty()  # bars on a terminal, plain lines in a log
     results = orc.run_notebooks(root, names, args.profile, overrides, force=args.force,
                                 progress=terminal and not args.quiet,
-                                announce=not terminal and not args.quiet)
+                                announce=not terminal and not args.quiet,
+                                allow_cpu=args.allow_cpu, executor=_executor(args))
     print(orc.summary(results))
     failed = [r.name for r in results if r.status == "failed"]
     if failed and not args.no_book:
@@ -95,6 +119,23 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif not args.no_book:
         print(f"book: {orc.build_book(root)}")
     return 1 if failed else 0
+
+
+def _executor(args: argparse.Namespace):  # -> mimlib.executors.ExecutorSettings
+    from .errors import ConfigError
+    from .executors import executor_settings
+    from .orchestrate import load_profile
+
+    options = {}
+    for option in args.slurm_option:
+        key, sep, value = option.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--slurm-option takes KEY=VALUE, got {option!r}")
+        options[key] = value
+    return executor_settings(load_profile(args.profile), args.executor, workers=args.workers,
+                             partition=args.slurm_partition, gpus_per_job=args.slurm_gpus,
+                             cpus_per_job=args.slurm_cpus, time_min=args.slurm_time,
+                             sbatch=options or None)
 
 
 if __name__ == "__main__":

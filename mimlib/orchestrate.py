@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,9 +28,11 @@ from typing import Any, Iterator
 import yaml
 
 from .errors import ConfigError, MimlibError
+from .executors import ExecutorSettings
 from .store import canonical_json
 
 EXECUTED = Path("book") / "executed"
+FAILED = Path("book") / "failed"  # executed notebooks that failed, with their tracebacks
 MANIFEST = EXECUTED / "manifest.json"
 NOTEBOOKS = Path("notebooks")
 
@@ -43,6 +46,7 @@ class NotebookResult:
     executed: str
     seconds: float
     error: str = ""
+    log: str = ""  # the job's log, when it ran as a job (mimlib.executors)
 
 
 # --------------------------------------------------------------------------- profiles
@@ -63,6 +67,18 @@ def load_profile(name: str) -> dict[str, Any]:
     if parent:
         profile = _merge(load_profile(parent), profile)
     return profile
+
+
+def check_gpu(name: str, profile: dict[str, Any], allow_cpu: bool) -> None:
+    """A profile marked ``needs_gpu`` stops up front on a machine without CUDA (it would run
+    for days on the CPU without saying so), unless the CPU is asked for."""
+    import torch
+
+    if profile.get("needs_gpu") and not allow_cpu and not torch.cuda.is_available():
+        raise ConfigError(f"profile {name!r} needs a GPU and torch sees none (CUDA available: "
+                          "no); on a CPU its training runs take days. Run it on a machine with "
+                          "a GPU, choose a CPU profile (cifar10-cpu), or pass --allow-cpu to go "
+                          "on anyway")
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -193,67 +209,124 @@ def _write_manifest(root: Path, manifest: dict[str, Any]) -> None:
 
 def run_notebooks(root: Path, names: list[str], profile_name: str,
                   overrides: list[tuple[str, str]] = (), *, force: bool = False,
-                  progress: bool = True, announce: bool = False) -> list[NotebookResult]:
+                  progress: bool = True, announce: bool = False, allow_cpu: bool = False,
+                  executor: ExecutorSettings | None = None) -> list[NotebookResult]:
     """Execute notebooks with papermill; see the module docstring. ``progress`` draws terminal
-    bars; ``announce`` prints a plain line as each notebook starts (for logs, not terminals)."""
+    bars; ``announce`` prints a plain line as each notebook starts (for logs, not terminals);
+    ``allow_cpu`` runs a profile that needs a GPU on a machine without one; ``executor`` says
+    where the notebooks run (default: here, one after another; see :mod:`mimlib.executors`)."""
+    from .executors import run_jobs
+    from .needs import prepare
+
     profile = load_profile(profile_name)
+    check_gpu(profile_name, profile, allow_cpu)
     # validate everything first: a typo in the last notebook must not cost the first ones
     planned = [(name, notebook_parameters(root, name, profile, overrides)) for name in names]
     manifest = _read_manifest(root)
-    results = []
-    bar = _bar(len(planned), "notebooks", progress)
-    for name, params in planned:
-        out = root / EXECUTED / f"{name}.ipynb"
-        fp = fingerprint(root, name, params)
+
+    def unchanged(name: str, params: dict[str, Any]) -> bool:
         previous = manifest.get(name, {})
-        if (not force and previous.get("fingerprint") == fp and previous.get("status") == "ok"
-                and out.is_file()):
-            results.append(NotebookResult(name, "skipped", str(out), 0.0))
-        else:
-            if bar is not None:
-                bar.set_description(name)
-            if announce:
-                print(f"running {name} ...", file=sys.stderr, flush=True)
-            result = execute_notebook(root, name, params, out, progress)
-            manifest[name] = {"fingerprint": fp, "status": result.status,
-                              "profile": profile_name, "seconds": result.seconds,
-                              "parameters": params}
-            _write_manifest(root, manifest)
-            results.append(result)
+        return (not force and previous.get("fingerprint") == fingerprint(root, name, params)
+                and previous.get("status") == "ok"
+                and (root / EXECUTED / f"{name}.ipynb").is_file())
+
+    todo = [(name, params, root / EXECUTED / f"{name}.ipynb") for name, params in planned
+            if not unchanged(name, params)]
+    # everything the notebooks to run need, fetched or listed before the first kernel starts
+    prepare([params for _, params, _ in todo], progress=progress)
+    parameters = dict(planned)
+    bar = _bar(len(todo), "notebooks", progress and bool(todo))
+
+    def started(name: str) -> None:
+        if bar is not None:
+            bar.set_description(name)
+        if announce:
+            print(f"running {name} ...", file=sys.stderr, flush=True)
+
+    def finished(result: NotebookResult) -> None:  # only this process writes the manifest
+        params = parameters[result.name]
+        manifest[result.name] = {"fingerprint": fingerprint(root, result.name, params),
+                                 "status": result.status, "profile": profile_name,
+                                 "seconds": result.seconds, "parameters": params}
+        _write_manifest(root, manifest)
         if bar is not None:
             bar.update(1)
+
+    ran = {r.name: r for r in run_jobs(root, todo, executor or ExecutorSettings(),
+                                       progress=progress, on_start=started, on_done=finished)}
     if bar is not None:
         bar.close()
-    return results
+    return [ran.get(name) or NotebookResult(name, "skipped", str(root / EXECUTED /
+                                                                   f"{name}.ipynb"), 0.0)
+            for name, _ in planned]
 
 
 def execute_notebook(root: Path, name: str, params: dict[str, Any], out: Path,
                      progress: bool = False) -> NotebookResult:
-    """Run notebook ``name`` with papermill into ``out`` (written whole, its traceback kept when
-    a cell fails); the status says whether it ran. No manifest, no skipping: see run_notebooks."""
+    """Run notebook ``name`` with papermill into ``out``; the status says whether it ran.
+
+    Only a notebook that succeeds replaces ``out`` and moves the files it exported into
+    ``book/exports/``: a failed one is kept in ``book/failed/`` with its traceback, and the last
+    good page and exports stay as they were. No manifest, no skipping: see run_notebooks.
+    """
     import papermill as pm
+
+    from .report import exports_dir
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = out.with_name(f".{out.stem}.{os.getpid()}.running.ipynb")
+    staging = Path(tempfile.mkdtemp(prefix=f".staging-{name}-", dir=out.parent))
     start = time.perf_counter()
     error = ""
-    with _progress_channel(progress) as env:
-        try:
-            with _environment(env):
-                pm.execute_notebook(str(root / NOTEBOOKS / f"{name}.ipynb"), str(tmp_out),
-                                    parameters=params, cwd=str(root), progress_bar=False,
-                                    log_output=False, kernel_name="python3",
-                                    # the kernel's own log (a plain-TCP notice on every start)
-                                    # is noise here; cell errors still land in the notebook
-                                    extra_arguments=["--log-level=ERROR"])
-            status = "ok"
-        except pm.PapermillExecutionError as err:
-            status, error = "failed", f"{err.ename}: {err.evalue}"
-        except Exception as err:  # kernel died, timeout...
-            status, error = "failed", f"{type(err).__name__}: {err}"
-    if tmp_out.is_file():
-        os.replace(tmp_out, out)  # the executed copy, with its traceback when it failed
+    try:
+        with _progress_channel(progress) as env:
+            try:
+                with _environment({**env, "MIMLIB_EXPORTS_STAGING": str(staging),
+                                   "MIMLIB_NOTEBOOK": name}):
+                    pm.execute_notebook(str(root / NOTEBOOKS / f"{name}.ipynb"), str(tmp_out),
+                                        parameters=params, cwd=str(root), progress_bar=False,
+                                        log_output=False, kernel_name="python3",
+                                        # the kernel's own log (a plain-TCP notice on every
+                                        # start) is noise here; cell errors land in the notebook
+                                        extra_arguments=["--log-level=ERROR"])
+                status = "ok"
+            except pm.PapermillExecutionError as err:
+                status, error = "failed", f"{err.ename}: {err.evalue}"
+            except Exception as err:  # kernel died, timeout...
+                status, error = "failed", f"{type(err).__name__}: {err}"
+        if status == "ok":
+            _move_tree(staging, root / exports_dir())
+        else:
+            out = root / FAILED / out.name
+            out.parent.mkdir(parents=True, exist_ok=True)
+        if tmp_out.is_file():
+            _fold_parameters(tmp_out)
+            os.replace(tmp_out, out)  # the executed copy, with its traceback when it failed
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        tmp_out.unlink(missing_ok=True)
     return NotebookResult(name, status, str(out), time.perf_counter() - start, error)
+
+
+def _fold_parameters(path: Path) -> None:
+    """The values a page ran with (papermill's injected cell) folded behind one toggle, like
+    every code cell; the template's defaults stay one more click away (tagged hide-cell)."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "hide-input" not in tags:
+            tags.append("hide-input")
+    nbformat.write(nb, path)
+
+
+def _move_tree(source: Path, target: Path) -> None:
+    """Move every file under source to the same place under target (replacing)."""
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        final = target / path.relative_to(source)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(path), str(final))
 
 
 @contextlib.contextmanager
@@ -349,6 +422,8 @@ def summary(results: list[NotebookResult]) -> str:
         line = f"{r.status:>7}  {r.name}  ({r.seconds:.0f} s)"
         if r.status == "failed":
             line += f"\n         {r.error}\n         traceback: {r.executed}"
+            if r.log:
+                line += f"\n         job log: {r.log}"
         lines.append(line)
     failed = sum(r.status == "failed" for r in results)
     lines.append(f"{len(results) - failed} of {len(results)} notebooks ok"

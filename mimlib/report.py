@@ -63,25 +63,34 @@ def label(profile: str, **params: Any) -> str:
 
 
 def _short(value: Any) -> str:
-    if isinstance(value, (list, tuple)) and len(value) > 4:
-        return f"[{len(value)} items]"
+    if isinstance(value, (list, tuple)):
+        return f"[{len(value)} items]" if len(value) > 4 else \
+            "[" + ", ".join(_short(v) for v in value) + "]"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}: {_short(v)}" for k, v in value.items()) + "}"
     return str(value)
 
 
 def markdown_table(df: pd.DataFrame, caption: str, name: str, provenance: str,
-                   floatfmt: str = ".4f", link: str = "") -> str:
+                   floatfmt: str = ".4f", link: str = "", cite: str = "") -> str:
     """A numbered, captioned MyST ``{table}`` directive (render markdown outputs as MyST);
-    ``link`` (MyST inline markup, e.g. a download role) ends the caption."""
+    ``link`` (MyST inline markup, e.g. a download role) ends the caption, ``cite`` (a "cite
+    as" line) follows the table."""
     header = "| " + " | ".join(str(c).replace("|", "\\|") for c in df.columns) + " |"
     rule = "| " + " | ".join("---" for _ in df.columns) + " |"
     body = ["| " + " | ".join(_cell(v, floatfmt) for v in row) + " |"
             for row in df.itertuples(index=False)]
     title = f"{caption} *({provenance})*" + (f" {link}" if link else "")
     # a tilde fence: a backtick fence may not hold the backticks of a role in its title
-    return "\n".join([f"~~~{{table}} {title}", f":name: {name}", "",
-                      header, rule, *body, "~~~"])
+    lines = [f"~~~{{table}} {title}", f":name: {name}", "", header, rule, *body, "~~~"]
+    return "\n".join(lines + (["", f"<small>{cite}</small>"] if cite else []))
+
+
+def cite_line(label: str, page: str, profile: str, git: str) -> str:
+    """The one line a report pastes to cite a figure or table: its number (a MyST ``numref``,
+    numbered by the book), its stable label, page, profile and git revision."""
+    return (f"Cite as: mimlib book, {{numref}}`{label}` (label `{label}`), page {page}, "
+            f"profile {profile}, git {git}")
 
 
 def _cell(value: Any, floatfmt: str) -> str:
@@ -125,12 +134,21 @@ def save_table(df: pd.DataFrame, name: str, provenance: str, profile: str) -> Pa
 
 
 def _export_path(profile: str, filename: str) -> Path:
-    folder = exports_dir() / profile
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / filename
+    """The file's place under ``exports_dir()``, which links name. While a run is staged
+    (``$MIMLIB_EXPORTS_STAGING``, set by :func:`mimlib.orchestrate.execute_notebook`), the
+    file is written there instead and moved to its place only if the whole notebook succeeds."""
+    return exports_dir() / profile / filename
+
+
+def _write_target(path: Path) -> Path:
+    staging = os.environ.get("MIMLIB_EXPORTS_STAGING")
+    target = Path(staging) / path.relative_to(exports_dir()) if staging else path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target
 
 
 def _write_atomically(path: Path, write: Callable[[Path], Any]) -> None:
+    path = _write_target(path)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     write(tmp)
     os.replace(tmp, path)  # a killed run never leaves half a file

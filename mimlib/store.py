@@ -28,6 +28,7 @@ import numpy as np
 from .errors import MimlibError
 
 RECORD = "record.json"
+LOCKS = ".locks"  # one lock file per key being computed (see Store.lock)
 
 
 def default_root() -> Path:
@@ -183,12 +184,30 @@ class Store:
         entry = None if force else self.get(kind, config)
         if entry is not None:
             return entry
-        result, arrays, files = compute()
-        if callable(provenance):
-            provenance = provenance()
-        if force:
-            self.delete(kind, config)
-        return self.put(kind, config, result, arrays, files, provenance)
+        with self.lock(kind, config):
+            # another process may have computed it while this one waited for the lock
+            entry = None if force else self.get(kind, config)
+            if entry is not None:
+                return entry
+            result, arrays, files = compute()
+            if callable(provenance):
+                provenance = provenance()
+            if force:
+                self.delete(kind, config)
+            return self.put(kind, config, result, arrays, files, provenance)
+
+    @contextlib.contextmanager
+    def lock(self, kind: str, config: dict[str, Any]) -> Iterator[None]:
+        """One computation per key at a time, for every process that shares this store (jobs
+        on one machine or on a cluster's shared file system): filelock's ``flock``, which the
+        kernel releases when its holder dies, so a killed job never blocks the others; on NFS,
+        Linux maps it to NFS byte-range locks. The lock files stay in ``ROOT/.locks``."""
+        from filelock import FileLock
+
+        path = self.root / LOCKS / f"{kind}-{config_key(kind, config)}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path)):
+            yield
 
     def delete(self, kind: str, config: dict[str, Any]) -> None:
         path = self.path(kind, config)
@@ -199,7 +218,8 @@ class Store:
 
     def entries(self, kind: str | None = None) -> list[Entry]:
         """Every finished entry (of one kind), oldest first."""
-        kinds = [self.root / kind] if kind else sorted(p for p in self.root.glob("*") if p.is_dir())
+        kinds = [self.root / kind] if kind else sorted(
+            p for p in self.root.glob("*") if p.is_dir() and not p.name.startswith("."))
         found = []
         for folder in kinds:
             for path in sorted(folder.glob("*/" + RECORD)):

@@ -44,7 +44,9 @@ def test_profiles_are_listed_and_parsed_as_data() -> None:
 ])
 def test_bad_parameters_exit_non_zero_before_any_work(tmp_path, args, message) -> None:
     store = tmp_path / "store"
-    out = subprocess.run([sys.executable, "-m", "mimlib.cli", *args, "--no-book", "--quiet"],
+    profile = [] if "--profile" in args else ["--profile", "smoke"]
+    out = subprocess.run([sys.executable, "-m", "mimlib.cli", *args, *profile, "--no-book",
+                          "--quiet"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300,
                          env={**__import__("os").environ, "MIMLIB_RESULTS": str(store)})
     assert out.returncode == 2, out.stderr
@@ -88,18 +90,18 @@ def test_unchanged_notebooks_are_skipped_and_failures_do_not_stop_the_others(tmp
     assert [r.status for r in first] == ["failed", "ok"]
     assert "boom" in first[0].error
     text = summary(first)
-    assert "failed" in text and str(root / "book" / "executed" / "02_fails.ipynb") in text
-    executed = nbformat.read(root / "book" / "executed" / "02_fails.ipynb", 4)
+    assert "failed" in text and str(root / "book" / "failed" / "02_fails.ipynb") in text
+    assert not (root / "book" / "executed" / "02_fails.ipynb").exists()  # no page of a failure
+    executed = nbformat.read(root / "book" / "failed" / "02_fails.ipynb", 4)
     assert any(o.get("ename") == "ValueError" for c in executed.cells for o in c.get("outputs", []))
     again = run_notebooks(root, ["02_fails", "01_ok"], "smoke", progress=False)
     assert [r.status for r in again] == ["failed", "skipped"]  # failures are retried
     forced = run_notebooks(root, ["01_ok"], "smoke", progress=False, force=True)
     assert [r.status for r in forced] == ["ok"]
-    changed = run_notebooks(root, ["01_ok"], "smoke", [("setup.id_data", "cifar10")],
-                            progress=False)
+    changed = run_notebooks(root, ["01_ok"], "smoke", [("setup.seed", "7")], progress=False)
     assert [r.status for r in changed] == ["ok"]  # other parameters: run again
     manifest = json.loads((root / "book" / "executed" / "manifest.json").read_text())
-    assert manifest["01_ok"]["parameters"]["setup"]["id_data"] == "cifar10"
+    assert manifest["01_ok"]["parameters"]["setup"]["seed"] == 7
     assert not list((root / "book" / "executed").glob(".*running*"))
 
 
@@ -108,7 +110,7 @@ def test_a_failed_notebook_is_named_and_the_book_is_not_built(tmp_path, capsys) 
     """A strict book build after a failed chapter would fail too, burying the cause under
     jupyter-book's output: the command names the failure and skips the build instead."""
     root = _tiny_project(tmp_path)
-    assert cli.main(["--root", str(root), "run", "02_fails"]) == 1
+    assert cli.main(["--root", str(root), "run", "02_fails", "--profile", "smoke"]) == 1
     out, err = capsys.readouterr()
     assert "ValueError: boom" in out
     assert "book: not built, 1 notebook(s) failed (02_fails)" in err
@@ -118,7 +120,7 @@ def test_a_failed_notebook_is_named_and_the_book_is_not_built(tmp_path, capsys) 
 
 
 def test_main_returns_two_on_user_errors(capsys) -> None:
-    assert cli.main(["--root", str(ROOT), "run", "nope", "--no-book"]) == 2
+    assert cli.main(["--root", str(ROOT), "run", "nope", "--no-book", "--profile", "smoke"]) == 2
     assert "unknown notebook" in capsys.readouterr().err
 
 
@@ -133,3 +135,26 @@ def test_a_book_that_links_a_missing_export_fails_with_what_to_do(tmp_path) -> N
     (tmp_path / "table.csv").unlink()
     with pytest.raises(MimlibError, match=r"(?s)download file not readable.*reproduce --force"):
         build_book(tmp_path)
+
+
+def test_a_profile_that_needs_a_gpu_stops_up_front_without_one(tmp_path, monkeypatch) -> None:
+    import torch
+
+    from mimlib.orchestrate import check_gpu
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for name in ("paper", "paper-scratch", "offline-cifar10"):
+        with pytest.raises(ConfigError, match=r"needs a GPU.*--allow-cpu"):
+            check_gpu(name, load_profile(name), allow_cpu=False)
+        check_gpu(name, load_profile(name), allow_cpu=True)  # asked for: goes on
+    check_gpu("cifar10-cpu", load_profile("cifar10-cpu"), allow_cpu=False)
+    import contextlib
+    import io
+    import shutil
+
+    shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = cli.main(["--root", str(tmp_path), "reproduce", "--profile", "paper", "--quiet"])
+    assert code == 2 and "needs a GPU" in err.getvalue()
+    assert not (tmp_path / "book").exists()  # stopped before anything ran

@@ -54,6 +54,8 @@ def _store_is_sound(store_root: Path) -> int:
                 else:
                     entry.arrays()
     for folder in store_root.iterdir():
+        if folder.name == ".locks":  # one lock file per key computed (Store.lock)
+            continue
         for path in folder.iterdir():
             assert path.name.startswith(".tmp-") or (path / "record.json").is_file(), path
     return len(entries)
@@ -62,7 +64,7 @@ def _store_is_sound(store_root: Path) -> int:
 @pytest.mark.slow
 def test_a_killed_reproduction_resumes_and_leaves_nothing_half_written(project: Path) -> None:
     cmd = [sys.executable, "-m", "mimlib.cli", "--root", str(project), "reproduce", "--only",
-           "02", "03", "--no-book", "--quiet", *FAST]
+           "02", "03", "--profile", "smoke", "--no-book", "--quiet", *FAST]
     for delay in (3.0, 9.0, 16.0, 24.0):  # kernel start, pretraining, fine-tuning, writing
         proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
@@ -93,7 +95,8 @@ def _run(project: Path, *args: str) -> tuple[int, str]:
 
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
-        code = cli.main(["--root", str(project), *args, "--no-book", "--quiet"])
+        profile = [] if "--profile" in args else ["--profile", "smoke"]
+        code = cli.main(["--root", str(project), *args, *profile, "--no-book", "--quiet"])
     return code, err.getvalue()
 
 
@@ -136,7 +139,8 @@ def _bad_inputs(tmp: Path) -> list[tuple[list[str], str]]:
         (["run", "02", "-p", "setup.base", f"checkpoint:{tmp / 'ten_classes.pt'}"],
          "another number of classes"),
         (["run", "02", "-p", "setup", "{id_data: cifar10, arch: wrn40_2, base: published, "
-          f"download: true, data_root: '{tmp / 'data'}'}}"], "fails its SHA-256 check"),
+          f"download: true, data_root: '{tmp / 'data'}', weights_dir: '{cache}'}}"],
+         "fails its SHA-256 check"),
         (["run", "02", "-p", "setup.id_data", "cifar10", "-p", "setup.download", "false",
           "-p", "setup.data_root", str(tmp / "nodata")], "downloads are switched off"),
         (["run", "11", "-p", "seeds", "[-1]"], "whole numbers >= 0"),
@@ -159,13 +163,28 @@ def test_a_catalogue_of_bad_inputs_stops_before_any_work(project: Path, tmp_path
     assert not (project / "book").exists()  # and no notebook ran
 
 
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
 @pytest.mark.slow
-def test_a_non_finite_loss_fails_its_notebook_and_writes_nothing(project: Path) -> None:
+def test_a_failed_run_writes_nothing_and_leaves_the_last_good_page(project: Path) -> None:
+    """A non-finite loss fails its notebook: nothing lands in the store, and the page and
+    exports of the last good run stay as they were (the failure is kept in book/failed/)."""
+    code, err = _run(project, "run", "02", *FAST)
+    assert code == 0, err
+    good_page = (project / "book" / "executed" / "02_pretraining.ipynb").read_bytes()
+    good_exports, entries = _files(project / "exports"), _store_is_sound(project / "store")
+    assert good_exports and entries
     code, _ = _run(project, "run", "02", *FAST, "-p", "setup.pretrain_lr", "1e30")
     assert code == 1  # the notebook ran and failed; the summary names it
-    executed = (project / "book" / "executed" / "02_pretraining.ipynb").read_text()
-    assert "NonFiniteLossError" in executed and "lower the learning rate" in executed
-    assert _store_is_sound(project / "store") == 0
+    failed = (project / "book" / "failed" / "02_pretraining.ipynb").read_text()
+    assert "NonFiniteLossError" in failed and "lower the learning rate" in failed
+    assert (project / "book" / "executed" / "02_pretraining.ipynb").read_bytes() == good_page
+    assert _files(project / "exports") == good_exports  # no stray or emptied file
+    assert _store_is_sound(project / "store") == entries
+    assert not [p for p in (project / "book" / "executed").iterdir() if p.name.startswith(".")]
 
 
 def test_running_out_of_device_memory_says_what_to_do(monkeypatch) -> None:

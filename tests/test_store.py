@@ -80,3 +80,63 @@ def test_temporary_folders_of_dead_writers_are_removed(store_root) -> None:
     stale.mkdir(parents=True)
     store.put("run", {"k": 1}, {"v": 1})
     assert not stale.exists()
+
+
+_WORKER = """
+import os, sys, time
+from mimlib.store import Store
+
+root, log, delay = sys.argv[1], sys.argv[2], float(sys.argv[3])
+
+def compute():
+    with open(log, "a") as fh:
+        fh.write(f"start {os.getpid()}\\n")
+    time.sleep(delay)
+    with open(log, "a") as fh:
+        fh.write(f"done {os.getpid()}\\n")
+    return {"pid": os.getpid()}, None, None
+
+entry = Store(root).get_or_compute("shared", {"key": 1}, compute)
+print(entry.record["result"]["pid"])
+"""
+
+
+def _worker(tmp_path, delay: float):
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-c", _WORKER, str(tmp_path / "store"),
+                             str(tmp_path / "log"), str(delay)], stdout=subprocess.PIPE,
+                            text=True, start_new_session=True)
+
+
+def test_two_processes_asking_for_one_key_compute_it_once(tmp_path) -> None:
+    first, second = _worker(tmp_path, 2.0), _worker(tmp_path, 2.0)
+    results = [p.communicate(timeout=120)[0].strip() for p in (first, second)]
+    assert first.returncode == second.returncode == 0
+    lines = (tmp_path / "log").read_text().splitlines()
+    assert [line.split()[0] for line in lines] == ["start", "done"]  # one computation
+    assert results[0] == results[1] == lines[0].split()[1]  # both got that one entry
+
+
+def test_a_worker_killed_while_holding_the_lock_blocks_nobody(tmp_path) -> None:
+    import os
+    import signal
+    import time
+
+    holder = _worker(tmp_path, 60.0)
+    for _ in range(200):  # until it is computing (and so holds the lock)
+        if (tmp_path / "log").exists():
+            break
+        time.sleep(0.05)
+    waiter = _worker(tmp_path, 0.1)
+    time.sleep(1.0)
+    os.killpg(holder.pid, signal.SIGKILL)
+    holder.wait()
+    out = waiter.communicate(timeout=120)[0].strip()
+    assert waiter.returncode == 0 and out == str(waiter.pid)  # the next job computed it
+    lines = (tmp_path / "log").read_text().splitlines()
+    assert lines == [f"start {holder.pid}", f"start {waiter.pid}", f"done {waiter.pid}"]
+    store = Store(tmp_path / "store")
+    assert [e.record["result"]["pid"] for e in store.entries()] == [waiter.pid]
+    assert not list((tmp_path / "store" / "shared").glob(".tmp-*"))  # nothing half written
