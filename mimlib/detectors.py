@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from .data import ImageSet, iter_batches
-from .device import autocast, out_of_memory_as_error, resolve_device
+from .device import eval_precision, out_of_memory_as_error, resolve_device
 from .errors import ConfigError
 from .models import CIFAR, features_and_logits, input_normalization, linear_head
 
@@ -86,8 +86,9 @@ def check_detectors(names: object) -> tuple[str, ...]:
 
 @torch.no_grad()
 def extract(model: nn.Module, images: ImageSet, *, batch_size: int = 512,
-            device: str | torch.device = "auto", amp: bool = True) -> Representations:
-    """One forward pass over a data set: features (N, D) and logits (N, C), float32 on the CPU."""
+            device: str | torch.device = "auto", precision: str = "fp32") -> Representations:
+    """One forward pass over a data set: features (N, D) and logits (N, C), float32 on the CPU;
+    ``precision`` is the forward pass's (fp32, or bf16 autocast on CUDA)."""
     dev = resolve_device(device)
     model.eval().to(dev)
     feats, logits = [], []
@@ -95,7 +96,7 @@ def extract(model: nn.Module, images: ImageSet, *, batch_size: int = 512,
     with out_of_memory_as_error(batch_size):
         for part in iter_batches(len(images), batch_size):
             x = norm.apply(images.images[part].to(dev, non_blocking=True))
-            with autocast(dev, amp):
+            with eval_precision(dev, precision):
                 z, out = features_and_logits(model, x)
             feats.append(z.float().cpu())
             logits.append(out.float().cpu())
@@ -118,6 +119,13 @@ class FittedDetectors:
         b = (torch.zeros(head.out_features) if head.bias is None
              else head.bias.detach().float().cpu())
         z, y = fit.features, fit.labels
+        class_fitted = {"Mahalanobis", "RMD"} & set(self.names)  # a Gaussian per class
+        absent = sorted(set(range(head.out_features)) - set(y.unique().tolist()))
+        if class_fitted and absent:  # pytorch-ood would stop in a bare assertion
+            raise ConfigError(f"{', '.join(sorted(class_fitted))} fit one Gaussian per class, "
+                              f"and the fit set has no image of class(es) {absent[:10]} of "
+                              f"{head.out_features}; fit on more images (a larger train_limit) "
+                              "or leave these detectors out")
         self.detectors: dict[str, object] = {}
         for name in self.names:
             if name == "KL-Matching":

@@ -39,6 +39,30 @@ def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractC
     return contextlib.nullcontext()
 
 
+#: Precisions of the evaluation forward passes. fp32 (the default, as the authors ran) also turns
+#: off TF32 on CUDA, so GPU scores are fp32 scores; bf16 is faster and moves AUROC by ~1e-4.
+EVAL_PRECISIONS = ("fp32", "bf16")
+
+
+@contextlib.contextmanager
+def eval_precision(device: torch.device, precision: str = "fp32") -> Iterator[None]:
+    """The evaluation forward passes in the given precision (on the CPU always fp32)."""
+    if precision not in EVAL_PRECISIONS:
+        raise ConfigError(f"eval_precision must be one of {EVAL_PRECISIONS}, got {precision!r}")
+    if device.type != "cuda":
+        yield
+    elif precision == "bf16":
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            yield
+    else:
+        saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices): model initialisation and dropout use them."""
     random.seed(seed)

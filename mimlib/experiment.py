@@ -21,10 +21,11 @@ from torch import nn
 
 from . import data as D
 from . import pins
-from .checkpoints import (PAPER_CHECKPOINTS, atomic_torch_save, load_checkpoint, load_published)
+from .checkpoints import (PAPER_CHECKPOINTS, atomic_torch_save, load_checkpoint, load_published,
+                          weights_cache)
 from .detectors import (FITTED_DETECTORS, TABLE1_DETECTORS, FittedDetectors, Representations,
                         check_detectors, extract)
-from .device import resolve_device, seed_everything, set_deterministic
+from .device import EVAL_PRECISIONS, resolve_device, seed_everything, set_deterministic
 from .errors import ConfigError
 from .metrics import METRIC_KEYS, mean_metrics, ood_metrics
 from .models import ARCHITECTURES, build_model, linear_head
@@ -63,8 +64,9 @@ class Setup:
     data_root: str = D.DataOptions().root
     download: bool = True
     eval_batch_size: int = 512
+    eval_precision: str = "fp32"  # evaluation forward passes: fp32 (as the authors) or bf16 (CUDA)
     deterministic: bool = False  # CUDA: deterministic kernels (slower); CPU runs are anyway
-    weights_dir: str | None = None  # where published weights are (default data_root/checkpoints)
+    weights_dir: str | None = None  # where published weights are (default: torch hub's cache)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ood_sets", tuple(self.ood_sets))
@@ -110,6 +112,9 @@ class Setup:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+        if self.eval_precision not in EVAL_PRECISIONS:
+            raise ConfigError(f"eval_precision must be one of {EVAL_PRECISIONS}, got "
+                              f"{self.eval_precision!r}")
         for name in ("download", "deterministic"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -148,7 +153,9 @@ class Setup:
 
     @property
     def weights_folder(self) -> Path:
-        return Path(self.weights_dir or Path(self.data_root) / "checkpoints")
+        """Where published weights are read from and downloaded to: ``weights_dir``, or torch
+        hub's checkpoint folder, which pytorch-ood's own downloads share."""
+        return weights_cache(self.weights_dir)
 
 
 class ModelRun:
@@ -365,7 +372,8 @@ class Experiment:
     def _curve_key(self, eval_every: int) -> dict[str, Any] | None:
         """What an evaluation curve during training depends on (None: no curve wanted)."""
         return {"eval_every": eval_every, "data": _eval_data_key(self.setup),
-                "curve_limit": self.setup.curve_limit} if eval_every else None
+                "curve_limit": self.setup.curve_limit,
+                **_precision_key(self.setup)} if eval_every else None
 
     def _trained(self, kind: str, recipe: dict[str, Any], run: Any, force: bool,
                  blank: Any, curve: dict[str, Any] | None = None) -> ModelRun:
@@ -423,7 +431,7 @@ class Experiment:
 
     def _extract(self, model: nn.Module, images: D.ImageSet) -> Representations:
         return extract(model, images, batch_size=self.setup.eval_batch_size,
-                       device=self.setup.device)
+                       device=self.setup.device, precision=self.setup.eval_precision)
 
     def _eval_hook(self):  # noqa: ANN202 - a closure for the training loop
         limit, seed = self.setup.curve_limit, self.setup.seed
@@ -467,7 +475,7 @@ class Experiment:
         opts, fitted = self.settings.detector_options, name in FITTED_DETECTORS
         return {"model": run.recipe, "detector": name, "options": opts.relevant(name),
                 "fit_split": self.settings.fit_split if fitted else None,
-                "data": _eval_data_key(self.setup)}
+                "data": _eval_data_key(self.setup), **_precision_key(self.setup)}
 
     def _detector_entry(self, run: ModelRun, name: str, force: bool) -> Entry:
         return self.store.get_or_compute("scores", self.detector_config(run, name),
@@ -533,6 +541,14 @@ def _eval_data_key(setup: Setup) -> dict[str, Any]:
     return {"id_data": _data_id(setup.id_data), "train_limit": setup.train_limit,
             "test_limit": setup.test_limit, "ood_sets": _ood_ids(setup.ood_sets),
             "ood_limit": setup.ood_limit, "seed": setup.seed}
+
+
+def _precision_key(setup: Setup) -> dict[str, Any]:
+    """The precision evaluations ran in, in keys when it is not fp32 (entries stored before the
+    setting existed, all fp32, keep their keys); bf16 runs only on CUDA, fp32 elsewhere."""
+    if setup.eval_precision == "fp32" or resolve_device(setup.device).type != "cuda":
+        return {}
+    return {"eval_precision": setup.eval_precision}
 
 
 def _train_key(cfg: Any) -> dict[str, Any]:

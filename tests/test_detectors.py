@@ -103,3 +103,32 @@ def test_unknown_detectors_are_errors(names) -> None:
 def test_bad_detector_options_are_errors(kwargs) -> None:
     with pytest.raises(ConfigError):
         DetectorOptions(**kwargs)
+
+
+def test_a_fit_set_without_some_class_names_the_class_for_class_gaussians(setting) -> None:
+    model, train, _, _ = setting
+    reps = extract(model, train, device="cpu")
+    keep = reps.labels != 3
+    partial = type(reps)(reps.features[keep], reps.logits[keep], reps.labels[keep])
+    for name in ("Mahalanobis", "RMD"):
+        with pytest.raises(ConfigError, match=r"no image of class\(es\) \[3\] of 6.*train_limit"):
+            FittedDetectors((name,), model, partial, device="cpu")
+    FittedDetectors(("DICE", "ViM", "KL-Matching"), model, partial, device="cpu")  # not per class
+
+
+def test_evaluation_precision_is_fp32_by_default_and_part_of_keys_where_it_acts(
+        monkeypatch) -> None:
+    from mimlib import experiment
+    from mimlib.device import eval_precision
+
+    with pytest.raises(ConfigError, match="eval_precision must be one of"):
+        experiment.Setup(eval_precision="fp16")
+    with pytest.raises(ConfigError, match="eval_precision must be one of"):
+        with eval_precision(torch.device("cpu"), "fp16"):
+            pass
+    fp32, bf16 = experiment.Setup(), experiment.Setup(eval_precision="bf16")
+    # on the CPU both run fp32, so they share entries (and older fp32 entries keep their keys)
+    assert experiment._precision_key(fp32) == experiment._precision_key(bf16) == {}
+    monkeypatch.setattr(experiment, "resolve_device", lambda device: torch.device("cuda"))
+    assert experiment._precision_key(fp32) == {}
+    assert experiment._precision_key(bf16) == {"eval_precision": "bf16"}
