@@ -25,7 +25,7 @@ from .experiment import Experiment, Setup
 from .models import ARCHITECTURES
 from .protocol import PROTOCOLS
 from .orchestrate import EXECUTED
-from .report import label, markdown_table, result_id, save_figure, save_table
+from .report import cite_line, label, markdown_table, result_id, save_figure, save_table
 from .store import Store
 from .train import MIMConfig, OEConfig
 
@@ -43,12 +43,21 @@ class Session:
 
     @property
     def provenance(self) -> str:
-        s = self.exp.setup
+        """The label of results made by this page's own setup."""
+        return self.provenance_of(self.exp.setup)
+
+    def provenance_of(self, *setups: Setup) -> str:
+        """The label of results made by these setups (a table over two ID sets names both, a
+        CIFAR-100 table its own data and protocol, a cross-architecture table each base)."""
+        def values(field: Callable[[Setup], Any]) -> Any:
+            distinct = list(dict.fromkeys(field(s) for s in setups))
+            return distinct[0] if len(distinct) == 1 else distinct
+
         ablation = self.params.get("ablation")  # MIM parameters that this page's runs override
-        return label(self.profile, data=pins.display(s.id_data), arch=s.arch, base=s.base,
-                     protocol=s.protocol, mim=self.mim, **({"ablation": ablation} if ablation
-                                                          else {}),
-                     id=result_id(self.params))
+        return label(self.profile, data=values(lambda s: pins.display(s.id_data)),
+                     arch=values(lambda s: s.arch), base=values(lambda s: s.base),
+                     protocol=values(lambda s: s.protocol), mim=self.mim,
+                     **({"ablation": ablation} if ablation else {}), id=result_id(self.params))
 
     def experiment(self, **changes: Any) -> Experiment:
         """The session's experiment with some setup fields changed (same store)."""
@@ -63,7 +72,16 @@ class Session:
         provenance = provenance or self.provenance
         csv = save_table(df, name, provenance, self.profile)
         display(Markdown(markdown_table(df, caption, name, provenance, floatfmt,
-                                        link=download_link(csv, "CSV"))))
+                                        link=download_link(csv, "CSV"),
+                                        cite=self.cite_as(name))))
+
+    def cite_as(self, label: str) -> str:
+        """The "cite as" line of a figure or table of this page (see report.cite_line)."""
+        from .analysis.runtime import short_git
+        from .store import git_revision
+
+        page = os.environ.get("MIMLIB_NOTEBOOK", "(run outside mimlib reproduce)")
+        return cite_line(label, page, self.profile, short_git(git_revision()))
 
     def note(self, text: str, kind: str = "note") -> None:
         """Show text in a MyST admonition (``note``, ``warning``...): what a reader must not
@@ -82,8 +100,9 @@ class Session:
         provenance = provenance or self.provenance
         pdf = save_figure(fig, name, provenance, self.profile)[-1]
         glue(name, fig, display=False)
-        glue(f"{name}_provenance", Markdown(f"*({provenance})* {download_link(pdf, 'PDF')}"),
-             display=False)
+        label = "fig-" + name.replace("_", "-")  # the :name: of the page's {glue:figure}
+        glue(f"{name}_provenance", Markdown(f"*({provenance})* {download_link(pdf, 'PDF')}. "
+                                            f"{self.cite_as(label)}"), display=False)
         plt.close(fig)
 
     def provenance_table(self) -> None:
@@ -105,6 +124,14 @@ class Session:
                      for k, v in self.exp.data_checksums().items()]
         self.table(pd.DataFrame(rows, columns=["what", "value"]), "Provenance of this page",
                    f"tbl-provenance-{result_id(self.params)}")
+
+    def html(self, name: str, markup: str) -> None:
+        """Glue an HTML block that another page pastes (``{glue}`` with ``:doc:``): the
+        landing page's headline, made here from this page's results."""
+        from IPython.display import HTML
+        from myst_nb import glue
+
+        glue(name, HTML(markup), display=False)
 
     def text(self, name: str, value: Any) -> None:
         """Glue a number or string that the book's prose cites."""
@@ -263,8 +290,11 @@ _CHECKS: dict[str, Callable[[Any], None]] = {
 
 
 def _plot_style() -> None:
+    """One theme for every figure of the book: seaborn's, with the book's sizes on top."""
     import matplotlib
+    import seaborn as sns
 
+    sns.set_theme(context="paper", style="whitegrid", palette="deep")
     matplotlib.rcParams.update({"figure.dpi": 110, "axes.spines.top": False,
                                 "axes.spines.right": False, "axes.grid": True,
                                 "grid.alpha": 0.3, "font.size": 9})

@@ -286,9 +286,12 @@ def execute_notebook(root: Path, name: str, params: dict[str, Any], out: Path,
                     pm.execute_notebook(str(root / NOTEBOOKS / f"{name}.ipynb"), str(tmp_out),
                                         parameters=params, cwd=str(root), progress_bar=False,
                                         log_output=False, kernel_name="python3",
-                                        # the kernel's own log (a plain-TCP notice on every
-                                        # start) is noise here; cell errors land in the notebook
-                                        extra_arguments=["--log-level=ERROR"])
+                                        # the kernel's own log is noise here (a plain-TCP
+                                        # notice on every start; "KeyboardInterrupt caught in
+                                        # kernel", logged as an error when the client stops an
+                                        # idle kernel); cell errors land in the notebook and a
+                                        # dead kernel is reported by papermill
+                                        extra_arguments=["--log-level=CRITICAL"])
                 status = "ok"
             except pm.PapermillExecutionError as err:
                 status, error = "failed", f"{err.ename}: {err.evalue}"

@@ -181,24 +181,29 @@ def embedding_scatter(frames: dict[str, pd.DataFrame], coords: dict[str, np.ndar
 
 
 def msp_distributions(frames: dict[str, pd.DataFrame]) -> Figure:
-    """MSP histograms (ID, mixed, each OOD set) and ECDFs, one column per model."""
+    """MSP densities (seaborn KDE, clipped to [0, 1]) and ECDFs of the ID images, the mixed
+    images and each OOD set, one column per model."""
+    import seaborn as sns
+
     fig, axes = plt.subplots(2, len(frames), figsize=(4.6 * len(frames), 5.4), squeeze=False)
     for col, (title, frame) in enumerate(frames.items()):
-        bins = np.linspace(0, 1, 31)
         groups = [(g, df) for g, df in frame.groupby("group", sort=False)
                   if df["kind"].iloc[0] != "ID"]  # ID classes are drawn as one curve
         styles = _group_styles([df["kind"].iloc[0] for _, df in groups])
         for (name, values), style in zip([("ID (all classes)", frame[frame.kind == "ID"]["msp"])]
                                          + [(g, df["msp"]) for g, df in groups],
                                          [dict(color=PALETTE["ID"], lw=1.8, ls="-")] + styles):
-            axes[0, col].hist(values, bins=bins, histtype="step", density=True, label=name,
-                              **style)
-            xs = np.sort(values)
-            axes[1, col].plot(xs, np.arange(1, len(xs) + 1) / len(xs), label=name, **style)
-        axes[0, col].set_title(f"{title}: MSP histogram", fontsize=9)
+            values = values.to_numpy(dtype=float)
+            if np.ptp(values) > 0:  # a KDE of one repeated value has no bandwidth
+                sns.kdeplot(x=values, ax=axes[0, col], clip=(0, 1), cut=0, label=name,
+                            warn_singular=False, **style)
+            sns.ecdfplot(x=values, ax=axes[1, col], label=name, **style)
+        axes[0, col].set_title(f"{title}: MSP density", fontsize=9)
         axes[1, col].set_title(f"{title}: MSP ECDF", fontsize=9)
         axes[1, col].set_xlabel("maximum softmax probability")
-    axes[0, -1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        axes[0, col].set_xlabel("")
+    handles, labels = axes[1, -1].get_legend_handles_labels()  # every set (a KDE may be absent)
+    axes[0, -1].legend(handles, labels, fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig
 
@@ -272,21 +277,30 @@ def sweep_bars(df: pd.DataFrame, label_col: str = "variant") -> Figure:
 
 
 def seeds_strip(df: pd.DataFrame) -> Figure:
-    """Mean AUROC of every seed, per model, with the mean and one standard deviation."""
+    """Mean AUROC of every seed, per model (points), with the mean and one standard deviation
+    (seaborn's point plot, sd error bars)."""
+    import seaborn as sns
+
     fig, ax = plt.subplots(figsize=(4.5, 2.8))
-    for i, (model, group) in enumerate(df.groupby("model", sort=False)):
-        ax.scatter(np.full(len(group), i), group["mean_auroc"], color="C0", zorder=3)
-        m, s = group["mean_auroc"].mean(), group["mean_auroc"].std(ddof=1)
-        ax.errorbar(i + 0.15, m, yerr=s, fmt="o", color="C3", capsize=4)
-    ax.set_xticks(range(df["model"].nunique()), list(df["model"].unique()))
+    sns.stripplot(df, x="model", y="mean_auroc", ax=ax, color="C0", size=5, jitter=0.05,
+                  zorder=3)
+    sns.pointplot(df, x="model", y="mean_auroc", ax=ax, errorbar="sd", color="C3",
+                  linestyle="none", capsize=0.15, marker="D", markersize=5)
+    ax.set_xlabel("")
     ax.set_ylabel("mean AUROC (MSP)")
-    ax.set_xlim(-0.5, df["model"].nunique() - 0.5)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 
 
 def runtime_bars(df: pd.DataFrame) -> Figure:
-    """Wall time per stored step (training runs and detector fit / scoring)."""
+    """Wall time per stored step (training runs and detector fit / scoring); an empty store
+    gives a figure that says so (a log axis has nothing to scale)."""
+    if df.empty:
+        fig, ax = plt.subplots(figsize=(5, 1.0))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no stored computations yet: run the other chapters first",
+                ha="center", va="center")
+        return fig
     fig, ax = _barh([f"{w}: {d}" for w, d in zip(df["what"], df["detail"])], df["seconds"],
                     "seconds (log scale)")
     ax.set_xscale("log")

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 import tarfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -49,3 +54,38 @@ def cifar10_jpeg(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tinyimagenet_test(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The Tiny ImageNet test images of ../shared/data, unpacked once per session."""
     return _unpack("tinyimagenet-test.tar.xz", tmp_path_factory.getbasetemp() / "tin") / "images"
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Clone:
+    """A copy of the project as a fresh clone has it, after the README's first command."""
+
+    root: Path
+    returncode: int
+    output: str
+    seconds: float
+
+
+@pytest.fixture(scope="session")
+def committed_book(tmp_path_factory: pytest.TempPathFactory) -> Clone:
+    """What a fresh clone does with the README's first command (``mimlib reproduce``, the real
+    profile by default): no ../shared beside it, no data, no GPU; every chapter from the
+    committed store, then the strict book build. Built once per session, for the tests of the
+    committed results and for the browser test of the book readers see."""
+    base = tmp_path_factory.mktemp("fresh-clone")
+    copy = base / "clone"
+    ignore = shutil.ignore_patterns(".venv", ".git", "_build", "executed", "failed", "exports",
+                                    "cache", "__pycache__", "*.egg-info", ".pytest_cache")
+    shutil.copytree(ROOT, copy, ignore=ignore)
+    assert not (base / "shared").exists()
+    env = {**os.environ, "MIMLIB_CACHE": str(base / "decoded"), "MIMLIB_DATA": str(base / "no")}
+    env.pop("MIMLIB_RESULTS", None)
+    env.pop("MIMLIB_EXPORTS", None)
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "mimlib.cli", "reproduce", "--quiet"], cwd=copy,
+                          env=env, capture_output=True, text=True, timeout=1800)
+    return Clone(copy, proc.returncode, proc.stdout[-4000:] + proc.stderr[-4000:],
+                 time.perf_counter() - start)

@@ -1,7 +1,7 @@
-"""The smoke book, built from the executed notebooks, checked in headless Chromium.
-
-Builds it first (``mimlib reproduce --profile smoke``: minutes on two cores, unchanged chapters
-are skipped) unless ``MIMLIB_BOOK_HTML`` names an already built ``_build/html`` folder.
+"""Both books, built from the executed notebooks, checked in headless Chromium: the smoke book
+(``mimlib reproduce --profile smoke``: minutes on two cores, unchanged chapters are skipped;
+``MIMLIB_BOOK_HTML`` may name an already built ``_build/html`` folder instead) and the real one,
+as a fresh clone builds it from the committed results.
 """
 
 from __future__ import annotations
@@ -31,14 +31,27 @@ def _chromium() -> tuple[str, str]:
     return browser, driver
 
 
-@pytest.fixture(scope="module")
-def html_root() -> Path:
+@pytest.fixture(scope="module", params=["smoke", "cifar10-cpu"])
+def html_root(request) -> Path:
+    """Both books: the smoke book (the pipeline check, computed here from scratch) and the real
+    one as a fresh clone builds it from the committed results (what readers see)."""
+    _chromium()
+    if request.param == "cifar10-cpu":
+        clone = request.getfixturevalue("committed_book")
+        assert clone.returncode == 0, clone.output
+        return clone.root / "_build" / "html"
     given = os.environ.get("MIMLIB_BOOK_HTML")
     if given:
         return Path(given).resolve()
-    _chromium()
-    proc = subprocess.run([sys.executable, "-m", "mimlib.cli", "reproduce", "--profile", "smoke",
-                           "--quiet"], cwd=ROOT, capture_output=True, text=True)
+    # what a killed run leaves beside the pages must not break the strict build
+    stale = ROOT / "book" / "executed" / ".09_ablation_training.1.running.ipynb"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "notebooks" / "09_ablation_training.ipynb", stale)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "mimlib.cli", "reproduce", "--profile",
+                               "smoke", "--quiet"], cwd=ROOT, capture_output=True, text=True)
+    finally:
+        stale.unlink(missing_ok=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return ROOT / "_build" / "html"
 
@@ -96,10 +109,18 @@ def test_chapter_renders_its_figures_and_tables(browser, html_root: Path, chapte
         ".filter(c => c.offsetWidth > 0 && c.offsetWidth > c.closest('table')"
         ".parentElement.clientWidth + 1).map(c => c.textContent.slice(0, 60))")
     assert too_wide == []
-    makers = ("SMOKE PROFILE", "GPU run on", "benchmarks.run on")  # the profile or a committed run
+    # the profile or a committed run that made it
+    makers = ("SMOKE PROFILE", "profile cifar10-cpu", "GPU run on", "benchmarks.run on")
     for caption in tables + figures:
         assert any(maker in caption for maker in makers), caption
     assert all(f.startswith("Fig. ") for f in figures)
+    # each figure and table carries the one line a report pastes: number, label, page, git
+    for figure in figures:
+        number = figure.split(" ", 2)[1].rstrip(".:")
+        assert f"Cite as: mimlib book, Fig. {number} (label fig-" in figure, figure
+        assert f"page {chapter}, profile " in figure and ", git " in figure
+    everything = browser.execute_script("return document.querySelector('main').textContent")
+    assert everything.count("Cite as: mimlib book, Table ") == len(tables)  # folded ones too
     # each table links its CSV and each figure its PDF, copied into the built book
     for kind, selector, suffix in (("table", "table caption", ".csv"), ("figure", "figure", ".pdf")):
         hrefs = browser.execute_script(
@@ -107,6 +128,14 @@ def test_chapter_renders_its_figures_and_tables(browser, html_root: Path, chapte
             ".map(e => (e.querySelector('a.download') || {}).href || null)")
         assert all(h and h.endswith(suffix) for h in hrefs), f"a {kind} without its {suffix}: {hrefs}"
         assert all(Path(urllib.parse.urlparse(h).path).stat().st_size > 0 for h in hrefs)
+    # the page leads with its result: no code is shown above its first table or figure (code
+    # cells are folded behind a toggle, the parameters too)
+    code_above = browser.execute_script(
+        "const first = document.querySelector('main table, main figure');"
+        "return Array.from(document.querySelectorAll('main .cell_input'))"
+        ".filter(e => !e.closest('details:not([open])') && e.offsetHeight > 0 && first &&"
+        " (e.compareDocumentPosition(first) & Node.DOCUMENT_POSITION_FOLLOWING)).length")
+    assert code_above == 0
     # every figure the notebook glues is rendered as an image (no missing glue)
     source = (ROOT / "notebooks" / f"{chapter}.ipynb").read_text()
     expected = source.count("{glue:figure}")
@@ -118,6 +147,15 @@ def test_front_matter_and_bibliography(browser, html_root: Path) -> None:
     _open(browser, html_root / "book" / "intro.html")
     text = browser.execute_script("return document.body.innerText")
     assert "MIM in one page" in text and "Choi" in text  # a resolved citation
+    # the landing page opens with the result: the paper's claim, ours, a link to the claims
+    headline = browser.execute_script(
+        "const h = document.querySelector('.mimlib-headline'); return h && h.innerText")
+    assert headline and "The paper's claim:" in headline and "Our measurement:" in headline
+    assert "Verdict:" in headline
+    link = browser.execute_script(
+        "return document.querySelector('.mimlib-headline a').href")
+    assert link.endswith("executed/15_claims.html")
+    assert Path(urllib.parse.urlparse(link).path).is_file()
     # the formulas are typeset by the MathJax shipped inside the book (no CDN, works offline)
     from selenium.webdriver.support.ui import WebDriverWait
 

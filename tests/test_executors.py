@@ -1,7 +1,8 @@
 """Where notebooks run: worker processes and Slurm jobs through submitit, against a serial run.
 
-The Slurm path is tested through submitit with stand-in ``sbatch`` / ``sacct`` / ``scancel`` on
-PATH that run each submitted script here, as a cluster would, with Slurm's variables set."""
+The Slurm path is tested through submitit with stand-in ``sbatch`` / ``sacct`` / ``scancel`` /
+``srun`` on PATH; ``sbatch`` runs each submitted script here, as a cluster would, with Slurm's
+variables set."""
 
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def test_two_worker_processes_give_the_store_and_tables_of_a_serial_run(
         monkeypatch.setenv("MIMLIB_RESULTS", str(root / "store"))
         monkeypatch.setenv("MIMLIB_EXPORTS", str(root / "exports"))
         results = run_notebooks(root, ["01_mixed_samples", "07_ablation_k"], "smoke",
-                                TINY + [("ablation.steps", "4"), ("ks", "[1, 5]")],
+                                TINY + [("ks", "[1, 5]")],
                                 progress=False, executor=ExecutorSettings(kind, workers=2))
         assert [r.status for r in results] == ["ok", "ok"], [r.error for r in results]
         runs[kind] = root
@@ -108,6 +109,10 @@ done
 SCANCEL = """#!/usr/bin/env bash
 exit 0
 """
+SRUN = """#!/usr/bin/env bash
+echo "stand-in srun: mimlib's jobs run python directly (use_srun=False)" >&2
+exit 1
+"""
 
 
 @pytest.fixture
@@ -115,7 +120,8 @@ def fake_slurm(tmp_path, monkeypatch) -> Path:
     bin_dir, state = tmp_path / "bin", tmp_path / "slurm"
     bin_dir.mkdir()
     state.mkdir()
-    for name, text in (("sbatch", SBATCH), ("sacct", SACCT), ("scancel", SCANCEL)):
+    for name, text in (("sbatch", SBATCH), ("sacct", SACCT), ("scancel", SCANCEL),
+                       ("srun", SRUN)):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod((bin_dir / name).stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")

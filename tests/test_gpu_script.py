@@ -122,7 +122,7 @@ def test_the_prepared_device_call_runs_end_to_end_and_returns_what_the_book_read
     assert any(n.endswith("/scores.npz") for n in names)
     assert not any(n.endswith("model.pt") for n in names)  # weights: the checkpoint alone
     bench = json.loads((out / "benchmark.json").read_text())
-    assert {r["measure"][:3] for r in bench["rows"]} == {"(a)"}
+    assert {r["measure"][:3] for r in bench["rows"]} == {"(a)", "(f)"}  # b, c, d skipped
     summary = json.loads((out / "summary.json").read_text())
     assert summary["arch"] == "small_cnn" and summary["epochs"] == 1  # at least one epoch
     assert set(summary["protocols"]) == {"corrected", "faithful"} and summary["unfinished"] == []

@@ -57,3 +57,50 @@ def test_notes_are_myst_admonitions(tmp_path, monkeypatch) -> None:
              "base": "pretrain", "protocol": "corrected", "device": "cpu"}
     start("smoke", setup, {}, str(tmp_path / "store")).note("MIM collapsed.", "warning")
     assert [m.data for m in shown] == [":::{warning}\nMIM collapsed.\n:::"]
+
+
+@pytest.mark.slow
+def test_each_table_of_a_page_with_two_id_sets_is_labelled_by_its_own_runs(
+        tmp_path, monkeypatch) -> None:
+    """The main table over two ID sets and two protocols: each per-set table names its own data
+    and protocol, the tables and figure over all runs name every data set and protocol."""
+    import re
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    from mimlib import cli
+    from mimlib.data import load_id
+
+    root = tmp_path / "project"
+    shutil.copytree(ROOT / "notebooks", root / "notebooks")
+    monkeypatch.setenv("MIMLIB_RESULTS", str(root / "store"))
+    monkeypatch.setenv("MIMLIB_EXPORTS", str(root / "exports"))
+    other = tmp_path / "other"
+    for split in ("train", "test"):  # a second ID set: synthetic images as an image folder
+        images = load_id("synthetic", split).subset(120 if split == "train" else 60, seed=3)
+        for i, (img, y) in enumerate(zip(images.images, images.labels)):
+            folder = other / split / images.classes[int(y)]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.ascontiguousarray(img.permute(1, 2, 0).numpy())).save(
+                folder / f"{i}.png")
+    code = cli.main(["--root", str(root), "run", "04", "--profile", "smoke", "--no-book", "--quiet",
+                     "-p", "id_datasets", f"[synthetic, 'folder:{other}']",
+                     "-p", "protocols", "[faithful, corrected]", "-p", "detectors", "[MSP]",
+                     "-p", "setup.pretrain_epochs", "1", "-p", "setup.train_limit", "240",
+                     "-p", "setup.test_limit", "60", "-p", "setup.ood_limit", "60",
+                     "-p", "setup.ood_sets", "[gaussian, synthetic_shapes]",
+                     "-p", "mim.steps", "3"])
+    assert code == 0
+    executed = nbformat.read(root / "book" / "executed" / "04_main_table.ipynb", as_version=4)
+    captions = [o["data"]["text/markdown"] for c in executed.cells if c.cell_type == "code"
+                for o in c.outputs if "text/markdown" in o.get("data", {})]
+    per_set = [t for t in captions if t.startswith(("~~~{table} AUROC per", "~~~{table} AUPR"))]
+    assert len(per_set) == 8  # two metrics x two ID sets x two protocols
+    for text in per_set:
+        data, protocol = re.search(r"per OOD set, (\S+), (\w+) protocol", text).groups()
+        assert f"data={data}, arch=small_cnn, base=pretrain, protocol={protocol}," in text, text
+    means = next(t for t in captions if "averaged over the OOD sets" in t)
+    assert "data=[synthetic, folder:other], arch=small_cnn, base=pretrain, " \
+           "protocol=[faithful, corrected]," in means

@@ -110,3 +110,18 @@ def test_the_conda_environment_installs_what_the_readme_installs() -> None:
     editable = re.fullmatch(r"-e \.\[(.*)\]", next(p for p in pip if p.startswith("-e")))
     assert editable and set(editable.group(1).split(",")) == {"book", "test"}
     assert {"book", "test"} <= set(installed.get_all("Provides-Extra"))
+
+
+def test_the_citation_file_is_valid_cff_and_names_the_paper_and_our_version() -> None:
+    import yaml
+
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    for key in ("cff-version", "message", "title", "authors", "version", "preferred-citation"):
+        assert cff.get(key), key  # the fields CFF 1.2 requires, and what a citer needs
+    assert cff["cff-version"] == "1.2.0" and all("name" in a or "family-names" in a
+                                                  for a in cff["authors"])
+    version = re.search(r'^version = "(.+)"$', (ROOT / "pyproject.toml").read_text(), re.M)
+    assert cff["version"] == version.group(1)
+    paper = cff["preferred-citation"]
+    assert [a["family-names"] for a in paper["authors"]] == ["Choi", "Na"]
+    assert any(i["value"] == "arXiv:2312.15514" for i in paper["identifiers"])

@@ -295,3 +295,13 @@ def test_msp_distributions_draw_every_set_in_its_own_style():
     assert len(styles) == len(labels)
     assert all(line.get_linestyle() == "--" for line in ecdf.get_lines()[1:4])
     plt.close(fig)
+
+
+def test_the_runtime_page_of_an_empty_store_says_so_instead_of_crashing(tmp_path):
+    from mimlib.store import Store
+
+    table = analysis.runtime_table(Store(tmp_path / "empty"))
+    summary = analysis.runtime_summary(table)
+    assert table.empty and summary.empty
+    fig = plots.runtime_bars(summary)
+    assert "no stored computations yet" in fig.axes[0].texts[0].get_text()

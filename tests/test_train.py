@@ -174,10 +174,18 @@ def test_the_gpu_fast_path_bf16_and_channels_last_runs_and_stays_close_to_fp32(
         tiny_train, monkeypatch) -> None:
     """bf16 autocast and channels_last run only on CUDA; force them on the CPU so that a dtype
     or layout bug shows here, not first in a GPU session."""
+    import contextlib
+
+    import mimlib.detectors
     import mimlib.device
     import mimlib.train
     from mimlib.detectors import extract
 
+    def cpu_bf16(device, precision):  # what eval_precision does on CUDA, here on the CPU
+        return (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16"
+                else contextlib.nullcontext())
+
+    monkeypatch.setattr(mimlib.detectors, "eval_precision", cpu_bf16)
     base = build_model("wrn40_2", 6)
     images = tiny_train.subset(64)
     runs, reps = [], []
@@ -186,7 +194,8 @@ def test_the_gpu_fast_path_bf16_and_channels_last_runs_and_stays_close_to_fp32(
         monkeypatch.setattr(mimlib.train, "uses_fast_path", lambda device: fast)
         runs.append(mim_finetune(copy.deepcopy(base), tiny_train, k=4, steps=2, batch_size=8,
                                  seed=2, device="cpu"))
-        reps.append(extract(runs[0].model, images, device="cpu"))  # the same weights
+        reps.append(extract(runs[0].model, images, device="cpu",  # the same weights
+                            precision="bf16" if fast else "fp32"))
     fp32, bf16 = runs
     assert next(bf16.model.parameters()).dtype == torch.float32  # autocast, not a cast
     for a, b in zip(fp32.log, bf16.log):

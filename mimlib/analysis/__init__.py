@@ -6,13 +6,14 @@ tidy :class:`pandas.DataFrame` objects for a notebook to show.
 - :mod:`.mixed_images`: mixed-image galleries and statistics;
 - :mod:`.manifold`: penultimate features and 2-D embeddings;
 - :mod:`.quirks`: the authors' quirks and their measured effects;
+- :mod:`.claims`: the paper's claims, each with evidence and a verdict;
 - :mod:`.runtime`: wall times and the benchmark;
 - :mod:`.gpu`: the prepared GPU run's summary.
 """
 
 from ..augment import PostMixAugment
 from ..detectors import extract
-from .claims import claims_table
+from .claims import claims_table, landing_headline
 from .gpu import gpu_overview, gpu_plan, gpu_provenance, gpu_summary, gpu_tables, gpu_warnings
 from .manifold import embed_2d, penultimate_features, umap_available
 from .mixed_images import gallery, mixed_batches, mixing_statistics, msp_of
@@ -22,11 +23,12 @@ from .runtime import (benchmark_provenance, benchmark_table, runtime_summary, ru
 from .tables import (CONTROL, NOT_ADAPTED, across_setups, agreement, architecture_setups,
                      collapse_warnings, data_label, evaluation_frame, headline, mean_and_std,
                      oe_comparison,
-                     num_classes, paper_id, per_class_accuracy, published_oe_key, replace_setup,
+                     num_classes, paper_id, per_class_accuracy, published_not_run, published_oe_key,
+                     replace_setup,
                      slug,
                      starting_points, summary_row, sweep, table1, wide_table)
 
-__all__ = ["PostMixAugment", "extract", "claims_table", "gpu_overview", "gpu_plan",
+__all__ = ["PostMixAugment", "extract", "claims_table", "landing_headline", "gpu_overview", "gpu_plan",
            "gpu_provenance", "gpu_summary", "gpu_tables", "gpu_warnings", "embed_2d",
            "penultimate_features", "umap_available", "gallery", "mixed_batches",
            "mixing_statistics", "msp_of", "QUIRK_DETECTORS", "quirk_effects", "quirk_list",
@@ -34,5 +36,5 @@ __all__ = ["PostMixAugment", "extract", "claims_table", "gpu_overview", "gpu_pla
            "short_git", "CONTROL", "NOT_ADAPTED", "across_setups", "agreement",
            "architecture_setups", "collapse_warnings", "data_label", "evaluation_frame", "headline",
            "mean_and_std", "oe_comparison", "num_classes", "paper_id", "per_class_accuracy",
-           "published_oe_key", "replace_setup", "slug", "starting_points", "summary_row",
+           "published_not_run", "published_oe_key", "replace_setup", "slug", "starting_points", "summary_row",
            "sweep", "table1", "wide_table"]

@@ -73,9 +73,12 @@ def _benchmark_runs(folder: str) -> list[dict]:
     return [json.loads(file.read_text()) for file in sorted(Path(folder).glob("*.json"))]
 
 
-def benchmark_rows(folder: str, device: str = "cpu") -> list[dict[str, Any]]:
-    """The measured rows of the committed benchmark runs made on one kind of device."""
+def benchmark_rows(folder: str, device: str = "cpu",
+                   arch: str | None = None) -> list[dict[str, Any]]:
+    """The measured rows of the committed benchmark runs made on one kind of device (and, when
+    given, with that model in its step timings: runs before ``--arch`` existed used WRN-40-2)."""
     return [row for run in _benchmark_runs(folder) if str(run.get("device", "")).startswith(device)
+            and (arch is None or run.get("arch", "wrn40_2") == arch)
             for row in run.get("rows", [])]
 
 
@@ -83,12 +86,14 @@ def benchmark_table(folder: str) -> pd.DataFrame:
     """Every benchmark JSON in a folder (benchmarks/run.py), one block of rows per machine."""
     runs = _benchmark_runs(folder)
     if not runs:
-        return pd.DataFrame([{"machine": "none yet", "measure": "run: python -m benchmarks.run",
+        return pd.DataFrame([{"machine": "none yet", "model": "",
+                              "measure": "run: python -m benchmarks.run",
                               "value": np.nan, "unit": "", "target": "", "ok": ""}])
     frames = []
     for data in runs:
         frame = pd.DataFrame(data["rows"])
         frame.insert(0, "machine", data.get("device", "?"))
+        frame.insert(1, "model", data.get("arch", "wrn40_2"))  # of the step timings (b)
         frame["ok"] = frame["ok"].map({True: "yes", False: "no"}).fillna("")
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)

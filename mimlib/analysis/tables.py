@@ -242,6 +242,18 @@ def architecture_setups(setup: Setup, archs: Sequence[str],
     return out
 
 
+def published_not_run(setup: Setup, archs: Sequence[str]) -> list[str]:
+    """Registry keys with published weights for this page's data that ``archs`` leaves out
+    (a page says what it did not run, rather than letting the reader assume it was all)."""
+    from ..models import PUBLISHED
+
+    if not setup.base.startswith("registry:") or "/" not in setup.base:
+        return []
+    data = setup.base.split("/", 1)[1]
+    return [key for key, weights in PUBLISHED.items()
+            if key.endswith(f"/{data}") and weights.arch not in archs]
+
+
 def collapse_warnings(evaluations: dict[tuple[str, str], Evaluation],
                       num_classes: dict[str, int]) -> list[str]:
     """Warnings for fine-tuned models whose ID accuracy fell to chance (one text each)."""
