@@ -223,10 +223,13 @@ def run_notebooks(root: Path, names: list[str], profile_name: str,
     # validate everything first: a typo in the last notebook must not cost the first ones
     planned = [(name, notebook_parameters(root, name, profile, overrides)) for name in names]
     manifest = _read_manifest(root)
+    # fingerprints of the code and parameters as they are now, before anything runs: a file
+    # edited during a long run must not be recorded as what ran
+    prints = {name: fingerprint(root, name, params) for name, params in planned}
 
     def unchanged(name: str, params: dict[str, Any]) -> bool:
         previous = manifest.get(name, {})
-        return (not force and previous.get("fingerprint") == fingerprint(root, name, params)
+        return (not force and previous.get("fingerprint") == prints[name]
                 and previous.get("status") == "ok"
                 and (root / EXECUTED / f"{name}.ipynb").is_file())
 
@@ -245,7 +248,7 @@ def run_notebooks(root: Path, names: list[str], profile_name: str,
 
     def finished(result: NotebookResult) -> None:  # only this process writes the manifest
         params = parameters[result.name]
-        manifest[result.name] = {"fingerprint": fingerprint(root, result.name, params),
+        manifest[result.name] = {"fingerprint": prints[result.name],
                                  "status": result.status, "profile": profile_name,
                                  "seconds": result.seconds, "parameters": params}
         _write_manifest(root, manifest)

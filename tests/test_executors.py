@@ -66,7 +66,7 @@ def test_two_worker_processes_give_the_store_and_tables_of_a_serial_run(
         root = _project(tmp_path / kind)
         monkeypatch.setenv("MIMLIB_RESULTS", str(root / "store"))
         monkeypatch.setenv("MIMLIB_EXPORTS", str(root / "exports"))
-        results = run_notebooks(root, ["01_mixed_samples", "07_ablation_k"], "smoke",
+        results = run_notebooks(root, ["01_mixed_samples", "02_pretraining"], "smoke",
                                 TINY + [("ks", "[1, 5]")],
                                 progress=False, executor=ExecutorSettings(kind, workers=2))
         assert [r.status for r in results] == ["ok", "ok"], [r.error for r in results]
