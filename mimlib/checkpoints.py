@@ -151,13 +151,21 @@ def weights_item(key: str, cache_dir: str | os.PathLike | None = None) -> Item:
 def check_published(key: str, cache_dir: str | os.PathLike | None, download: bool) -> None:
     """Before any work: the key exists, and a cached file (if any) has the pinned SHA-256;
     without a cached file, downloads must be allowed."""
+    _cached_weights(key, cache_dir, download, fetch_missing=False)
+
+
+def _cached_weights(key: str, cache_dir: str | os.PathLike | None, download: bool, *,
+                    fetch_missing: bool) -> Item:
+    """The weights item, its cached file verified once: a tampered file is refused, a missing
+    one is fetched (``fetch_missing`` and downloads on) or listed (downloads off)."""
     item = weights_item(key, cache_dir)
     problem = item.check()
     if problem and item.path.is_file():
         raise CheckpointError(f"cached checkpoint {item.path} fails its SHA-256 check (expected "
                               f"{item.checksum[7:]}); delete it and download it again")
-    if problem and not download:
-        ensure([item], download=False)
+    if problem and (fetch_missing or not download):
+        ensure([item], download=download)  # a download is verified before it is renamed
+    return item
 
 
 def load_published(key: str, *, cache_dir: str | os.PathLike | None = None,
@@ -172,11 +180,8 @@ def load_published(key: str, *, cache_dir: str | os.PathLike | None = None,
     architecture.
     """
     entry = _download_entry(key)
-    check_published(key, cache_dir, download)
-    item = weights_item(key, cache_dir)
-    ensure([item], download=download)
-    path = item.path
-    state = load_state_dict_file(path, sha256=entry.sha256)
+    path = _cached_weights(key, cache_dir, download, fetch_missing=True).path
+    state = load_state_dict_file(path)  # its SHA-256 was checked just above
     if entry.transform is not None:
         state = entry.transform(state)
     model = build_model(entry.arch, entry.num_classes)

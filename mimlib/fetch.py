@@ -33,7 +33,7 @@ EXPECTED_IMAGES = {"tinyimagenet_crop": 10_000, "tinyimagenet_resize": 10_000,
                    "places365": 36_500}
 #: Approximate download sizes, as the hosts publish them (not measured here: no internet).
 SIZES = {"cifar10": "163 MiB", "cifar100": "161 MiB", "svhn": "61 MiB",
-         "places365": "501 MB + 6 MB file lists", "textures": "596 MiB",
+         "places365": "501 MB", "places365 (file lists)": "6 MB", "textures": "596 MiB",
          "tinyimagenet_crop": "~20 MB", "tinyimagenet_resize": "~12 MB", "lsun_crop": "~17 MB",
          "lsun_resize": "~17 MB", "mnist": "1.6 MiB + 5 KiB", "tinyimages300k": "879 MiB"}
 TINYIMAGES_SHAPE = (300_000, 32, 32, 3)
@@ -138,10 +138,11 @@ def _places365(root: Path) -> list[Item]:
         return f"{root} lacks {absent}" if absent else None
 
     return [Item("places365 (file lists)", P._BASE_URL + devkit, root / devkit,
-                 f"md5:{devkit_md5}", "6 MB", f"{[p.name for p in lists]} in {root}",
+                 f"md5:{devkit_md5}", SIZES["places365 (file lists)"],
+                 f"{[p.name for p in lists]} in {root}",
                  lists_check, extract_to=root),
             Item("places365", P._BASE_URL + images, root / images, f"md5:{images_md5}",
-                 "501 MB", f"val_256/ with {expected:,} JPEG images",
+                 SIZES["places365"], f"val_256/ with {expected:,} JPEG images",
                  _count_check(folder, expected), extract_to=root)]
 
 

@@ -55,3 +55,37 @@ def test_one_epoch_verdicts_follow_the_curve(monkeypatch, curve, verdict) -> Non
     exp = _Exp()
     exp.mim_model = lambda base, eval_every, **mim: Run()
     assert claims.one_epoch_enough(exp, {}, 100, margin=0.005)["verdict"] == verdict
+
+
+def test_the_cost_claim_uses_the_benchmark_of_the_same_model_when_there_is_one(tmp_path):
+    """A benchmark of this architecture gives the measured step ratio; one of another model
+    only the cost of mixing, set against the stored control's step."""
+    import json
+
+    class Run:
+        def __init__(self, seconds: float) -> None:
+            self.record = {"result": {"seconds": seconds, "log": [{}] * 10}}
+
+    class Exp(_Exp):
+        class setup(_Exp.setup):  # noqa: N801
+            arch = "resnet20"
+
+        def mim_model(self, base, **params):
+            return Run(12.0 if params.get("lam", 1.0) else 5.0)  # 1.2 s, 0.5 s per step
+
+    def bench(name: str, arch: str | None, rows: list[tuple[str, float]]) -> None:
+        data = {"device": "cpu: x86_64", "rows": [{"measure": m, "value": v} for m, v in rows]}
+        if arch:
+            data["arch"] = arch
+        (tmp_path / name).write_text(json.dumps(data))
+
+    bench("wrn.json", None, [("(b) MIM's own work per step (mixing + augmentation)", 25.0)])
+    row = claims.costs_little(Exp(), {}, str(tmp_path))
+    assert "25 ms per step" in row["evidence"] and "1000 ms for a plain step" in row["evidence"]
+    assert row["verdict"] == claims.HOLDS  # 1 + 0.025 / 1.0
+    bench("resnet20.json", "resnet20", [("(b) MIM step (B ID + B mixed), ResNet-20", 900.0),
+                                         ("(b) plain step on 2B images, ResNet-20", 600.0),
+                                         ("(b) MIM step / plain step", 1.5)])
+    row = claims.costs_little(Exp(), {}, str(tmp_path))
+    assert "900 ms, a plain step on 256 images 600 ms" in row["evidence"]
+    assert row["verdict"] == claims.FAILS  # 1.5 > 1 + 3 x 0.1

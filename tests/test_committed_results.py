@@ -9,9 +9,7 @@ a short fine-tuning and require the committed values.
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest

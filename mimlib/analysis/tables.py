@@ -45,6 +45,44 @@ def table1(exp: Experiment, base: ModelRun, mim: ModelRun, detectors: Sequence[s
     return pd.concat(frames, ignore_index=True)
 
 
+@dataclasses.dataclass
+class Table1Grid:
+    """Table 1 over several ID sets and protocols: every cell with the paper's number beside
+    it (where the paper has one), the setup that made each (ID set label, protocol) block, and
+    a warning for each MIM model whose accuracy collapsed."""
+
+    cells: pd.DataFrame
+    setups: dict[tuple[str, str], Setup]
+    warnings: list[str]
+
+
+def table1_grid(template: Experiment, id_datasets: Sequence[str], protocols: Sequence[str],
+                mim: dict[str, Any], detectors: Sequence[str],
+                paper_ids: dict[str, str] | None = None) -> Table1Grid:
+    """:func:`table1` (with its control) for every ID set and protocol, as the main table and
+    the reproduction report show it; each run comes from the store when it is there."""
+    from ..report import compare_with_paper, with_average
+
+    frames, setups, evaluations, classes = [], {}, {}, {}
+    for id_data in id_datasets:
+        for protocol in protocols:
+            exp = template.derive(replace_setup(template.setup, id_data=id_data,
+                                                protocol=protocol))
+            base = exp.base_model()
+            run = exp.mim_model(base, **mim)
+            control = exp.mim_model(base, **{**mim, "lam": 0.0})  # same steps, no mixed images
+            rows = compare_with_paper(with_average(table1(exp, base, run, detectors,
+                                                          control=control)),
+                                      paper_id(id_data, paper_ids))
+            name = data_label(id_data)
+            frames.append(rows.assign(id_data=name, protocol=protocol))
+            setups[(name, protocol)] = exp.setup
+            evaluations[(name, protocol)] = exp.evaluate(run)
+            classes[name] = num_classes(exp)
+    return Table1Grid(pd.concat(frames, ignore_index=True), setups,
+                      collapse_warnings(evaluations, classes))
+
+
 def natural_mean(rows: list[dict[str, Any]], metric: str = "auroc") -> float:
     """The mean of a metric over the OOD sets of natural images (the paper's kind: all but
     the OE paper's noise sets); NaN when there are none."""
