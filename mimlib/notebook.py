@@ -259,6 +259,7 @@ _CHECKS: dict[str, Callable[[Any], None]] = {
     "store": _one("a folder path or None", lambda v: v is None or isinstance(v, str)),
     "ks": _list_of("whole numbers >= 1", _whole),
     "seeds": _list_of("whole numbers >= 0", lambda v: _whole(v, 0)),
+    "ablation_seeds": _list_of("whole numbers >= 0", lambda v: _whole(v, 0)),
     "steps_grid": _list_of("whole numbers >= 1", _whole),
     "n_gallery": _one("a whole number >= 1", _whole),
     "n_stats": _one("a whole number >= 1", _whole),

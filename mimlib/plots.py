@@ -226,28 +226,69 @@ def _group_styles(kinds: list[str]) -> list[dict[str, Any]]:
     return styles
 
 
+def _several_seeds(df: pd.DataFrame) -> bool:
+    return "seed" in df and df["seed"].nunique() > 1
+
+
 def sweep_lines(df: pd.DataFrame, x: str, *, log_x: bool = False,
-                baseline: float | None = None, control: float | None = None) -> Figure:
-    """Mean AUROC and ID accuracy against one swept parameter; dotted: the model before
-    fine-tuning, dashed: the same fine-tuning without mixed images (lambda = 0)."""
+                baseline: float | None = None,
+                control: Sequence[float] | float | None = None) -> Figure:
+    """Mean AUROC and ID accuracy against one swept parameter (one row per run: with several
+    seeds per point, the mean over seeds, a band of one standard deviation and each seed as a
+    dot); dotted: the model before fine-tuning, dashed: the same fine-tuning without mixed
+    images (lambda = 0), the mean of its seeds with the same band."""
+    import seaborn as sns
+
+    data = df.astype({x: float})
+    spread = "sd" if _several_seeds(data) else None
     fig, ax = plt.subplots(figsize=(5.2, 3.0))
-    ax.plot(df[x], df["mean_auroc"], "-o", ms=4, label="mean AUROC (MSP)")
+    sns.lineplot(data, x=x, y="mean_auroc", ax=ax, errorbar=spread, marker="o", markersize=4,
+                 color="C0", label="mean AUROC (MSP)")
+    if spread:
+        sns.scatterplot(data, x=x, y="mean_auroc", ax=ax, color="C0", s=9, alpha=0.5,
+                        legend=False)
     if baseline is not None:
         ax.axhline(baseline, color="0.5", ls=":", label="before fine-tuning")
     if control is not None:
-        ax.axhline(control, color="C3", ls="--", lw=0.8, label="control (λ=0)")
+        values = np.atleast_1d(np.asarray(control, dtype=float))
+        ax.axhline(values.mean(), color="C3", ls="--", lw=0.8, label="control (λ=0)")
+        if len(values) > 1:
+            sd = values.std(ddof=1)
+            ax.axhspan(values.mean() - sd, values.mean() + sd, color="C3", alpha=0.1, lw=0)
     ax2 = ax.twinx()
-    ax2.plot(df[x], df["accuracy"], "--s", ms=3, color="C2", label="ID accuracy")
+    sns.lineplot(data, x=x, y="accuracy", ax=ax2, errorbar=spread, marker="s", markersize=3,
+                 color="C2", ls="--", label="ID accuracy", legend=False)
     ax2.set_ylabel("ID accuracy")
     ax2.grid(False)
     if log_x:
         ax.set_xscale("log")
-    ax.set_xticks(list(df[x]), [str(v) for v in df[x]])
+    ticks = sorted(data[x].unique())
+    ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
+    ax.minorticks_off()
     ax.set_xlabel(x)
     ax.set_ylabel("mean AUROC")
     lines = ax.get_legend_handles_labels()
     lines2 = ax2.get_legend_handles_labels()
     ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="lower right")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def per_set_heatmap(df: pd.DataFrame, label_col: str = "variant") -> Figure:
+    """AUROC (MSP) of each variant (rows, in the table's order) on each OOD set (columns),
+    averaged over seeds: where a swept setting helps and on which sets."""
+    import seaborn as sns
+
+    sets = [c for c in df.columns if c.startswith("auroc[")]
+    grid = df.groupby(label_col, sort=False)[sets].mean()
+    grid.columns = [c[len("auroc["):-1] for c in sets]
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(sets), 0.9 + 0.32 * len(grid)))
+    sns.heatmap(grid, ax=ax, annot=True, fmt=".3f", annot_kws={"fontsize": 6}, cmap="viridis",
+                cbar_kws={"label": "AUROC (MSP)"})
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    ax.tick_params(labelsize=7)
+    ax.set_xticklabels(ax.get_xticklabels(), rotation=30, ha="right")
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 
@@ -265,11 +306,23 @@ def _barh(labels: Sequence[str], values: Sequence[float], xlabel: str,
 
 
 def sweep_bars(df: pd.DataFrame, label_col: str = "variant") -> Figure:
-    """Mean AUROC per variant as horizontal bars (accuracy in the labels)."""
-    fig, ax = _barh([f"{v}  (acc {a:.3f})" for v, a in zip(df[label_col], df["accuracy"])],
-                    df["mean_auroc"], "mean AUROC (MSP)",
+    """Mean AUROC per variant as horizontal bars (accuracy in the labels); with several seeds
+    per variant, the bar is their mean, the error bar one standard deviation and each seed a
+    dot."""
+    grouped = df.groupby(label_col, sort=False)
+    mean = grouped[["mean_auroc", "accuracy"]].mean()
+    labels = list(mean.index)
+    fig, ax = _barh([f"{v}  (acc {a:.3f})" for v, a in zip(labels, mean["accuracy"])],
+                    mean["mean_auroc"], "mean AUROC (MSP)",
                     ["C7" if v == "no fine-tuning" else "C3" if str(v).startswith("control")
-                     else "C0" for v in df[label_col]])
+                     else "C0" for v in labels])
+    if _several_seeds(df):
+        y = np.arange(len(labels))
+        sd = grouped["mean_auroc"].std(ddof=1).fillna(0.0)
+        ax.errorbar(mean["mean_auroc"], y, xerr=sd, fmt="none", ecolor="k", elinewidth=0.8,
+                    capsize=2)
+        ax.scatter(df["mean_auroc"], df[label_col].map(dict(zip(labels, y))), s=5, color="k",
+                   alpha=0.6, zorder=3)
     lo = max(0.0, float(df["mean_auroc"].min()) - 0.05)
     ax.set_xlim(lo, min(1.0, float(df["mean_auroc"].max()) + 0.02))
     fig.tight_layout(rect=(0, 0.06, 1, 1))

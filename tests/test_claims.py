@@ -16,10 +16,14 @@ class _Exp:
         return None
 
 
-def _sweep(values: dict[int, float]):
-    def fake(exp, base, mim, variants, include_base=True):
+def _sweep(values: dict[float, float | list[float]]):
+    """A stand-in sweep: one row per variant and seed, a value per seed (or one for all)."""
+    def fake(exp, base, mim, variants, include_base=True, seeds=(0,)):
         keys = [next(iter(v.values())) for v in variants]
-        return pd.DataFrame({"k": keys, "aug_p": keys, "mean_auroc": [values[k] for k in keys]})
+        rows = [{"variant": f"k={k}", "k": k, "aug_p": k, "seed": seed,
+                 "mean_auroc": (values[k][i] if isinstance(values[k], list) else values[k])}
+                for i, seed in enumerate(seeds) for k in keys]
+        return pd.DataFrame(rows)
     return fake
 
 
@@ -40,6 +44,20 @@ def test_k_verdicts_follow_the_rule(monkeypatch, by_k, verdict) -> None:
 def test_augmentation_verdicts_follow_the_rule(monkeypatch, off, on, verdict) -> None:
     monkeypatch.setattr(claims, "sweep", _sweep({0.0: off, 1.0: on}))
     assert claims.augmentation_helps(_Exp(), {}, margin=0.004)["verdict"] == verdict
+
+
+def test_the_ablation_verdicts_follow_the_mean_over_seeds(monkeypatch) -> None:
+    """Seed 0 alone would say 'holds' (k=10 ahead by 0.02); over three seeds the gap is 0.001."""
+    monkeypatch.setattr(claims, "sweep", _sweep({5: [0.80, 0.82, 0.81], 10: [0.82, 0.80, 0.814]}))
+    row = claims.k_above_five(_Exp(), {"steps": 130}, [5, 10], margin=0.005, seeds=[0, 1, 2])
+    assert row["verdict"] == claims.PARTLY
+    assert "5: 0.8100, 10: 0.8113" in row["evidence"]
+    assert row["evidence"].endswith("(130 steps per run, the mean of 3 seeds)")
+    monkeypatch.setattr(claims, "sweep", _sweep({0.0: [0.70, 0.74], 1.0: [0.75, 0.77]}))
+    row = claims.augmentation_helps(_Exp(), {}, margin=0.004, seeds=[0, 1])
+    assert row["verdict"] == claims.HOLDS  # +0.04 on the mean
+    assert "without augmentation 0.7200, with 0.7600 (+0.0400) (the mean of 2 seeds)" in row[
+        "evidence"]
 
 
 @pytest.mark.parametrize("curve,verdict", [

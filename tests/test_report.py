@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from mimlib import analysis, plots
+from mimlib.errors import ConfigError
 from mimlib.experiment import Evaluation
 from mimlib.notebook import download_link
 from mimlib.report import (compare_with_paper, label, markdown_table, paper_numbers,
@@ -251,6 +252,96 @@ def test_sweeps_keep_whole_number_settings_whole(monkeypatch):
     assert str(df["k"].dtype) == "Int64" and df["k"].tolist()[2:] == [1, 5]
     assert df["k"].isna()[:2].all() and df["aug_p"].dtype == np.float64
     assert "| — | 0.5000 | — |" in markdown_table(df[["k", "mean_auroc", "aug_p"]], "c", "n", "p")
+
+
+def test_a_sweep_runs_every_variant_once_per_seed_and_the_model_before_once(monkeypatch):
+    monkeypatch.setattr(analysis.tables, "summary_row",
+                        lambda exp, run, **labels: {**labels, "mean_auroc": 0.5})
+    asked = []
+
+    class Runs:  # records the MIM settings of every run it is asked for
+        def mim_model(self, base, **settings):
+            asked.append(settings)
+            return settings
+
+    df = analysis.sweep(Runs(), None, {"k": 10, "seed": 7}, [{"k": 1}, {"k": 5}], seeds=[0, 1])
+    assert df["variant"].tolist() == ["no fine-tuning", analysis.CONTROL, analysis.CONTROL,
+                                      "k=1", "k=1", "k=5", "k=5"]  # grouped by variant
+    assert df["seed"].isna().tolist() == [True] + [False] * 6
+    assert df["seed"].tolist()[1:] == [0, 1] * 3
+    assert sorted((a["k"], a["seed"], a.get("lam")) for a in asked) == [
+        (1, 0, None), (1, 1, None), (5, 0, None), (5, 1, None), (10, 0, 0.0), (10, 1, 0.0)]
+    with pytest.raises(ConfigError, match="seeds is empty"):
+        analysis.sweep(Runs(), None, {}, [{"k": 1}], seeds=[])
+
+
+def test_the_spread_of_a_sweep_is_the_mean_and_sample_sd_over_its_seeds():
+    df = pd.DataFrame({"variant": ["no fine-tuning", "k=1", "k=1", "k=1", "k=10", "k=10"],
+                       "k": pd.array([None, 1, 1, 1, 10, 10], dtype="Int64"),
+                       "seed": pd.array([None, 0, 1, 2, 0, 1], dtype="Int64"),
+                       "mean_auroc": [0.6, 0.70, 0.72, 0.74, 0.80, 0.81],
+                       "accuracy": [0.9, 0.89, 0.88, 0.87, 0.9, 0.9], "auroc[x]": 0.5})
+    out = analysis.sweep_spread(df)
+    assert out["variant"].tolist() == ["no fine-tuning", "k=1", "k=10"]
+    assert out["k"].tolist()[1:] == [1, 10] and out["seeds"].tolist() == [0, 3, 2]
+    assert out["mean_auroc"].round(6).tolist() == [0.6, 0.72, 0.805]
+    assert out["mean_auroc_sd"].round(6).tolist()[1:] == [0.02, 0.007071]
+    assert np.isnan(out["mean_auroc_sd"][0])  # one run: no spread, not a zero one
+    assert "auroc[x]" not in out and "seed" not in out
+
+
+def _seeded_sweep() -> pd.DataFrame:
+    rows = [{"variant": "no fine-tuning", "seed": None, "mean_auroc": 0.60, "accuracy": 0.9,
+             "auroc[a]": 0.6, "auroc[b]": 0.6}]
+    for k, base in ((1, 0.70), (10, 0.80)):
+        for seed in (0, 1, 2):
+            rows.append({"variant": f"k={k}", "k": k, "seed": seed, "accuracy": 0.88,
+                         "mean_auroc": base + 0.01 * seed, "auroc[a]": base + 0.01 * seed,
+                         "auroc[b]": base - 0.1})
+    return pd.DataFrame(rows).astype({"seed": "Int64", "k": "Int64"})
+
+
+def test_sweep_figures_draw_the_spread_over_seeds_and_each_seed():
+    import matplotlib.collections as mcoll
+    import matplotlib.pyplot as plt
+
+    df = _seeded_sweep()
+    fig = plots.sweep_lines(df[df.k.notna()], "k", log_x=True, baseline=0.6,
+                            control=[0.65, 0.66, 0.67])
+    ax = fig.axes[0]
+    bands = [c for c in ax.collections if isinstance(c, mcoll.FillBetweenPolyCollection)]
+    assert len(bands) == 1  # seaborn's sd band around the mean line
+    dots = [c for c in ax.collections if isinstance(c, mcoll.PathCollection)]
+    assert sum(len(c.get_offsets()) for c in dots) == 6  # every seed of every k
+    mean_line = ax.lines[0]
+    assert list(mean_line.get_ydata()) == pytest.approx([0.71, 0.81])
+    assert len(ax.patches) == 1  # the control's band (axhspan)
+    plt.close(fig)
+    one_seed = plots.sweep_lines(df[df.seed == 0], "k", control=0.65)
+    assert not [c for c in one_seed.axes[0].collections
+                if isinstance(c, mcoll.FillBetweenPolyCollection)]
+    plt.close(one_seed)
+
+    bars = plots.sweep_bars(df)
+    ax = bars.axes[0]
+    assert [p.get_width() for p in ax.patches] == pytest.approx([0.60, 0.71, 0.81])
+    errors = [c for c in ax.collections if isinstance(c, mcoll.LineCollection)]
+    assert len(errors) == 1 and len(errors[0].get_segments()) == 3
+    assert sum(len(c.get_offsets()) for c in ax.collections
+               if isinstance(c, mcoll.PathCollection)) == 7
+    plt.close(bars)
+
+
+def test_the_per_set_heatmap_shows_each_variants_mean_over_seeds_per_set():
+    import matplotlib.pyplot as plt
+
+    fig = plots.per_set_heatmap(_seeded_sweep())
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["no fine-tuning", "k=1", "k=10"]
+    assert [t.get_text() for t in ax.texts] == ["0.600", "0.600", "0.710", "0.600", "0.810",
+                                                "0.700"]
+    plt.close(fig)
 
 
 def test_the_gallery_draws_every_image_large_with_its_msp_and_k():

@@ -24,7 +24,8 @@ from .tables import (CONTROL, NOT_ADAPTED, Table1Grid, across_setups, agreement,
                      architecture_setups, collapse_warnings, data_label, evaluation_frame,
                      headline, mean_and_std, num_classes, oe_comparison, paper_id,
                      per_class_accuracy, published_not_run, published_oe_key, replace_setup,
-                     slug, starting_points, summary_row, sweep, table1, table1_grid, wide_table)
+                     slug, starting_points, summary_row, sweep, sweep_spread, table1,
+                     table1_grid, wide_table)
 
 __all__ = ["PostMixAugment", "extract", "claims_table", "landing_headline", "gpu_overview",
            "gpu_plan", "gpu_provenance", "gpu_summary", "gpu_tables", "gpu_warnings", "embed_2d",
@@ -35,5 +36,5 @@ __all__ = ["PostMixAugment", "extract", "claims_table", "landing_headline", "gpu
            "architecture_setups", "collapse_warnings", "data_label", "evaluation_frame",
            "headline", "mean_and_std", "oe_comparison", "num_classes", "paper_id",
            "per_class_accuracy", "published_not_run", "published_oe_key", "replace_setup",
-           "slug", "starting_points", "summary_row", "sweep", "table1", "table1_grid",
-           "wide_table"]
+           "slug", "starting_points", "summary_row", "sweep", "sweep_spread", "table1",
+           "table1_grid", "wide_table"]

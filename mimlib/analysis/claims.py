@@ -17,7 +17,7 @@ import pandas as pd
 from ..data import NOISE_SETS
 from ..device import resolve_device
 from ..experiment import Experiment
-from .tables import CONTROL, replace_setup, summary_row, sweep, table1
+from .tables import CONTROL, replace_setup, summary_row, sweep, sweep_spread, table1
 
 HOLDS, PARTLY, FAILS = "holds", "partly", "does not hold"
 MIN_MARGIN = 0.002  # AUROC: below this, two runs are not told apart
@@ -119,41 +119,55 @@ def one_epoch_enough(exp: Experiment, mim: dict[str, Any], eval_every: int,
             "verdict": verdict, "note": ""}
 
 
+def _over_seeds(df: pd.DataFrame, col: str) -> pd.DataFrame:
+    """A sweep's runs averaged over their seeds, one row per variant (in its order)."""
+    return sweep_spread(df, (col,))
+
+
+def _runs_note(mim: dict[str, Any], seeds: Sequence[int]) -> str:
+    """' (130 steps per run, the mean of 3 seeds)', or what of it applies."""
+    parts = ([f"{mim['steps']} steps per run"] if mim.get("steps") else []) + (
+        [f"the mean of {len(seeds)} seeds"] if len(seeds) > 1 else [])
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def k_above_five(exp: Experiment, mim: dict[str, Any], ks: Sequence[int],
-                 margin: float) -> dict[str, Any]:
-    """The k ablation: the best k above 5 against the best k of at most 5."""
-    df = sweep(exp, exp.base_model(), mim, [{"k": k} for k in ks], include_base=False)
+                 margin: float, seeds: Sequence[int] = (0,)) -> dict[str, Any]:
+    """The k ablation: the best k above 5 against the best k of at most 5 (each k's mean
+    over the fine-tuning seeds)."""
+    runs = sweep(exp, exp.base_model(), mim, [{"k": k} for k in ks], include_base=False,
+                 seeds=seeds)
+    col = _metric(runs.columns)
+    df = _over_seeds(runs, col)
     small, large = df[df.k <= 5], df[df.k > 5]
     if small.empty or large.empty:
         return {"claim": "k > 5 is needed", "evidence": f"ks {list(ks)} do not straddle 5",
                 "rule": "", "verdict": "not tested", "note": ""}
-    col = _metric(df.columns)
     best_small, best_large = small[col].max(), large[col].max()
     gap = best_large - best_small
     verdict = HOLDS if gap > margin else FAILS if gap < -margin else PARTLY
-    steps = mim.get("steps")
     return {"claim": "k > 5 images per mix are needed",
             "evidence": f"{_label(col)} by k: " + ", ".join(
                 f"{int(k)}: {v:.4f}" for k, v in zip(df["k"], df[col]))
-                        + f"; best k > 5 minus best k <= 5: {gap:+.4f}"
-                        + (f" ({steps} steps per run)" if steps else ""),
+                        + f"; best k > 5 minus best k <= 5: {gap:+.4f}" + _runs_note(mim, seeds),
             "rule": f"holds if the best k > 5 is better by more than {margin:.4f}; does not "
                     "hold if worse by as much; partly (a tie) otherwise",
             "verdict": verdict, "note": ""}
 
 
 def augmentation_helps(exp: Experiment, mim: dict[str, Any], margin: float,
-                       a_lot: float = 0.01) -> dict[str, Any]:
-    """Post-mix augmentation always on against off, all else equal."""
-    df = sweep(exp, exp.base_model(), mim, [{"aug_p": 0.0}, {"aug_p": 1.0}], include_base=False)
-    col = _metric(df.columns)
+                       a_lot: float = 0.01, seeds: Sequence[int] = (0,)) -> dict[str, Any]:
+    """Post-mix augmentation always on against off, all else equal (means over seeds)."""
+    runs = sweep(exp, exp.base_model(), mim, [{"aug_p": 0.0}, {"aug_p": 1.0}],
+                 include_base=False, seeds=seeds)
+    col = _metric(runs.columns)
+    df = _over_seeds(runs, col)
     off, on = df[col].iloc[0], df[col].iloc[1]
     gain = on - off
     verdict = HOLDS if gain > max(a_lot, margin) else PARTLY if gain > margin else FAILS
-    steps = mim.get("steps")
     return {"claim": "Augmentation after mixing helps a lot",
             "evidence": f"{_label(col)} without augmentation {off:.4f}, with {on:.4f} "
-                        f"({gain:+.4f})" + (f", {steps} steps per run" if steps else ""),
+                        f"({gain:+.4f})" + _runs_note(mim, seeds),
             "rule": f"holds if the gain exceeds {max(a_lot, margin):.4f}; partly if it exceeds "
                     f"the noise {margin:.4f}", "verdict": verdict, "note": ""}
 
@@ -214,9 +228,10 @@ def _epochs_note(exp: Experiment) -> str:
 
 def claims_table(exp: Experiment, mim: dict[str, Any], *, detectors: Sequence[str],
                  protocols: Sequence[str], ks: Sequence[int], ablation: dict[str, Any],
-                 eval_every: int, seeds: Sequence[int], benchmark: str | None = None
-                 ) -> pd.DataFrame:
-    """Every claim with its set-up, evidence, rule and verdict (the chapters' own runs)."""
+                 eval_every: int, seeds: Sequence[int], benchmark: str | None = None,
+                 ablation_seeds: Sequence[int] = (0,)) -> pd.DataFrame:
+    """Every claim with its set-up, evidence, rule and verdict (the chapters' own runs;
+    ``ablation_seeds`` are the fine-tuning seeds of the k and augmentation ablations)."""
     s = exp.setup
     setting = (f"{s.arch} ({s.base}{', adapted' if s.adapt_epochs else ''}), "
                f"{len(s.ood_sets)} OOD sets, {s.protocol} protocol")
@@ -230,8 +245,9 @@ def claims_table(exp: Experiment, mim: dict[str, Any], *, detectors: Sequence[st
          "set-up": setting.replace(f", {s.protocol} protocol", "") + ", "
                    + " and ".join(protocols)},
         {**one_epoch_enough(exp, mim, eval_every, margin), "set-up": setting},
-        {**k_above_five(exp, ablations, ks, margin), "set-up": setting},
-        {**augmentation_helps(exp, ablations, margin), "set-up": setting},
+        {**k_above_five(exp, ablations, ks, margin, ablation_seeds), "set-up": setting},
+        {**augmentation_helps(exp, ablations, margin, seeds=ablation_seeds),
+         "set-up": setting},
         {**costs_little(exp, mim, benchmark), "set-up": setting},
     ]
     columns = ["claim", "verdict", "evidence", "set-up", "rule", "note"]

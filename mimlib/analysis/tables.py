@@ -104,23 +104,50 @@ def summary_row(exp: Experiment, run: ModelRun, **labels: Any) -> dict[str, Any]
 
 
 def sweep(exp: Experiment, base: ModelRun, mim: dict[str, Any],
-          variants: Iterable[dict[str, Any]], *, include_base: bool = True) -> pd.DataFrame:
-    """MIM runs that differ from ``mim`` by each variant; one summary row per run."""
-    variants = list(variants)
+          variants: Iterable[dict[str, Any]], *, include_base: bool = True,
+          seeds: Sequence[int] = (0,)) -> pd.DataFrame:
+    """MIM runs that differ from ``mim`` by each variant, once per fine-tuning seed (batch
+    order, mixing and augmentation; the starting model is the same); one summary row per run,
+    with its ``seed`` (none for the model before fine-tuning)."""
+    variants, seeds = list(variants), list(seeds)
+    if not seeds:
+        raise ConfigError("seeds is empty: give at least one fine-tuning seed, e.g. [0]")
     rows = []
-    if include_base:  # the model before, and the same fine-tuning without mixed images
-        rows.append(summary_row(exp, base, variant="no fine-tuning"))
-        rows.append(summary_row(exp, exp.mim_model(base, **{**mim, "lam": 0.0}), variant=CONTROL))
-    for variant in variants:
-        run = exp.mim_model(base, **{**mim, **variant})
-        name = ", ".join(f"{k}={v}" for k, v in variant.items()) or "default"
-        rows.append(summary_row(exp, run, variant=name, **variant))
-    df = pd.DataFrame(rows)
+    if include_base:  # the model before, once: fine-tuning seeds do not touch it
+        rows.append(summary_row(exp, base, variant="no fine-tuning", seed=None))
+    for seed in seeds:
+        if include_base:  # the same fine-tuning without mixed images
+            rows.append(summary_row(exp, exp.mim_model(base, **{**mim, "lam": 0.0, "seed": seed}),
+                                    variant=CONTROL, seed=seed))
+        for variant in variants:
+            run = exp.mim_model(base, **{**mim, **variant, "seed": seed})
+            name = ", ".join(f"{k}={v}" for k, v in variant.items()) or "default"
+            rows.append(summary_row(exp, run, variant=name, seed=seed, **variant))
+    df = pd.DataFrame(rows).astype({"seed": "Int64"})
+    order = {name: i for i, name in enumerate(dict.fromkeys(df["variant"]))}
+    df = df.sort_values("variant", key=lambda v: v.map(order), kind="stable")
     for key in {k for v in variants for k in v}:  # whole-number settings stay whole numbers
         values = [v[key] for v in variants if key in v]
         if all(isinstance(x, int) and not isinstance(x, bool) for x in values):
             df[key] = df[key].astype("Int64")  # the base row's missing value becomes <NA>
-    return df
+    return df.reset_index(drop=True)
+
+
+def sweep_spread(df: pd.DataFrame, columns: Sequence[str] = ("mean_auroc", "mean_fpr95",
+                                                              "accuracy")) -> pd.DataFrame:
+    """One row per variant of a :func:`sweep` (in its order, with its swept settings): the mean
+    over seeds, the sample standard deviation (``_sd``, empty for one seed) and the number of
+    seeds."""
+    columns = [c for c in columns if c in df]
+    settings = [c for c in df.columns if c not in columns and c != "seed"
+                and not c.startswith(("mean_", "auroc[")) and c != "accuracy"]
+    grouped = df.groupby("variant", sort=False)
+    out = grouped[settings].first().drop(columns="variant", errors="ignore")
+    for col in columns:
+        out[col] = grouped[col].mean()
+        out[f"{col}_sd"] = grouped[col].std(ddof=1)
+    out["seeds"] = grouped["seed"].count().where(lambda n: n > 0, 0)
+    return out.reset_index()
 
 
 def across_setups(template: Experiment, setups: Iterable[tuple[str, Setup]],
