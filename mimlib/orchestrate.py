@@ -29,7 +29,7 @@ import yaml
 
 from .errors import ConfigError, MimlibError
 from .executors import ExecutorSettings
-from .store import canonical_json
+from .store import USAGE_ENV, Store, canonical_json
 
 EXECUTED = Path("book") / "executed"
 FAILED = Path("book") / "failed"  # executed notebooks that failed, with their tracebacks
@@ -279,13 +279,14 @@ def execute_notebook(root: Path, name: str, params: dict[str, Any], out: Path,
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = out.with_name(f".{out.stem}.{os.getpid()}.running.ipynb")
     staging = Path(tempfile.mkdtemp(prefix=f".staging-{name}-", dir=out.parent))
+    used = staging.with_name(staging.name + ".usage")  # the store entries it reads
     start = time.perf_counter()
     error = ""
     try:
         with _progress_channel(progress) as env:
             try:
                 with _environment({**env, "MIMLIB_EXPORTS_STAGING": str(staging),
-                                   "MIMLIB_NOTEBOOK": name}):
+                                   "MIMLIB_NOTEBOOK": name, USAGE_ENV: str(used)}):
                     pm.execute_notebook(str(root / NOTEBOOKS / f"{name}.ipynb"), str(tmp_out),
                                         parameters=params, cwd=str(root), progress_bar=False,
                                         log_output=False, kernel_name="python3",
@@ -302,6 +303,7 @@ def execute_notebook(root: Path, name: str, params: dict[str, Any], out: Path,
                 status, error = "failed", f"{type(err).__name__}: {err}"
         if status == "ok":
             _move_tree(staging, root / exports_dir())
+            _record_usage(name, used)
         else:
             out = root / FAILED / out.name
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -310,8 +312,20 @@ def execute_notebook(root: Path, name: str, params: dict[str, Any], out: Path,
             os.replace(tmp_out, out)  # the executed copy, with its traceback when it failed
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        used.unlink(missing_ok=True)
         tmp_out.unlink(missing_ok=True)
     return NotebookResult(name, status, str(out), time.perf_counter() - start, error)
+
+
+def _record_usage(name: str, used: Path) -> None:
+    """Store, in each results store the run read, which of its entries the notebook used."""
+    by_store: dict[str, set[str]] = {}
+    if used.is_file():
+        for line in used.read_text().splitlines():
+            use = json.loads(line)
+            by_store.setdefault(use["store"], set()).add(f"{use['kind']}/{use['key']}")
+    for root, entries in by_store.items():
+        Store(root).record_usage(name, entries)
 
 
 def _fold_parameters(path: Path) -> None:

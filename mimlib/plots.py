@@ -345,6 +345,32 @@ def seeds_strip(df: pd.DataFrame) -> Figure:
     return fig
 
 
+def chapter_cost_bars(costs: pd.DataFrame) -> Figure:
+    """Hours per chapter (one bar pair per chapter and device): the chapter alone, and its
+    share of the whole run in the book's order (what no earlier chapter had computed)."""
+    import seaborn as sns
+
+    if costs.empty:
+        fig, ax = plt.subplots(figsize=(5, 1.0))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no chapter has recorded what it used yet: run the chapters first",
+                ha="center", va="center")
+        return fig
+    several = costs["device"].nunique() > 1
+    label = costs["chapter"] + (" (" + costs["device"] + ")" if several else "")
+    long = costs.assign(label=label).melt(id_vars="label", value_vars=["hours alone",
+                                                                      "hours in order"],
+                                          var_name="measure", value_name="hours")
+    fig, ax = plt.subplots(figsize=(6.0, 0.36 * len(costs) + 1.2))
+    sns.barplot(long, y="label", x="hours", hue="measure", ax=ax, palette=["C7", "C0"])
+    ax.set_ylabel("")
+    ax.set_xlabel("hours of wall time" + ("" if several else f" ({costs['device'].iloc[0]})"))
+    ax.tick_params(axis="y", labelsize=7)
+    ax.legend(title="", fontsize=7, loc="lower right")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
 def runtime_bars(df: pd.DataFrame) -> Figure:
     """Wall time per stored step (training runs and detector fit / scoring); an empty store
     gives a figure that says so (a log axis has nothing to scale)."""

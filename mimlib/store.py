@@ -5,7 +5,8 @@ git revision, data checksums, timing) and any artefacts (``scores.npz``, ``model
 ``log.json``...). An entry is written into a hidden temporary folder and renamed into place in
 one atomic step, so a killed process leaves either a complete entry or none (plus a stale
 temporary folder that the next write removes). Re-running with the same configuration finds the
-entry and skips the work.
+entry and skips the work. ``ROOT/.usage/NOTEBOOK.json`` lists the entries each chapter's last
+run used (what a chapter costs is the wall time of those entries).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -29,6 +30,8 @@ from .errors import MimlibError
 
 RECORD = "record.json"
 LOCKS = ".locks"  # one lock file per key being computed (see Store.lock)
+USAGE = ".usage"  # per notebook: the entries its last successful run used (Store.record_usage)
+USAGE_ENV = "MIMLIB_USAGE"  # a file every store read appends to while it is set
 
 
 def default_root() -> Path:
@@ -129,7 +132,33 @@ class Store:
         if canonical_json(record.get("config")) != canonical_json(config):
             raise MimlibError(f"store entry {path} holds another configuration than its key "
                               "says; delete the folder and re-run")
+        self._note_use(kind, path.name)
         return Entry(path, record)
+
+    def _note_use(self, kind: str, key: str) -> None:
+        """Append this entry to ``$MIMLIB_USAGE`` when it is set (by
+        :func:`mimlib.orchestrate.execute_notebook`, per notebook run): which stored results a
+        chapter used, the basis of what each chapter costs (:func:`usage`)."""
+        target = os.environ.get(USAGE_ENV)
+        if target:
+            with open(target, "a") as f:
+                f.write(json.dumps({"store": str(self.root.resolve()), "kind": kind,
+                                    "key": key}) + "\n")
+
+    def record_usage(self, notebook: str, entries: Iterable[str]) -> None:
+        """Store which entries (``kind/key``) a notebook's run used, replacing its last record
+        (``ROOT/.usage/NOTEBOOK.json``, written atomically)."""
+        folder = self.root / USAGE
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{notebook}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps({"notebook": notebook, "entries": sorted(set(entries))},
+                                  indent=1) + "\n")
+        os.replace(tmp, folder / f"{notebook}.json")
+
+    def usage(self) -> dict[str, list[str]]:
+        """The entries (``kind/key``) each recorded notebook used, by notebook name."""
+        return {path.stem: json.loads(path.read_text())["entries"]
+                for path in sorted((self.root / USAGE).glob("*.json"))}
 
     @contextlib.contextmanager
     def writer(self, kind: str, config: dict[str, Any]) -> Iterator[Path]:

@@ -56,6 +56,10 @@ def _store_is_sound(store_root: Path) -> int:
     for folder in store_root.iterdir():
         if folder.name == ".locks":  # one lock file per key computed (Store.lock)
             continue
+        if folder.name == ".usage":  # what each chapter's last run used: whole JSON files
+            assert all(p.suffix == ".json" and json.loads(p.read_text())["entries"]
+                       for p in folder.iterdir()), list(folder.iterdir())
+            continue
         for path in folder.iterdir():
             assert path.name.startswith(".tmp-") or (path / "record.json").is_file(), path
     return len(entries)
@@ -177,6 +181,10 @@ def test_a_failed_run_writes_nothing_and_leaves_the_last_good_page(project: Path
     good_page = (project / "book" / "executed" / "02_pretraining.ipynb").read_bytes()
     good_exports, entries = _files(project / "exports"), _store_is_sound(project / "store")
     assert good_exports and entries
+    usage = (project / "store" / ".usage" / "02_pretraining.json").read_bytes()
+    used = json.loads(usage)["entries"]  # every stored entry: 02 made them all
+    assert sorted(used) == sorted(f"{e.record['kind']}/{e.record['key']}"
+                                  for e in Store(project / "store").entries())
     code, _ = _run(project, "run", "02", *FAST, "-p", "setup.pretrain_lr", "1e30")
     assert code == 1  # the notebook ran and failed; the summary names it
     failed = (project / "book" / "failed" / "02_pretraining.ipynb").read_text()
@@ -184,6 +192,7 @@ def test_a_failed_run_writes_nothing_and_leaves_the_last_good_page(project: Path
     assert (project / "book" / "executed" / "02_pretraining.ipynb").read_bytes() == good_page
     assert _files(project / "exports") == good_exports  # no stray or emptied file
     assert _store_is_sound(project / "store") == entries
+    assert (project / "store" / ".usage" / "02_pretraining.json").read_bytes() == usage
     assert not [p for p in (project / "book" / "executed").iterdir() if p.name.startswith(".")]
 
 

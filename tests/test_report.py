@@ -236,6 +236,43 @@ def test_runtime_table_counts_a_shared_forward_pass_once(tmp_path):
     assert summary["seconds"].is_monotonic_decreasing
 
 
+def test_what_each_chapter_costs_comes_from_the_entries_its_run_used(tmp_path, monkeypatch):
+    """01 pretrains and scores MSP; 02 re-uses both and adds Energy (on the same forward pass)
+    and a MIM run: 02 alone costs everything, in order only what 01 had not computed."""
+    from mimlib.store import USAGE_ENV, Store
+
+    store = Store(tmp_path)
+    base, mim = {"arch": "small_cnn"}, {"method": "mim", "base": {"arch": "small_cnn"}}
+    data = {"id": 1}
+    used = tmp_path / "used.jsonl"
+    monkeypatch.setenv(USAGE_ENV, str(used))
+    store.put("pretrain", base, {"seconds": 100.0})
+    store.put("scores", {"model": base, "data": data, "detector": "MSP"},
+              {"timings": {"forward (all sets, shared)": 20.0, "fit": 1.0, "score": 2.0}})
+    uses = [line for line in used.read_text().splitlines()]
+    assert len(uses) == 2 and '"kind": "pretrain"' in uses[0]  # put reads back what it wrote
+    monkeypatch.delenv(USAGE_ENV)
+    store.record_usage("01_first", ["pretrain/" + store.path("pretrain", base).name,
+                                    "scores/" + store.path("scores", {"model": base, "data": data,
+                                                                      "detector": "MSP"}).name])
+    store.put("scores", {"model": base, "data": data, "detector": "Energy"},
+              {"timings": {"forward (all sets, shared)": 20.0, "fit": 0.0, "score": 3.0}})
+    store.put("finetune", mim, {"seconds": 900.0})
+    store.record_usage("02_second", [f"{e.record['kind']}/{e.record['key']}"
+                                     for e in store.entries()])
+    assert sorted(store.usage()) == ["01_first", "02_second"]
+    costs = analysis.chapter_costs(store).set_index("chapter")
+    assert costs.loc["01_first", "hours alone"] * 3600 == pytest.approx(123.0)
+    assert costs.loc["02_second", "hours alone"] * 3600 == pytest.approx(1026.0)  # one forward
+    assert costs.loc["02_second", "hours in order"] * 3600 == pytest.approx(903.0)
+    assert costs["entries"].tolist() == [2, 4]
+    assert costs["hours in order"].sum() * 3600 == pytest.approx(
+        analysis.runtime_table(store)["seconds"].sum())
+    store.record_usage("02_second", ["finetune/" + store.path("finetune", mim).name])
+    assert analysis.chapter_costs(store).set_index("chapter").loc[
+        "02_second", "hours alone"] * 3600 == pytest.approx(900.0)  # a re-run replaces it
+
+
 def test_sweeps_keep_whole_number_settings_whole(monkeypatch):
     """The no-fine-tuning row has no k, which made k a float column printed as 5.0000."""
     monkeypatch.setattr(analysis.tables, "summary_row",

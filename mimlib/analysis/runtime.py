@@ -9,45 +9,90 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..store import Store
+from ..store import Entry, Store
+
+
+def _timed_parts(entry: Entry) -> list[dict[str, Any]]:
+    """The timed steps one stored entry holds: a training run, or a detector's fit and scoring
+    plus the forward pass they started from. ``share`` names a step that several entries hold
+    (one forward pass serves every detector scored from it), so sums count it once."""
+    rec = entry.record
+    result, config = rec.get("result", {}), rec.get("config", {})
+    device = rec.get("environment", {}).get("device")
+    key = rec["key"]
+    if rec["kind"] in ("pretrain", "adapt", "finetune"):
+        what = config.get("method", "pretrain")
+        if what == "mim" and config.get("train", {}).get("lam") == 0:
+            what = "control (lam=0)"
+        return [{"what": what, "detail": config.get("arch") or _arch_of(config),
+                 "steps": len(result.get("log", [])), "seconds": result.get("seconds"),
+                 "device": device, "key": key, "share": f"{rec['kind']}/{key}",
+                 "detector": None, "model": None}]
+    if rec["kind"] != "scores":
+        return []
+    parts = []
+    for what, seconds in result.get("timings", {}).items():
+        forward = what.startswith("forward")
+        share = (json.dumps([config.get("model"), config.get("data"), seconds], sort_keys=True)
+                 if forward else f"scores/{key}/{what}")
+        parts.append({"what": "forward" if forward else what,
+                      "detail": None if forward else config.get("detector"), "steps": None,
+                      "seconds": seconds, "device": device, "key": key, "share": share,
+                      "detector": config.get("detector"), "model": config.get("model", {})})
+    return parts
+
+
+def _parts_of(store: Store) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """Every timed step of the store (one row each, shared ones repeated per entry), and
+    which steps (``share``) each entry (``kind/key``) holds."""
+    rows, by_entry = [], {}
+    for entry in store.entries():
+        parts = _timed_parts(entry)
+        by_entry[f"{entry.record['kind']}/{entry.record['key']}"] = [p["share"] for p in parts]
+        rows.extend(parts)
+    columns = ["what", "detail", "steps", "seconds", "device", "key", "share", "detector",
+               "model"]
+    return pd.DataFrame(rows, columns=columns), by_entry
 
 
 def runtime_table(store: Store) -> pd.DataFrame:
     """Wall time of every stored training run, of each detector's fit and scoring, and of each
     model's forward pass over the data (once, shared by the detectors scored from it)."""
-    rows = []
-    forwards: dict[str, dict[str, Any]] = {}
-    for entry in store.entries():
-        rec = entry.record
-        result, config = rec.get("result", {}), rec.get("config", {})
-        device = rec.get("environment", {}).get("device")
-        if rec["kind"] in ("pretrain", "adapt", "finetune"):
-            what = config.get("method", "pretrain")
-            if what == "mim" and config.get("train", {}).get("lam") == 0:
-                what = "control (lam=0)"
-            rows.append({"what": what,
-                         "detail": config.get("arch") or _arch_of(config),
-                         "steps": len(result.get("log", [])), "seconds": result.get("seconds"),
-                         "device": device, "key": rec["key"]})
-        elif rec["kind"] == "scores":
-            for what, seconds in result.get("timings", {}).items():
-                if what.startswith("forward"):
-                    shared = forwards.setdefault(
-                        json.dumps([config.get("model"), config.get("data"), seconds],
-                                   sort_keys=True),
-                        {"what": "forward", "model": config.get("model", {}), "detectors": 0,
-                         "seconds": seconds, "device": device, "key": rec["key"]})
-                    shared["detectors"] += 1
-                    continue
-                rows.append({"what": what, "detail": config.get("detector"), "steps": None,
-                             "seconds": seconds, "device": device, "key": rec["key"]})
-    for f in forwards.values():
-        model = f.pop("model")
-        f["detail"] = (f"{model.get('method', 'base')} {model.get('arch') or _arch_of(model)}, "
-                       f"all sets, {f.pop('detectors')} detector(s)")
-        rows.append({**f, "steps": None})
-    df = pd.DataFrame(rows, columns=["what", "detail", "steps", "seconds", "device", "key"])
+    parts, _ = _parts_of(store)
+    first = parts.drop_duplicates("share").copy()
+    forward = first["what"] == "forward"
+    counts = parts[parts["what"] == "forward"].groupby("share").size()
+    first.loc[forward, "detail"] = [
+        f"{(m or {}).get('method', 'base')} {(m or {}).get('arch') or _arch_of(m or {})}, "
+        f"all sets, {counts[sh]} detector(s)"
+        for m, sh in zip(first.loc[forward, "model"], first.loc[forward, "share"])]
+    first = pd.concat([first[~forward], first[forward]], ignore_index=True)
+    df = first[["what", "detail", "steps", "seconds", "device", "key"]]
     return df.astype({"steps": "Int64"})
+
+
+def chapter_costs(store: Store) -> pd.DataFrame:
+    """What each chapter's stored computations cost, from the entries its last run used
+    (``Store.usage``), per device: ``alone``, the wall time of all of them (the chapter run by
+    itself on an empty store), and ``in order``, of those no earlier chapter used (the book's
+    run split by chapter; the column sums to the whole). On a GPU the hours are GPU-hours."""
+    parts, by_entry = _parts_of(store)
+    seconds = parts.drop_duplicates("share").set_index("share")[["seconds", "device"]]
+    rows, seen = [], set()
+    for chapter, entries in sorted(store.usage().items()):
+        shares = {sh for e in entries for sh in by_entry.get(e, [])}
+        new = shares - seen
+        seen |= shares
+        for device in sorted({str(d) for d in seconds.loc[sorted(shares), "device"]}):
+            mine = seconds[seconds["device"].astype(str) == device]
+            rows.append({"chapter": chapter, "device": device,
+                         "entries": len([e for e in entries if e in by_entry]),
+                         "hours alone": mine.loc[sorted(shares & set(mine.index)),
+                                                 "seconds"].sum() / 3600,
+                         "hours in order": mine.loc[sorted(new & set(mine.index)),
+                                                    "seconds"].sum() / 3600})
+    return pd.DataFrame(rows, columns=["chapter", "device", "entries", "hours alone",
+                                       "hours in order"])
 
 
 def runtime_summary(runtime: pd.DataFrame) -> pd.DataFrame:
