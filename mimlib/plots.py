@@ -366,7 +366,8 @@ def chapter_cost_bars(costs: pd.DataFrame) -> Figure:
     ax.set_ylabel("")
     ax.set_xlabel("hours of wall time" + ("" if several else f" ({costs['device'].iloc[0]})"))
     ax.tick_params(axis="y", labelsize=7)
-    ax.legend(title="", fontsize=7, loc="lower right")
+    sns.move_legend(ax, "lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, title=None,
+                    frameon=False, fontsize=7)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 

@@ -433,3 +433,7 @@ def test_the_runtime_page_of_an_empty_store_says_so_instead_of_crashing(tmp_path
     assert table.empty and summary.empty
     fig = plots.runtime_bars(summary)
     assert "no stored computations yet" in fig.axes[0].texts[0].get_text()
+    costs = analysis.chapter_costs(Store(tmp_path / "empty"))
+    assert costs.empty and list(costs.columns)[:2] == ["chapter", "device"]
+    fig = plots.chapter_cost_bars(costs)
+    assert "no chapter has recorded" in fig.axes[0].texts[0].get_text()
