@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from mimlib.orchestrate import load_profile
-from mimlib.store import config_key
+from mimlib.store import Store, config_key
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = "cifar10-cpu"
@@ -52,6 +52,10 @@ def test_every_committed_entry_is_complete_and_filed_under_its_key() -> None:
         assert record["environment"]["git"]  # which code made it
         if record["kind"] == "scores":
             assert (path.parent / "scores.npz").is_file()
+    usage = Store(STORE).usage()  # what each chapter's run used: every entry is committed
+    assert len(usage) >= 14 and set(usage) <= set(_committed_chapters())
+    assert all((STORE / entry / "record.json").is_file() for used in usage.values()
+               for entry in used)
 
 
 def _committed_chapters() -> list[str]:
@@ -74,6 +78,9 @@ def test_a_fresh_clone_builds_the_real_book_from_the_committed_results(committed
     # nothing was computed: the copy's store holds exactly the committed entries
     assert sorted(p.relative_to(copy) for p in (copy / "results").rglob("record.json")) == \
         sorted(p.relative_to(ROOT) for p in (ROOT / "results").rglob("record.json"))
+    # and each chapter used exactly what its committed usage record lists (the runtime page's
+    # per-chapter costs are the clone's too)
+    assert Store(copy / STORE.relative_to(ROOT)).usage() == Store(STORE).usage()
     assert (copy / "_build" / "html" / "index.html").is_file()
     manifest = json.loads((copy / "book" / "executed" / "manifest.json").read_text())
     assert {entry["profile"] for entry in manifest.values()} == {PROFILE}  # the default
