@@ -269,7 +269,8 @@ def sweep_lines(df: pd.DataFrame, x: str, *, log_x: bool = False,
     ax.set_ylabel("mean AUROC")
     lines = ax.get_legend_handles_labels()
     lines2 = ax2.get_legend_handles_labels()
-    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="lower right")
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="lower center",
+              bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)  # above: no line is hidden
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 
