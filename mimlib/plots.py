@@ -319,9 +319,10 @@ def sweep_bars(df: pd.DataFrame, label_col: str = "variant") -> Figure:
                      else "C0" for v in labels])
     if _several_seeds(df):
         y = np.arange(len(labels))
-        sd = grouped["mean_auroc"].std(ddof=1).fillna(0.0)
-        ax.errorbar(mean["mean_auroc"], y, xerr=sd, fmt="none", ecolor="k", elinewidth=0.8,
-                    capsize=2)
+        sd = grouped["mean_auroc"].std(ddof=1)
+        spread = sd.notna().to_numpy()  # a single run (the model before) has no error bar
+        ax.errorbar(mean["mean_auroc"][spread], y[spread], xerr=sd[spread], fmt="none",
+                    ecolor="k", elinewidth=0.8, capsize=2)
         ax.scatter(df["mean_auroc"], df[label_col].map(dict(zip(labels, y))), s=5, color="k",
                    alpha=0.6, zorder=3)
     lo = max(0.0, float(df["mean_auroc"].min()) - 0.05)
@@ -346,17 +347,21 @@ def seeds_strip(df: pd.DataFrame) -> Figure:
     return fig
 
 
+def _message_figure(text: str) -> Figure:
+    """A small figure that holds one line of text: what a page draws when it has no data."""
+    fig, ax = plt.subplots(figsize=(5, 1.0))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    return fig
+
+
 def chapter_cost_bars(costs: pd.DataFrame) -> Figure:
     """Hours per chapter (one bar pair per chapter and device): the chapter alone, and its
     share of the whole run in the book's order (what no earlier chapter had computed)."""
     import seaborn as sns
 
     if costs.empty:
-        fig, ax = plt.subplots(figsize=(5, 1.0))
-        ax.axis("off")
-        ax.text(0.5, 0.5, "no chapter has recorded what it used yet: run the chapters first",
-                ha="center", va="center")
-        return fig
+        return _message_figure("no chapter has recorded what it used yet: run the chapters first")
     several = costs["device"].nunique() > 1
     label = costs["chapter"] + (" (" + costs["device"] + ")" if several else "")
     long = costs.assign(label=label).melt(id_vars="label", value_vars=["hours alone",
@@ -377,11 +382,7 @@ def runtime_bars(df: pd.DataFrame) -> Figure:
     """Wall time per stored step (training runs and detector fit / scoring); an empty store
     gives a figure that says so (a log axis has nothing to scale)."""
     if df.empty:
-        fig, ax = plt.subplots(figsize=(5, 1.0))
-        ax.axis("off")
-        ax.text(0.5, 0.5, "no stored computations yet: run the other chapters first",
-                ha="center", va="center")
-        return fig
+        return _message_figure("no stored computations yet: run the other chapters first")
     fig, ax = _barh([f"{w}: {d}" for w, d in zip(df["what"], df["detail"])], df["seconds"],
                     "seconds (log scale)")
     ax.set_xscale("log")

@@ -119,11 +119,6 @@ def one_epoch_enough(exp: Experiment, mim: dict[str, Any], eval_every: int,
             "verdict": verdict, "note": ""}
 
 
-def _over_seeds(df: pd.DataFrame, col: str) -> pd.DataFrame:
-    """A sweep's runs averaged over their seeds, one row per variant (in its order)."""
-    return sweep_spread(df, (col,))
-
-
 def _runs_note(mim: dict[str, Any], seeds: Sequence[int]) -> str:
     """' (130 steps per run, the mean of 3 seeds)', or what of it applies."""
     parts = ([f"{mim['steps']} steps per run"] if mim.get("steps") else []) + (
@@ -138,7 +133,7 @@ def k_above_five(exp: Experiment, mim: dict[str, Any], ks: Sequence[int],
     runs = sweep(exp, exp.base_model(), mim, [{"k": k} for k in ks], include_base=False,
                  seeds=seeds)
     col = _metric(runs.columns)
-    df = _over_seeds(runs, col)
+    df = sweep_spread(runs, (col,))  # one row per variant: the mean over seeds
     small, large = df[df.k <= 5], df[df.k > 5]
     if small.empty or large.empty:
         return {"claim": "k > 5 is needed", "evidence": f"ks {list(ks)} do not straddle 5",
@@ -161,7 +156,7 @@ def augmentation_helps(exp: Experiment, mim: dict[str, Any], margin: float,
     runs = sweep(exp, exp.base_model(), mim, [{"aug_p": 0.0}, {"aug_p": 1.0}],
                  include_base=False, seeds=seeds)
     col = _metric(runs.columns)
-    df = _over_seeds(runs, col)
+    df = sweep_spread(runs, (col,))  # one row per variant: the mean over seeds
     off, on = df[col].iloc[0], df[col].iloc[1]
     gain = on - off
     verdict = HOLDS if gain > max(a_lot, margin) else PARTLY if gain > margin else FAILS

@@ -27,7 +27,7 @@ def _timed_parts(entry: Entry) -> list[dict[str, Any]]:
         return [{"what": what, "detail": config.get("arch") or _arch_of(config),
                  "steps": len(result.get("log", [])), "seconds": result.get("seconds"),
                  "device": device, "key": key, "share": f"{rec['kind']}/{key}",
-                 "detector": None, "model": None}]
+                 "model": None}]
     if rec["kind"] != "scores":
         return []
     parts = []
@@ -38,7 +38,7 @@ def _timed_parts(entry: Entry) -> list[dict[str, Any]]:
         parts.append({"what": "forward" if forward else what,
                       "detail": None if forward else config.get("detector"), "steps": None,
                       "seconds": seconds, "device": device, "key": key, "share": share,
-                      "detector": config.get("detector"), "model": config.get("model", {})})
+                      "model": config.get("model", {})})
     return parts
 
 
@@ -50,8 +50,7 @@ def _parts_of(store: Store) -> tuple[pd.DataFrame, dict[str, list[str]]]:
         parts = _timed_parts(entry)
         by_entry[f"{entry.record['kind']}/{entry.record['key']}"] = [p["share"] for p in parts]
         rows.extend(parts)
-    columns = ["what", "detail", "steps", "seconds", "device", "key", "share", "detector",
-               "model"]
+    columns = ["what", "detail", "steps", "seconds", "device", "key", "share", "model"]
     return pd.DataFrame(rows, columns=columns), by_entry
 
 
