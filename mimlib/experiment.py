@@ -25,14 +25,15 @@ from .checkpoints import (PAPER_CHECKPOINTS, atomic_torch_save, load_checkpoint,
                           weights_cache)
 from .detectors import (FITTED_DETECTORS, TABLE1_DETECTORS, FittedDetectors, Representations,
                         check_detectors, extract)
-from .device import EVAL_PRECISIONS, resolve_device, seed_everything, set_deterministic
+from .device import (EVAL_PRECISIONS, LAYOUTS, resolve_device, resolve_layout,
+                     resolve_precision, seed_everything, set_deterministic)
 from .errors import ConfigError
 from .metrics import METRIC_KEYS, mean_metrics, ood_metrics
 from .models import ARCHITECTURES, build_model, linear_head
 from .protocol import ProtocolSettings, check_protocol, paper_k, protocol_settings
 from .store import Entry, Store, canonical_json
-from .train import (AdaptConfig, MIMConfig, OEConfig, PretrainConfig, TrainResult, adapt,
-                    mim_finetune, oe_finetune, pretrain)
+from .train import (LEGACY_BN_MODES, AdaptConfig, MIMConfig, OEConfig, PretrainConfig,
+                    TrainResult, adapt, mim_finetune, oe_finetune, pretrain)
 
 SMOKE_OOD = D.SYNTHETIC_OOD_SETS + D.NOISE_SETS
 MODEL_FILE = "model.pt"
@@ -64,7 +65,12 @@ class Setup:
     data_root: str = D.DataOptions().root
     download: bool = True
     eval_batch_size: int = 512
-    eval_precision: str = "fp32"  # evaluation forward passes: fp32 (as the authors) or bf16 (CUDA)
+    # numerics (each in the store keys where it differs from fp32 / contiguous, so a run
+    # computed another way is never mixed with one computed before these settings existed):
+    precision: str = "auto"  # training: fp32 or bf16 autocast; auto: bf16 on CUDA, else fp32
+    layout: str = "auto"  # training: contiguous or channels_last; auto: the faster, measured
+    eval_precision: str = "fp32"  # evaluation forward passes: fp32 (as the authors) or bf16
+    eval_layout: str = "auto"  # evaluation forward passes' memory layout
     deterministic: bool = False  # CUDA: deterministic kernels (slower); CPU runs are anyway
     weights_dir: str | None = None  # where published weights are (default: torch hub's cache)
 
@@ -115,6 +121,13 @@ class Setup:
         if self.eval_precision not in EVAL_PRECISIONS:
             raise ConfigError(f"eval_precision must be one of {EVAL_PRECISIONS}, got "
                               f"{self.eval_precision!r}")
+        device = resolve_device(self.device)
+        resolve_precision(device, self.precision)
+        resolve_precision(device, self.eval_precision)
+        for name in ("layout", "eval_layout"):
+            if getattr(self, name) not in ("auto", *LAYOUTS):
+                raise ConfigError(f"{name} must be one of {['auto', *LAYOUTS]}, got "
+                                  f"{getattr(self, name)!r}")
         for name in ("download", "deterministic"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -298,7 +311,8 @@ class Experiment:
         """``loaded`` fine-tuned on the ID training images (crop + flip, ID loss only) while the
         ID test accuracy rises, at most ``adapt_epochs`` epochs; the best epoch is kept."""
         s = self.setup
-        cfg = AdaptConfig(max_epochs=s.adapt_epochs, lr=s.adapt_lr, seed=s.seed, device=s.device)
+        cfg = AdaptConfig(max_epochs=s.adapt_epochs, lr=s.adapt_lr, seed=s.seed,
+                          **_numerics(s))
         recipe = {"method": "adapt", "base": loaded.recipe, "data": _train_data_key(s),
                   "selected_on": {"id_test": _data_id(s.id_data), "test_limit": s.test_limit},
                   "train": _train_key(cfg)}
@@ -311,7 +325,7 @@ class Experiment:
     def _pretrained(self, force: bool) -> ModelRun:
         s = self.setup
         cfg = PretrainConfig(epochs=s.pretrain_epochs, lr=s.pretrain_lr, seed=s.seed,
-                             device=s.device)
+                             **_numerics(s))
         recipe = {"base": "pretrain", "data": _train_data_key(s), "arch": s.arch,
                   "train": _train_key(cfg)}
 
@@ -347,8 +361,8 @@ class Experiment:
     def _mim_config(self, base: ModelRun, eval_every: int,
                     overrides: dict[str, Any]) -> tuple[MIMConfig, dict[str, Any]]:
         params = {"k": paper_k(self.setup.id_data), "seed": self.setup.seed,
-                  **self.settings.mim_overrides(), **overrides}
-        cfg = MIMConfig(device=self.setup.device, eval_every=eval_every, **params)
+                  **_numerics(self.setup), **self.settings.mim_overrides(), **overrides}
+        cfg = MIMConfig(eval_every=eval_every, **params)
         return cfg, {"method": "mim", "base": base.recipe, "data": _train_data_key(self.setup),
                      "train": _train_key(cfg)}
 
@@ -356,8 +370,8 @@ class Experiment:
                  eval_every: int = 0, **overrides: Any) -> ModelRun:
         """Outlier Exposure fine-tuning of the base model on the auxiliary set ``outliers``."""
         base = base or self.base_model()
-        cfg = OEConfig(device=self.setup.device, seed=self.setup.seed, eval_every=eval_every,
-                       **overrides)
+        cfg = OEConfig(seed=self.setup.seed, eval_every=eval_every,
+                       **{**_numerics(self.setup), **overrides})
         recipe = {"method": "oe", "outliers": outliers, "base": base.recipe,
                   "data": _train_data_key(self.setup), "train": _train_key(cfg)}
 
@@ -431,7 +445,8 @@ class Experiment:
 
     def _extract(self, model: nn.Module, images: D.ImageSet) -> Representations:
         return extract(model, images, batch_size=self.setup.eval_batch_size,
-                       device=self.setup.device, precision=self.setup.eval_precision)
+                       device=self.setup.device, precision=self.setup.eval_precision,
+                       layout=self.setup.eval_layout)
 
     def _eval_hook(self):  # noqa: ANN202 - a closure for the training loop
         limit, seed = self.setup.curve_limit, self.setup.seed
@@ -543,18 +558,46 @@ def _eval_data_key(setup: Setup) -> dict[str, Any]:
             "ood_limit": setup.ood_limit, "seed": setup.seed}
 
 
+def _numerics(setup: Setup) -> dict[str, Any]:
+    """The device, precision and layout a setup's training runs use."""
+    return {"device": setup.device, "precision": setup.precision, "layout": setup.layout}
+
+
 def _precision_key(setup: Setup) -> dict[str, Any]:
-    """The precision evaluations ran in, in keys when it is not fp32 (entries stored before the
-    setting existed, all fp32, keep their keys); bf16 runs only on CUDA, fp32 elsewhere."""
-    if setup.eval_precision == "fp32" or resolve_device(setup.device).type != "cuda":
-        return {}
-    return {"eval_precision": setup.eval_precision}
+    """How evaluations ran, in keys where it is not fp32 and contiguous (entries stored before
+    these settings existed, all computed so, keep their keys)."""
+    device = resolve_device(setup.device)
+    key = {}
+    if setup.eval_precision != "fp32":
+        key["eval_precision"] = setup.eval_precision
+    if resolve_layout(device, setup.eval_layout) != "contiguous":
+        key["eval_layout"] = resolve_layout(device, setup.eval_layout)
+    return key
+
+
+#: The batch-norm modes as keys stored before there were three name them.
+_BN_KEYS = {mode: legacy for legacy, mode in LEGACY_BN_MODES.items()}
 
 
 def _train_key(cfg: Any) -> dict[str, Any]:
-    """The training configuration without fields that do not change the weights."""
-    skip = {"device", "check_every", "compile", "eval_every"}
-    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in skip}
+    """The training configuration without fields that do not change the weights.
+
+    Keys keep the form they had before precision, layout and the third batch-norm mode
+    existed, so that committed entries stay found: every one was computed in fp32 and the
+    contiguous layout on a CPU and stored with ``amp`` and ``channels_last`` true (which acted
+    only on CUDA), and batch norm ``eval`` / ``train`` for frozen / mixed-stats. Any other
+    precision or layout is named in the key.
+    """
+    skip = {"device", "check_every", "compile", "eval_every", "precision", "layout"}
+    key = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in skip}
+    key["bn_mode"] = _BN_KEYS.get(cfg.bn_mode, cfg.bn_mode)
+    key.update(amp=True, channels_last=True)
+    device = resolve_device(cfg.device)
+    numerics = {"precision": resolve_precision(device, cfg.precision),
+                "layout": resolve_layout(device, cfg.layout)}
+    if numerics != {"precision": "fp32", "layout": "contiguous"}:
+        key["numerics"] = numerics
+    return key
 
 
 def _copy_model(model: nn.Module) -> nn.Module:

@@ -13,11 +13,12 @@ the ID batch; OE's are a batch of an auxiliary image set; pretraining has none.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -25,8 +26,8 @@ from torch import Tensor, nn
 
 from .augment import PostMixAugment, check_probability
 from .data import ImageSet
-from .device import (autocast, out_of_memory_as_error, resolve_device, seed_everything,
-                     uses_fast_path)
+from .device import (LAYOUTS, PRECISIONS, autocast, in_layout, out_of_memory_as_error,
+                     resolve_device, resolve_layout, resolve_precision, seed_everything)
 from .errors import ConfigError, NonFiniteLossError
 from .mixing import WEIGHT_SCHEMES, check_k, multi_input_mixup
 from .models import Normalization, find_linear_head, input_normalization
@@ -34,6 +35,17 @@ from .progress import track
 
 EvalHook = Callable[[nn.Module, int], dict[str, float]]
 STAT_NAMES = ("loss_id", "loss_out", "acc_id", "msp_id", "msp_out")
+
+#: How batch norm is handled while fine-tuning with outliers (a design choice, not a detail):
+#: ``frozen``: the model in eval mode, running statistics and dropout untouched (the authors'
+#: code never calls model.train()); ``id-stats``: train mode, the ID batch normalised by its own
+#: statistics and the only one that updates the running ones, the outlier batch forwarded
+#: separately with its own batch statistics and no update (an auxiliary BN as in AdvProp);
+#: ``mixed-stats``: train mode, ID and outliers in one forward pass, so the running statistics
+#: become those of the mixture (Outlier Exposure's fine-tuning).
+BN_MODES = ("frozen", "id-stats", "mixed-stats")
+#: Names the setting had before it had three values (still accepted; stored keys use them).
+LEGACY_BN_MODES = {"eval": "frozen", "train": "mixed-stats"}
 
 
 @dataclass
@@ -49,13 +61,13 @@ class LoopConfig:
     nesterov: bool = False
     schedule: str = "constant"  # or "cosine" (OE's per-step cosine to lr * 1e-5)
     lam: float = 1.0
-    bn_mode: str = "train"  # "eval": model.eval() while training (frozen BN, no dropout)
+    bn_mode: str = "mixed-stats"  # see BN_MODES; without outliers all but frozen are train mode
     shuffle: bool = True
     id_augment: str = "none"  # or "crop_flip" (random 32x32 crop of the 4-padded image + flip)
     seed: int = 0
     device: str = "auto"
-    amp: bool = True  # bf16 autocast on the fast path (CUDA); ignored on the CPU
-    channels_last: bool = True  # on CUDA
+    precision: str = "auto"  # fp32 or bf16 autocast; auto: bf16 on CUDA, fp32 on a CPU
+    layout: str = "auto"  # contiguous or channels_last; auto: the faster one, measured
     compile: bool = False
     eval_every: int = 0  # call the evaluation hook every N steps (and at 0 and the end)
     check_every: int = 0  # steps between checks for a non-finite loss; 0: 1 on the CPU, 50 on
@@ -80,7 +92,10 @@ class LoopConfig:
             if not (isinstance(value, (int, float)) and 0 <= value < math.inf):
                 raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
         _choice(self, "schedule", ("constant", "cosine"))
-        _choice(self, "bn_mode", ("eval", "train"))
+        self.bn_mode = LEGACY_BN_MODES.get(self.bn_mode, self.bn_mode)
+        _choice(self, "bn_mode", BN_MODES)
+        _choice(self, "precision", ("auto", *PRECISIONS))
+        _choice(self, "layout", ("auto", *LAYOUTS))
         _choice(self, "id_augment", ("none", "crop_flip"))
 
     def total_steps(self, n: int) -> int:
@@ -91,8 +106,10 @@ class LoopConfig:
 
 @dataclass
 class MIMConfig(LoopConfig):
-    """MIM fine-tuning: the paper's defaults (k = 10, lambda = 1, SGD lr 1e-4, one epoch)."""
+    """MIM fine-tuning: the paper's defaults (k = 10, lambda = 1, SGD lr 1e-4, one epoch, batch
+    norm frozen as in the authors' code)."""
 
+    bn_mode: str = "frozen"
     k: int = 10
     weights: str = "equal"  # or "dirichlet"
     alpha: float = 1.0  # Dirichlet concentration
@@ -264,9 +281,8 @@ def _train(model: nn.Module, id_train: ImageSet, cfg: LoopConfig,
         raise ConfigError(f"the model has {head.out_features} outputs but {id_train.name} has "
                           f"{id_train.num_classes} classes")
     model.to(device)
-    fast_layout = uses_fast_path(device) and cfg.channels_last
-    if fast_layout:
-        model.to(memory_format=torch.channels_last)
+    precision = resolve_precision(device, cfg.precision)
+    layout = resolve_layout(device, cfg.layout)
     forward = torch.compile(model) if cfg.compile else model
     norm = input_normalization(model)
     images, labels = id_train.images.to(device), id_train.labels.to(device)
@@ -284,8 +300,9 @@ def _train(model: nn.Module, id_train: ImageSet, cfg: LoopConfig,
     check_every = cfg.check_every or (1 if device.type == "cpu" else 50)
     start = time.perf_counter()
     _maybe_eval(on_eval, model, 0, cfg, evals)
-    model.train(cfg.bn_mode == "train")
-    with out_of_memory_as_error(cfg.batch_size):
+    train_mode = cfg.bn_mode != "frozen"
+    model.train(train_mode)
+    with out_of_memory_as_error(cfg.batch_size), in_layout(model, layout) as memory_format:
         for step, idx in track(enumerate(order), total, desc):
             idx = idx.to(device, non_blocking=True)
             raw = images[idx]
@@ -293,11 +310,8 @@ def _train(model: nn.Module, id_train: ImageSet, cfg: LoopConfig,
                 raw = random_crop_flip(raw, generator=gen)
             x, y = norm.apply(raw), labels[idx]
             x_out = outliers(x, gen) if outliers is not None else None
-            inputs = torch.cat([x, x_out]) if x_out is not None else x
-            if fast_layout:
-                inputs = inputs.contiguous(memory_format=torch.channels_last)
-            with autocast(device, cfg.amp):
-                logits = forward(inputs).float()
+            with autocast(device, precision):
+                logits = _forward(forward, model, x, x_out, cfg.bn_mode, memory_format)
             loss_id = F.cross_entropy(logits[: len(x)], y)
             if x_out is not None:
                 out_logp = F.log_softmax(logits[len(x):], dim=1)
@@ -322,13 +336,46 @@ def _train(model: nn.Module, id_train: ImageSet, cfg: LoopConfig,
                 checked = _check_finite(stats, checked, step + 1)
             if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < total:
                 _maybe_eval(on_eval, model, step + 1, cfg, evals)
-                model.train(cfg.bn_mode == "train")
+                # back to the training layout: a run with evaluations takes the same steps
+                model.to(memory_format=memory_format).train(train_mode)
     model.eval()
     seconds = time.perf_counter() - start
     _maybe_eval(on_eval, model, total, cfg, evals)
     rows = stats.cpu().tolist()
     log = [{"step": i + 1, "lr": lrs[i], **dict(zip(STAT_NAMES, row))} for i, row in enumerate(rows)]
     return TrainResult(model, log, evals, seconds, dataclasses.asdict(cfg))
+
+
+def _forward(forward: Callable[[Tensor], Tensor], model: nn.Module, x: Tensor,
+             x_out: Tensor | None, bn_mode: str, memory_format: torch.memory_format) -> Tensor:
+    """Logits (float32) of the ID batch followed by the outlier batch, batch norm as
+    ``bn_mode`` says: one forward pass of both, or (id-stats) two, the second one leaving the
+    running statistics as the first one left them."""
+    if x_out is None or bn_mode != "id-stats":
+        inputs = x if x_out is None else torch.cat([x, x_out])
+        return forward(inputs.contiguous(memory_format=memory_format)).float()
+    logits_id = forward(x.contiguous(memory_format=memory_format))
+    with running_statistics_kept(model):
+        logits_out = forward(x_out.contiguous(memory_format=memory_format))
+    return torch.cat([logits_id, logits_out]).float()
+
+
+@contextlib.contextmanager
+def running_statistics_kept(model: nn.Module) -> Iterator[None]:
+    """Batch-norm layers in train mode normalise by the batch's own statistics inside the
+    block but leave their running statistics (and batch counts) as they were."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, None if m.num_batches_tracked is None
+              else m.num_batches_tracked.clone()) for m in norms]
+    for m in norms:
+        m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
+    try:
+        yield
+    finally:
+        for m, (momentum, tracked) in zip(norms, saved):
+            m.momentum = momentum
+            if tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
 
 
 def _maybe_eval(hook: EvalHook | None, model: nn.Module, step: int, cfg: LoopConfig,

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from mimlib import PostMixAugment, build_model, mim_finetune, multi_input_mixup, pretrain
 from mimlib.data import load_id, normalize
+from mimlib.device import bf16_native
 from mimlib.errors import ConfigError, NonFiniteLossError
 from mimlib.train import MIMConfig, PretrainConfig, random_crop_flip
 
@@ -51,13 +52,66 @@ def test_step_count_epochs_and_log_fields(tiny_train) -> None:
     assert len(res.log) == 5
 
 
-def test_eval_mode_freezes_batch_norm_and_train_mode_updates_it(tiny_train) -> None:
+def _running_stats(model):
+    return [t.clone() for name, t in model.state_dict().items() if "running_" in name]
+
+
+def test_frozen_batch_norm_keeps_the_running_statistics_and_the_other_modes_move_them(
+        tiny_train) -> None:
     base = build_model("small_cnn", 6)
-    stats = lambda m: m.body[0][1].running_mean.clone()  # noqa: E731
-    frozen = mim_finetune(copy.deepcopy(base), tiny_train, steps=2, bn_mode="eval", device="cpu")
-    assert torch.equal(stats(frozen.model), stats(base))
-    moving = mim_finetune(copy.deepcopy(base), tiny_train, steps=2, bn_mode="train", device="cpu")
-    assert not torch.equal(stats(moving.model), stats(base))
+    frozen = mim_finetune(copy.deepcopy(base), tiny_train, steps=2, bn_mode="frozen",
+                          device="cpu")
+    assert all(torch.equal(a, b) for a, b in zip(_running_stats(frozen.model),
+                                                  _running_stats(base)))
+    for mode in ("id-stats", "mixed-stats"):
+        moved = mim_finetune(copy.deepcopy(base), tiny_train, steps=2, bn_mode=mode,
+                             device="cpu")
+        assert not torch.equal(_running_stats(moved.model)[0], _running_stats(base)[0]), mode
+    assert MIMConfig().bn_mode == "frozen"  # the authors' (their code never calls train())
+    assert MIMConfig(bn_mode="eval").bn_mode == "frozen"  # the names stored keys use
+    assert MIMConfig(bn_mode="train").bn_mode == "mixed-stats"
+
+
+def test_id_stats_running_statistics_are_those_of_the_id_images_alone(tiny_train) -> None:
+    """With the weights held (lr 0), N steps of id-stats leave exactly the running statistics
+    of the same N steps on the ID batches alone (the control); mixed-stats does not."""
+    base = build_model("small_cnn", 6)
+    common = dict(steps=3, batch_size=32, lr=1e-12, momentum=0.0, seed=5, device="cpu",
+                  layout="contiguous")
+    id_alone = mim_finetune(copy.deepcopy(base), tiny_train, lam=0.0, bn_mode="id-stats",
+                            **common)
+    id_stats = mim_finetune(copy.deepcopy(base), tiny_train, bn_mode="id-stats", **common)
+    mixed = mim_finetune(copy.deepcopy(base), tiny_train, bn_mode="mixed-stats", **common)
+    for a, b in zip(_running_stats(id_stats.model), _running_stats(id_alone.model)):
+        assert torch.allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert not torch.allclose(_running_stats(mixed.model)[0], _running_stats(id_alone.model)[0],
+                              rtol=1e-3)
+    counts = [m.num_batches_tracked for m in id_stats.model.modules()
+              if isinstance(m, torch.nn.BatchNorm2d)]
+    assert all(int(c) == 3 for c in counts)  # one update per step, from the ID batch
+
+
+def test_id_stats_normalises_the_mixed_batch_by_its_own_statistics(tiny_train) -> None:
+    """The logged outlier loss of an id-stats step is that of the mixed batch forwarded alone
+    in train mode (its own batch statistics), not of the mixture of both batches."""
+    from mimlib.train import running_statistics_kept
+
+    torch.manual_seed(0)
+    model = build_model("small_cnn", 6)
+    before = copy.deepcopy(model)
+    result = mim_finetune(model, tiny_train, k=4, steps=1, batch_size=32, shuffle=False,
+                          bn_mode="id-stats", aug_p=0.0, seed=3, device="cpu",
+                          layout="contiguous")
+    gen = torch.Generator().manual_seed(4)
+    x = normalize(tiny_train.images[:32])
+    x_mix = multi_input_mixup(x, 4, generator=gen)
+    before.train()
+    with torch.no_grad():
+        before(x)
+        with running_statistics_kept(before):
+            out = before(x_mix)
+    ce_uniform = -out.log_softmax(1).mean(1).mean()
+    assert result.log[0]["loss_out"] == pytest.approx(ce_uniform.item(), rel=1e-5)
 
 
 def test_same_seed_gives_bit_identical_weights_on_the_cpu(tiny_train) -> None:
@@ -115,7 +169,7 @@ def test_non_finite_loss_stops_and_names_the_step(tiny_train) -> None:
 
 @pytest.mark.parametrize("override,match", [
     ({"k": 0}, "k"), ({"aug_p": 1.2}, "aug_p"), ({"lr": -1.0}, "lr"), ({"epochs": 0}, "epochs"),
-    ({"steps": 0}, "steps"), ({"batch_size": 0}, "batch_size"), ({"bn_mode": "frozen"}, "bn_mode"),
+    ({"steps": 0}, "steps"), ({"batch_size": 0}, "batch_size"), ({"bn_mode": "batch"}, "bn_mode"),
     ({"weights": "random"}, "weights"), ({"lam": -1}, "lam"), ({"momentum": 1.0}, "momentum"),
     ({"lam": float("inf")}, "lam"), ({"lr": float("nan")}, "lr"),
     ({"nonsense": 1}, "unknown parameter"),
@@ -170,42 +224,98 @@ def test_pretraining_learns_the_synthetic_classes() -> None:
     assert MIMConfig().lr == 1e-4 and MIMConfig().k == 10 and MIMConfig().batch_size == 128
 
 
-def test_the_gpu_fast_path_bf16_and_channels_last_runs_and_stays_close_to_fp32(
-        tiny_train, monkeypatch) -> None:
-    """bf16 autocast and channels_last run only on CUDA; force them on the CPU so that a dtype
-    or layout bug shows here, not first in a GPU session."""
-    import contextlib
-
-    import mimlib.detectors
-    import mimlib.device
-    import mimlib.train
+def test_channels_last_gives_the_logits_of_the_contiguous_layout(tiny_train) -> None:
+    """The same weights in both layouts: logits agree to fp32 tolerance, and the model comes
+    back contiguous (a model scored in channels_last is stored like any other)."""
     from mimlib.detectors import extract
 
-    def cpu_bf16(device, precision):  # what eval_precision does on CUDA, here on the CPU
-        return (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16"
-                else contextlib.nullcontext())
-
-    monkeypatch.setattr(mimlib.detectors, "eval_precision", cpu_bf16)
-    base = build_model("wrn40_2", 6)
+    torch.manual_seed(0)
+    model = build_model("resnet20", 6)
     images = tiny_train.subset(64)
-    runs, reps = [], []
-    for fast in (False, True):
-        monkeypatch.setattr(mimlib.device, "uses_fast_path", lambda device: fast)
-        monkeypatch.setattr(mimlib.train, "uses_fast_path", lambda device: fast)
-        runs.append(mim_finetune(copy.deepcopy(base), tiny_train, k=4, steps=2, batch_size=8,
-                                 seed=2, device="cpu"))
-        reps.append(extract(runs[0].model, images, device="cpu",  # the same weights
-                            precision="bf16" if fast else "fp32"))
+    plain = extract(model, images, device="cpu", layout="contiguous")
+    fast = extract(model, images, device="cpu", layout="channels_last")
+    assert torch.allclose(fast.logits, plain.logits, rtol=1e-4, atol=1e-5)
+    assert torch.allclose(fast.features, plain.features, rtol=1e-4, atol=1e-5)
+    assert all(p.is_contiguous() for p in model.parameters())
+
+
+def test_a_channels_last_run_takes_the_steps_of_a_contiguous_run(tiny_train) -> None:
+    base = build_model("resnet20", 6)
+    runs = [mim_finetune(copy.deepcopy(base), tiny_train, k=4, steps=2, batch_size=16, seed=2,
+                         device="cpu", layout=layout) for layout in ("contiguous",
+                                                                     "channels_last")]
+    for a, b in zip(runs[0].log, runs[1].log):
+        assert b["loss_id"] == pytest.approx(a["loss_id"], rel=1e-4)
+        assert b["loss_out"] == pytest.approx(a["loss_out"], rel=1e-4)
+    for (name, a), b in zip(runs[0].model.state_dict().items(),
+                            runs[1].model.state_dict().values()):
+        assert b.is_contiguous(), name
+        assert torch.allclose(a.float(), b.float(), rtol=1e-3, atol=1e-5), name
+
+
+def test_evaluations_during_training_do_not_change_a_channels_last_run(tiny_train) -> None:
+    """The curve's evaluations put the model back in the training layout: the same weights as
+    a run without them (the store key leaves eval_every out)."""
+    base = build_model("resnet20", 6)
+    common = dict(k=4, steps=4, batch_size=16, seed=2, device="cpu", layout="channels_last")
+    plain = mim_finetune(copy.deepcopy(base), tiny_train, **common)
+    curve = mim_finetune(copy.deepcopy(base), tiny_train, eval_every=2,
+                         on_eval=lambda model, step: {"n": float(step)}, **common)
+    assert len(curve.evals) == 3
+    for a, b in zip(plain.model.state_dict().values(), curve.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.skipif(not bf16_native(torch.device("cpu")),
+                    reason="this CPU has no native bf16 (AVX-512 BF16 / AMX)")
+def test_bf16_training_and_evaluation_run_in_bf16_and_stay_close_to_fp32(tiny_train) -> None:
+    from mimlib.detectors import extract
+
+    base = build_model("resnet20", 6)
+    images = tiny_train.subset(64)
+    runs = [mim_finetune(copy.deepcopy(base), tiny_train, k=4, steps=2, batch_size=8, seed=2,
+                         device="cpu", precision=p) for p in ("fp32", "bf16")]
     fp32, bf16 = runs
     assert next(bf16.model.parameters()).dtype == torch.float32  # autocast, not a cast
     for a, b in zip(fp32.log, bf16.log):
         for key in ("loss_id", "loss_out", "msp_id"):
             assert b[key] == pytest.approx(a[key], rel=0.03), key
+    reps = [extract(fp32.model, images, device="cpu", precision=p) for p in ("fp32", "bf16")]
     assert reps[1].logits.dtype == reps[1].features.dtype == torch.float32
     assert not torch.equal(reps[1].logits, reps[0].logits)  # bf16 really ran
     scale = reps[0].logits.abs().max()
     assert (reps[1].logits - reps[0].logits).abs().max() < 0.03 * scale
     assert (reps[1].logits.argmax(1) == reps[0].logits.argmax(1)).float().mean() > 0.9
+
+
+def test_precision_and_layout_settings_are_checked_and_resolved(monkeypatch) -> None:
+    import mimlib.device as device
+
+    cpu = torch.device("cpu")
+    assert device.resolve_precision(cpu, "auto") == "fp32"  # a CPU's bf16 is asked for
+    with pytest.raises(ConfigError, match="precision"):
+        device.resolve_precision(cpu, "fp16")
+    monkeypatch.setattr(device, "bf16_native", lambda dev: False)
+    with pytest.raises(ConfigError, match="no native bf16"):
+        device.resolve_precision(cpu, "bf16")
+    with pytest.raises(ConfigError, match="layout"):
+        MIMConfig(layout="nhwc")
+
+
+def test_the_measured_layout_is_the_faster_one_and_is_remembered(tmp_path, monkeypatch) -> None:
+    import mimlib.device as device
+
+    monkeypatch.setenv("MIMLIB_CACHE", str(tmp_path))
+    monkeypatch.setattr(device, "_LAYOUT_CHOICES", {})
+    timings = {"contiguous": 1.0, "channels_last": 0.8}
+    monkeypatch.setattr(device, "_time_layout", lambda dev, layout: timings[layout])
+    assert device.resolve_layout(torch.device("cpu")) == "channels_last"
+    timings["channels_last"] = 0.95  # within 10%: not worth a different layout
+    monkeypatch.setattr(device, "_LAYOUT_CHOICES", {})
+    assert device.resolve_layout(torch.device("cpu")) == "channels_last"  # remembered on disk
+    (tmp_path / "measured-layouts.json").unlink()
+    monkeypatch.setattr(device, "_LAYOUT_CHOICES", {})
+    assert device.resolve_layout(torch.device("cpu")) == "contiguous"
 
 
 def test_the_control_makes_no_mixed_images_and_steps_through_the_same_id_batches(
@@ -222,7 +332,8 @@ def test_the_control_makes_no_mixed_images_and_steps_through_the_same_id_batches
         id_augment="none", seed=5, device="cpu"))
     monkeypatch.setattr(train_module, "multi_input_mixup", no_mixing)
     control = mim_finetune(copy.deepcopy(model), tiny_train, k=4, lam=0.0, steps=4,
-                           batch_size=32, lr=1e-3, seed=5, device="cpu")
+                           batch_size=32, lr=1e-3, seed=5, device="cpu",
+                           bn_mode="mixed-stats")  # train mode, as pretraining
     assert all(row["loss_out"] == 0 for row in control.log)
     # the same steps as plain training on the ID batches alone: identical weights
     for a, b in zip(control.model.state_dict().values(), plain.model.state_dict().values()):
