@@ -122,7 +122,8 @@ def _time_layout(device: torch.device, layout: str, repeats: int = 3) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         start = time.perf_counter()
-        net(x).square().mean().backward()
+        with torch.enable_grad():  # callers may measure from inside torch.no_grad()
+            net(x).square().mean().backward()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         best = min(best, time.perf_counter() - start)

@@ -126,9 +126,14 @@ def test_evaluation_precision_is_fp32_by_default_and_part_of_keys_where_it_acts(
     with pytest.raises(ConfigError, match="eval_precision must be one of"):
         with eval_precision(torch.device("cpu"), "fp16"):
             pass
-    fp32, bf16 = experiment.Setup(), experiment.Setup(eval_precision="bf16")
-    # on the CPU both run fp32, so they share entries (and older fp32 entries keep their keys)
-    assert experiment._precision_key(fp32) == experiment._precision_key(bf16) == {}
+    fp32 = experiment.Setup(eval_layout="contiguous")
+    bf16 = experiment.Setup(eval_precision="bf16", eval_layout="contiguous")
+    channels_last = experiment.Setup(eval_layout="channels_last")
+    # fp32 contiguous evaluations (all entries stored before these settings) keep their keys;
+    # any other way of evaluating is named in the key, on every device
+    assert experiment._precision_key(fp32) == {}
+    assert experiment._precision_key(bf16) == {"eval_precision": "bf16"}
+    assert experiment._precision_key(channels_last) == {"eval_layout": "channels_last"}
     monkeypatch.setattr(experiment, "resolve_device", lambda device: torch.device("cuda"))
     assert experiment._precision_key(fp32) == {}
     assert experiment._precision_key(bf16) == {"eval_precision": "bf16"}
