@@ -4,9 +4,13 @@ Layout: ``ROOT/<kind>/<key>/`` holds ``record.json`` (configuration, metrics, li
 git revision, data checksums, timing) and any artefacts (``scores.npz``, ``model.pt``,
 ``log.json``...). An entry is written into a hidden temporary folder and renamed into place in
 one atomic step, so a killed process leaves either a complete entry or none (plus a stale
-temporary folder that the next write removes). Re-running with the same configuration finds the
-entry and skips the work. ``ROOT/.usage/NOTEBOOK.json`` lists the entries each chapter's last
-run used (what a chapter costs is the wall time of those entries).
+temporary folder that the next write of that key removes). Every write of a key holds that key's
+lock (:meth:`Store.lock`), and only a writer holding it judges which temporary folders of the key
+are stale, so jobs on several hosts can share one store. A committed entry is never changed:
+files computed again for it (the weights of a run whose entry keeps none) go to
+``ROOT/.recomputed``. Re-running with the same configuration finds the entry and skips the work.
+``ROOT/.usage/NOTEBOOK.json`` lists the entries each chapter's last run with its profile's own
+parameters used (what a chapter costs is the wall time of those entries).
 """
 
 from __future__ import annotations
@@ -17,9 +21,14 @@ import json
 import os
 import platform
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
 import time
+import warnings
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -32,6 +41,17 @@ RECORD = "record.json"
 LOCKS = ".locks"  # one lock file per key being computed (see Store.lock)
 USAGE = ".usage"  # per notebook: the entries its last successful run used (Store.record_usage)
 USAGE_ENV = "MIMLIB_USAGE"  # a file every store read appends to while it is set
+RECOMPUTED = ".recomputed"  # files computed again for entries that do not keep them
+
+
+class _Held(threading.local):
+    """The lock files this thread holds (:meth:`Store.lock` is re-entrant)."""
+
+    def __init__(self) -> None:
+        self.paths: set[str] = set()
+
+
+_HELD = _Held()
 
 
 def default_root() -> Path:
@@ -102,11 +122,19 @@ class Entry:
         return self.path / name
 
     def arrays(self, name: str = "scores.npz") -> dict[str, np.ndarray]:
-        with np.load(self.path / name, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+        try:
+            with np.load(self.path / name, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+            raise MimlibError(_damaged(self.path, f"has a missing or damaged {name} "
+                                                  f"({type(err).__name__}: {err})")) from err
 
     def json(self, name: str) -> Any:
-        return json.loads((self.path / name).read_text())
+        try:
+            return json.loads((self.path / name).read_text())
+        except (OSError, ValueError) as err:
+            raise MimlibError(_damaged(self.path, f"has a missing or damaged {name} "
+                                                  f"({type(err).__name__}: {err})")) from err
 
 
 class Store:
@@ -121,19 +149,13 @@ class Store:
     def get(self, kind: str, config: dict[str, Any]) -> Entry | None:
         """The finished entry for this configuration, or None. Checks the stored configuration."""
         path = self.path(kind, config)
-        record_file = path / RECORD
-        if not record_file.is_file():
+        if not (path / RECORD).is_file():
             return None
-        try:
-            record = json.loads(record_file.read_text())
-        except json.JSONDecodeError as err:
-            raise MimlibError(f"store entry {path} is corrupt ({err}); delete the folder and "
-                              "re-run to recompute it") from err
-        if canonical_json(record.get("config")) != canonical_json(config):
-            raise MimlibError(f"store entry {path} holds another configuration than its key "
-                              "says; delete the folder and re-run")
+        entry = _read_entry(path)
+        if canonical_json(entry.record["config"]) != canonical_json(config):
+            raise MimlibError(_damaged(path, "holds another configuration than its key says"))
         self._note_use(kind, path.name)
-        return Entry(path, record)
+        return entry
 
     def _note_use(self, kind: str, key: str) -> None:
         """Append this entry to ``$MIMLIB_USAGE`` when it is set (by
@@ -147,13 +169,17 @@ class Store:
 
     def record_usage(self, notebook: str, entries: Iterable[str]) -> None:
         """Store which entries (``kind/key``) a notebook's run used, replacing its last record
-        (``ROOT/.usage/NOTEBOOK.json``, written atomically)."""
-        folder = self.root / USAGE
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{notebook}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps({"notebook": notebook, "entries": sorted(set(entries))},
-                                  indent=1) + "\n")
-        os.replace(tmp, folder / f"{notebook}.json")
+        (``ROOT/.usage/NOTEBOOK.json``, written atomically; an unchanged record is not
+        written, so a read-only store that holds it already is fine)."""
+        final = self.root / USAGE / f"{notebook}.json"
+        text = json.dumps({"notebook": notebook, "entries": sorted(set(entries))},
+                          indent=1) + "\n"
+        if final.is_file() and final.read_text() == text:
+            return
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".{notebook}.{_writer_id()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, final)
 
     def usage(self) -> dict[str, list[str]]:
         """The entries (``kind/key``) each recorded notebook used, by notebook name."""
@@ -162,23 +188,37 @@ class Store:
 
     @contextlib.contextmanager
     def writer(self, kind: str, config: dict[str, Any]) -> Iterator[Path]:
-        """A temporary folder to write artefacts into; committed atomically on success only."""
+        """A temporary folder to write artefacts into; committed atomically on success only.
+
+        The whole write holds the key's lock, so the temporary folders of this key that it
+        finds belong to writers that died (on any host): it removes them. Folders of other
+        keys are left to their own key's next writer. A folder at the entry's place without a
+        record (a partial copy) is no entry: it is replaced, with a warning.
+        """
         final = self.path(kind, config)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        self._clean_stale(final.parent)
-        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{os.getpid()}-{final.name}-"))
-        try:
-            yield tmp
-            if not (tmp / RECORD).is_file():
-                raise MimlibError("a store entry must write its record before it is committed")
-            _fsync_tree(tmp)
-            if final.exists():  # another process finished first: keep its entry
-                shutil.rmtree(tmp)
-            else:
+        with self.lock(kind, config):
+            final.parent.mkdir(parents=True, exist_ok=True)
+            _remove_temporaries(final.parent, final.name)
+            tmp = Path(tempfile.mkdtemp(dir=final.parent,
+                                        prefix=f".tmp-{final.name}-{_writer_id()}-"))
+            try:
+                yield tmp
+                if not (tmp / RECORD).is_file():
+                    raise MimlibError("a store entry must write its record before it is "
+                                      "committed")
+                _fsync_tree(tmp)
+                if (final / RECORD).is_file():  # another process finished first: keep its entry
+                    shutil.rmtree(tmp)
+                    return
+                if final.exists():
+                    warnings.warn(f"store folder {final} had no {RECORD} (a partial copy?); "
+                                  "replaced by the entry just computed", RuntimeWarning,
+                                  stacklevel=3)
+                    _remove(final, final.name)
                 os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
 
     def put(self, kind: str, config: dict[str, Any], result: dict[str, Any],
             arrays: dict[str, np.ndarray] | None = None,
@@ -199,7 +239,11 @@ class Store:
                           "%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
             (tmp / RECORD).write_text(json.dumps(record, indent=1, sort_keys=True,
                                                  default=_json_default))
-        return self.get(kind, config)  # type: ignore[return-value]
+        entry = self.get(kind, config)
+        if entry is None:
+            raise MimlibError(f"store entry {self.path(kind, config)} vanished right after it "
+                              "was written; is another program deleting files in the store?")
+        return entry
 
     def get_or_compute(self, kind: str, config: dict[str, Any],
                        compute: Callable[[], tuple[dict[str, Any], dict[str, np.ndarray] | None,
@@ -230,48 +274,92 @@ class Store:
         """One computation per key at a time, for every process that shares this store (jobs
         on one machine or on a cluster's shared file system): filelock's ``flock``, which the
         kernel releases when its holder dies, so a killed job never blocks the others; on NFS,
-        Linux maps it to NFS byte-range locks. The lock files stay in ``ROOT/.locks``."""
+        Linux maps it to NFS byte-range locks. Re-entrant within a thread. The lock files stay
+        in ``ROOT/.locks``."""
         from filelock import FileLock
 
         path = self.root / LOCKS / f"{kind}-{config_key(kind, config)}.lock"
+        name = os.path.abspath(path)
+        if name in _HELD.paths:
+            yield
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(path)):
-            yield
+            _HELD.paths.add(name)
+            try:
+                yield
+            finally:
+                _HELD.paths.discard(name)
 
     def delete(self, kind: str, config: dict[str, Any]) -> None:
         path = self.path(kind, config)
-        if path.exists():
-            trash = path.with_name(f".tmp-{os.getpid()}-{path.name}-deleted")
-            os.replace(path, trash)
-            shutil.rmtree(trash, ignore_errors=True)
+        with self.lock(kind, config):
+            if path.exists():
+                _remove(path, path.name)
+
+    def recomputed(self, kind: str, config: dict[str, Any], name: str,
+                   write: Callable[[Path], None]) -> Path:
+        """A file that the entry of (kind, config) does not keep, computed again (``write(path)``
+        writes it) once across jobs, under the key's lock, into
+        ``ROOT/.recomputed/KIND/KEY/NAME``: the committed entry itself is never changed."""
+        final = self.root / RECOMPUTED / kind / config_key(kind, config) / name
+        with self.lock(kind, config):
+            if not final.is_file():
+                final.parent.mkdir(parents=True, exist_ok=True)
+                tmp = final.with_name(f".{name}.{_writer_id()}.tmp")
+                try:
+                    write(tmp)
+                    os.replace(tmp, final)
+                finally:
+                    tmp.unlink(missing_ok=True)
+        return final
 
     def entries(self, kind: str | None = None) -> list[Entry]:
-        """Every finished entry (of one kind), oldest first."""
+        """Every finished entry (of one kind), oldest first; temporary folders are no entries."""
         kinds = [self.root / kind] if kind else sorted(
             p for p in self.root.glob("*") if p.is_dir() and not p.name.startswith("."))
-        found = []
-        for folder in kinds:
-            for path in sorted(folder.glob("*/" + RECORD)):
-                found.append(Entry(path.parent, json.loads(path.read_text())))
+        found = [_read_entry(path.parent) for folder in kinds
+                 for path in sorted(folder.glob("*/" + RECORD))
+                 if not path.parent.name.startswith(".")]
         return sorted(found, key=lambda e: e.record.get("created", ""))
 
-    @staticmethod
-    def _clean_stale(folder: Path) -> None:
-        """Remove the temporary folders of writers that are no longer running (killed ones)."""
-        for tmp in folder.glob(".tmp-*"):
-            pid = tmp.name.split("-")[1]
-            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-                shutil.rmtree(tmp, ignore_errors=True)
+
+def _damaged(path: Path, what: str) -> str:
+    """What to do about a damaged entry: restore it if committed, else recompute it."""
+    return (f"store entry {path} {what}. If it is committed, restore it with `git checkout -- "
+            f"{path}`; otherwise delete the folder and re-run to recompute it")
 
 
-def _alive(pid: int) -> bool:
+def _read_entry(path: Path) -> Entry:
+    """The entry in ``path``, its record checked to be a record (MimlibError naming it)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        record = json.loads((path / RECORD).read_text())
+    except (OSError, ValueError) as err:
+        raise MimlibError(_damaged(path, f"has a corrupt {RECORD} ({err})")) from err
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        raise MimlibError(_damaged(path, f"has a {RECORD} that holds no record "
+                                         f"({canonical_json(record)[:60]})"))
+    return Entry(path, record)
+
+
+def _writer_id() -> str:
+    """Host and process of a writer, in the names of its temporary files (for people
+    reading the store: what is stale is decided by the key's lock, not by these)."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _remove_temporaries(folder: Path, key: str) -> None:
+    """Remove the temporary folders of ``key`` in ``folder``; call only holding key's lock."""
+    for tmp in folder.glob(".tmp-*"):
+        if key in tmp.name.split("-"):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove(path: Path, key: str) -> None:
+    """Remove an entry folder: first renamed out of place (atomic), then deleted."""
+    trash = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".tmp-{key}-{_writer_id()}-"))
+    os.replace(path, trash / "deleted")
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _fsync_tree(folder: Path) -> None:

@@ -74,12 +74,162 @@ def test_a_tampered_entry_is_refused(store_root) -> None:
         store.get("run", {"k": 1})
 
 
-def test_temporary_folders_of_dead_writers_are_removed(store_root) -> None:
+def test_a_keys_writer_removes_its_dead_temporaries_and_no_others(store_root) -> None:
+    """Holding the key's lock proves every other writer of that key is gone, on any host;
+    a temporary folder of another key may be a live writer elsewhere and is left alone."""
     store = Store(store_root)
-    stale = store_root / "run" / ".tmp-999999999-abc-xyz"
-    stale.mkdir(parents=True)
+    key, other = store.path("run", {"k": 1}).name, store.path("run", {"k": 2}).name
+    dead = [store_root / "run" / f".tmp-{key}-node-a-4242-x1",  # killed on some host
+            store_root / "run" / f".tmp-999999999-{key}-y2"]  # the former naming
+    alive = store_root / "run" / f".tmp-{other}-node-b-77-z3"
+    for folder in (*dead, alive):
+        folder.mkdir(parents=True)
+        (folder / "model.pt").write_bytes(b"half written")
     store.put("run", {"k": 1}, {"v": 1})
-    assert not stale.exists()
+    assert not any(folder.exists() for folder in dead)
+    assert (alive / "model.pt").read_bytes() == b"half written"
+    assert sorted(p.name for p in (store_root / "run").iterdir()) == [alive.name, key]
+
+
+_OTHER_HOST = """
+import os, socket, sys, time
+from pathlib import Path
+
+# a job on another host (or in another PID namespace): its PID names no process here
+os.getpid = lambda: 999999999
+socket.gethostname = lambda: "node-b"
+from mimlib.store import Store
+
+root, signal = Path(sys.argv[1]), Path(sys.argv[2])
+
+def save_weights(path):
+    signal.write_text("writing")  # its temporary folder exists now
+    while not (signal.parent / "go").exists():
+        time.sleep(0.05)
+    path.write_bytes(b"hours of training")
+
+entry = Store(root).get_or_compute("finetune", {"run": "A"},
+                                   lambda: ({"v": 1}, None, {"model.pt": save_weights}))
+print(entry.file("model.pt").read_bytes().decode())
+"""
+
+
+def test_a_write_never_removes_the_work_in_progress_of_another_host(tmp_path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    signal = tmp_path / "signal"
+    writer = subprocess.Popen([sys.executable, "-c", _OTHER_HOST, str(tmp_path / "store"),
+                               str(signal)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    for _ in range(600):
+        if signal.exists() or writer.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert signal.exists(), writer.communicate()
+    in_progress = list((tmp_path / "store" / "finetune").glob(".tmp-*"))
+    assert len(in_progress) == 1
+    Store(tmp_path / "store").put("finetune", {"run": "B"}, {"v": 2})  # this host's job
+    assert in_progress[0].is_dir()
+    (tmp_path / "go").touch()
+    out, err = writer.communicate(timeout=120)
+    assert writer.returncode == 0, err
+    assert out.strip() == "hours of training"
+    entries = Store(tmp_path / "store").entries("finetune")
+    assert sorted(e.record["result"]["v"] for e in entries) == [1, 2]
+
+
+def test_a_folder_without_its_record_is_computed_once_and_replaced(store_root) -> None:
+    """A folder at an entry's place without record.json (a partial copy) is no entry: the next
+    computation replaces it, says so, and later runs read the new entry."""
+    store = Store(store_root)
+    broken = store.path("run", {"k": 1})
+    broken.mkdir(parents=True)
+    (broken / "scores.npz").write_bytes(b"part of a copy")
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"v": 7}, {"s": np.arange(3.0)}, None
+
+    with pytest.warns(RuntimeWarning, match="had no record.json"):
+        entry = store.get_or_compute("run", {"k": 1}, compute)
+    assert entry.path == broken and entry.record["result"] == {"v": 7}
+    assert entry.arrays()["s"].tolist() == [0.0, 1.0, 2.0]
+    assert store.get_or_compute("run", {"k": 1}, compute).record["result"] == {"v": 7}
+    assert len(calls) == 1
+    assert sorted(p.name for p in (store_root / "run").iterdir()) == [broken.name]
+
+
+def test_listing_skips_temporary_folders_and_names_a_damaged_record(store_root) -> None:
+    store = Store(store_root)
+    entry = store.put("run", {"k": 1}, {"v": 1})
+    half = store_root / "run" / f".tmp-{store.path('run', {'k': 2}).name}-node-a-5-x"
+    half.mkdir()
+    (half / "record.json").write_text('{"config": {"k"')  # a writer killed mid-record
+    assert [e.path for e in store.entries()] == [entry.path]
+    assert [e.path for e in store.entries("run")] == [entry.path]
+    (entry.path / "record.json").write_text('{"config": {"k"')
+    with pytest.raises(MimlibError, match=f"{entry.path} has a corrupt record.json"):
+        store.entries()
+
+
+def test_a_record_holding_null_is_named_with_how_to_restore_it(store_root) -> None:
+    store = Store(store_root)
+    entry = store.put("run", {"k": 1}, {"v": 1})
+    (entry.path / "record.json").write_text("null")
+    for read in (lambda: store.get("run", {"k": 1}), store.entries):
+        with pytest.raises(MimlibError, match="holds no record") as err:
+            read()
+        assert f"git checkout -- {entry.path}" in str(err.value)
+
+
+@pytest.mark.parametrize("damage", ["deleted", "truncated", "garbage", "bad member"])
+def test_a_damaged_scores_file_is_named(store_root, damage) -> None:
+    store = Store(store_root)
+    entry = store.put("scores", {"k": 1}, {"v": 1}, {"id": np.linspace(0, 1, 5000)})
+    path = entry.file("scores.npz")
+    data = path.read_bytes()
+    if damage == "deleted":
+        path.unlink()
+    elif damage == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"not an npz file" * 100)
+    else:  # the archive's directory intact, the compressed array bytes changed
+        path.write_bytes(data[:200] + bytes(b ^ 0xFF for b in data[200:1000]) + data[1000:])
+    with pytest.raises(MimlibError, match="scores.npz") as err:
+        store.get("scores", {"k": 1}).arrays()
+    assert str(entry.path) in str(err.value) and "git checkout --" in str(err.value)
+
+
+def test_a_file_computed_again_goes_beside_the_entry_once(store_root) -> None:
+    """What an entry does not keep (weights) is computed again into ROOT/.recomputed, once;
+    the entry is never touched, and a failed computation leaves nothing."""
+    store = Store(store_root)
+    entry = store.put("finetune", {"k": 1}, {"v": 1})
+    before = {p.name: p.read_bytes() for p in entry.path.iterdir()}
+    calls = []
+
+    def write(path):
+        calls.append(path)
+        path.write_bytes(b"weights")
+
+    first = store.recomputed("finetune", {"k": 1}, "model.pt", write)
+    assert store.recomputed("finetune", {"k": 1}, "model.pt", write) == first
+    assert first == store_root / ".recomputed" / "finetune" / entry.path.name / "model.pt"
+    assert first.read_bytes() == b"weights" and len(calls) == 1
+    assert {p.name: p.read_bytes() for p in entry.path.iterdir()} == before
+
+    def fails(path):
+        path.write_bytes(b"half")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        store.recomputed("finetune", {"k": 2}, "model.pt", fails)
+    assert [p for p in (store_root / ".recomputed").rglob("*") if p.is_file()] == [first]
+    assert [e.path for e in store.entries()] == [entry.path]  # not an entry
 
 
 _WORKER = """
