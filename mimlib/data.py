@@ -242,23 +242,25 @@ def _cached(cache: Path, build: Callable[[], ImageSet]) -> ImageSet:
 def _image_folder(path: Path, split: str) -> ImageSet:
     if not path.exists():
         raise DataError(f"{path} does not exist; give an existing folder or .tar/.tar.xz")
-    return _cached(_cache_file("id", path, split), lambda: _decode_image_folder(path, split))
+    # "classes checked": sets cached before train and test were compared are decoded again
+    return _cached(_cache_file("id", path, split, "classes checked"),
+                   lambda: _decode_image_folder(path, split))
 
 
 def _decode_image_folder(path: Path, split: str) -> ImageSet:
     source = _Source(path)
-    prefix = _split_prefix(source, split)
-    files = source.images_under(prefix)
-    if not files:
-        raise DataError(f"no images under {path}/{prefix}: an ID folder needs "
-                        f"{split}/<class>/<image> files ({', '.join(IMAGE_SUFFIXES)})")
-    class_of = [f[len(prefix):].split("/")[0] for f in files]
-    if any("/" not in f[len(prefix):] for f in files):
-        raise DataError(f"{path}/{prefix} has images outside class folders; use the layout "
-                        f"{split}/<class>/<image>")
+    prefix, files, class_of = _split_files(source, split)
     classes = tuple(sorted(set(class_of)))
-    if len(classes) < 2:
-        raise DataError(f"{path}/{prefix} has {len(classes)} class folder(s); need at least 2")
+    other = "test" if split == "train" else "train"
+    other_classes = set(_split_files(source, other)[2])
+    if other_classes != set(classes):
+        only_here = ", ".join(sorted(set(classes) - other_classes)) or "none"
+        only_there = ", ".join(sorted(other_classes - set(classes))) or "none"
+        raise DataError(
+            f"{path}: train/ and test/ hold images of different classes (only in {split}/: "
+            f"{only_here}; only in {other}/: {only_there}), so a label would mean one class "
+            "in training and another in testing. Give both splits the same class folders, "
+            "each holding images")
     images = np.empty((len(files), 32, 32, 3), np.uint8)
     for i, name in enumerate(files):
         img = _decode(source.read(name), name)
@@ -272,6 +274,24 @@ def _decode_image_folder(path: Path, split: str) -> ImageSet:
     return ImageSet(f"{path.name}/{split}",
                     torch.from_numpy(images.transpose(0, 3, 1, 2).copy())[order], labels[order],
                     classes, f"image folder {path} ({split}), fixed shuffled order")
+
+
+def _split_files(source: _Source, split: str) -> tuple[str, list[str], list[str]]:
+    """A split's path prefix, its image files and the class (folder) of each; the classes
+    are the folders that hold images, at least two."""
+    prefix = _split_prefix(source, split)
+    files = source.images_under(prefix)
+    if not files:
+        raise DataError(f"no images under {source.path}/{prefix}: an ID folder needs "
+                        f"{split}/<class>/<image> files ({', '.join(IMAGE_SUFFIXES)})")
+    if any("/" not in f[len(prefix):] for f in files):
+        raise DataError(f"{source.path}/{prefix} has images outside class folders; use the "
+                        f"layout {split}/<class>/<image>")
+    class_of = [f[len(prefix):].split("/")[0] for f in files]
+    if len(set(class_of)) < 2:
+        raise DataError(f"{source.path}/{prefix} has {len(set(class_of))} class folder(s) "
+                        "with images; need at least 2")
+    return prefix, files, class_of
 
 
 def _split_prefix(source: _Source, split: str) -> str:
@@ -341,8 +361,13 @@ def _mnist(spec: str, options: DataOptions, name: str) -> ImageSet:
 
 def _decode_mnist(path: Path, name: str) -> ImageSet:
     import gzip
+    import zlib
 
-    raw = gzip.decompress(path.read_bytes())
+    try:
+        raw = gzip.decompress(path.read_bytes())
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"{path} is not a readable gzip file ({type(err).__name__}: {err}); "
+                        "replace it with the original MNIST test file") from err
     magic, n, rows, cols = (int.from_bytes(raw[i:i + 4], "big") for i in range(0, 16, 4))
     if magic != 2051 or len(raw) != 16 + n * rows * cols:
         raise DataError(f"{path} is not an MNIST idx3 image file (or is truncated)")
@@ -517,6 +542,7 @@ def known_num_classes(spec: str) -> int | None:
         return {"cifar10": 10, "cifar100": 100, "synthetic": len(synthetic.ID_CLASSES)}[spec]
     if spec.startswith("folder:"):
         train = Path(spec[len("folder:"):]).expanduser() / "train"
-        if train.is_dir():
-            return sum(1 for p in train.iterdir() if p.is_dir())
+        if train.is_dir():  # the class folders that hold images, as the loader counts them
+            return sum(1 for p in train.iterdir() if p.is_dir() and any(
+                f.suffix.lower() in IMAGE_SUFFIXES for f in p.rglob("*")))
     return None

@@ -145,3 +145,48 @@ def test_decoded_folders_are_cached_until_the_folder_changes(image_folder, monke
     _write_images(image_folder / "test" / "cat", 3, seed=99, suffix=".jpg")
     changed = load_id(f"folder:{image_folder}", "test")
     assert len(calls) == 1 and len(changed) == len(first) + 3
+
+
+@pytest.mark.parametrize("change,only_train,only_test", [
+    ("an empty class folder in train/", "none", "bee"),
+    ("an empty class folder in test/", "bee", "none"),
+    ("another class name in test/", "emu", "owl"),
+])
+def test_train_and_test_with_other_classes_are_refused(image_folder, change, only_train,
+                                                       only_test) -> None:
+    """Labels are indices into the sorted class folders that hold images: splits with other
+    classes would give one label two meanings (bee is 0 in test/ and absent from train/)."""
+    if change == "an empty class folder in train/":
+        (image_folder / "train" / "bee").mkdir()
+        _write_images(image_folder / "test" / "bee", 2)
+    elif change == "an empty class folder in test/":
+        _write_images(image_folder / "train" / "bee", 2)
+        (image_folder / "test" / "bee").mkdir()
+    else:
+        (image_folder / "test" / "emu").rename(image_folder / "test" / "owl")
+    for split in ("train", "test"):
+        with pytest.raises(DataError, match="train/ and test/ hold images of different "
+                                            "classes") as err:
+            load_id(f"folder:{image_folder}", split)
+        other = "test" if split == "train" else "train"
+        only = {"train": only_train, "test": only_test}
+        assert f"only in {split}/: {only[split]}; only in {other}/: {only[other]}" \
+            in str(err.value)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_mnist_file_is_named(tmp_path, damage) -> None:
+    import gzip
+
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    path = folder / "t10k-images-idx3-ubyte.gz"
+    if damage == "garbage":
+        path.write_bytes(b"<html>rate limited</html>")
+    else:
+        header = (2051).to_bytes(4, "big") + (100).to_bytes(4, "big") + (28).to_bytes(4, "big")
+        whole = gzip.compress(header + (28).to_bytes(4, "big") + bytes(100 * 28 * 28))
+        path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(DataError, match="is not a readable gzip file") as err:
+        load_ood(f"mnist:{folder}")
+    assert str(path) in str(err.value)
