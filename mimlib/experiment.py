@@ -155,6 +155,10 @@ class Setup:
 
             key = PAPER_CHECKPOINTS[self.id_data] if self.base == "published" else self.base[9:]
             check_published(key, self.weights_folder, self.download)
+        self.check_checkpoint()
+
+    def check_checkpoint(self) -> None:
+        """A ``checkpoint:PATH`` base loads and fits the model (nothing to check otherwise)."""
         if self.base.startswith("checkpoint:"):
             from .checkpoints import load_into, load_state_dict_file
 
@@ -338,21 +342,24 @@ class Experiment:
                              lambda: build_model(s.arch, self.id_train.num_classes))
 
     def mim_model(self, base: ModelRun | None = None, *, force: bool = False,
-                  eval_every: int = 0, **overrides: Any) -> ModelRun:
+                  eval_every: int = 0, per_set_curve: bool = False,
+                  **overrides: Any) -> ModelRun:
         """MIM-fine-tune the base model; protocol settings first, then ``overrides``.
 
         With ``eval_every=N`` the mean MSP AUROC over the OOD sets and the ID accuracy are
-        measured every N steps (the authors evaluated every 30 steps) and stored with the run.
+        measured every N steps (the authors evaluated every 30 steps) and stored with the run;
+        ``per_set_curve`` adds each set's AUROC (``auroc[NAME]``), which near/far judgements need.
         """
         base = base or self.base_model()
         cfg, recipe = self._mim_config(base, eval_every, overrides)
 
         def run() -> TrainResult:
             model = _copy_model(base.model)
-            return mim_finetune(model, self.id_train, cfg, on_eval=self._eval_hook())
+            return mim_finetune(model, self.id_train, cfg,
+                                on_eval=self._eval_hook(per_set_curve))
 
         return self._trained("finetune", recipe, run, force, lambda: _copy_model(base.model),
-                             self._curve_key(eval_every))
+                             self._curve_key(eval_every, per_set_curve))
 
     def mim_recipe(self, base: ModelRun, **overrides: Any) -> dict[str, Any]:
         """The store key of a MIM run (what :meth:`mim_model` would look up)."""
@@ -383,11 +390,13 @@ class Experiment:
         return self._trained("finetune", recipe, run, force, lambda: _copy_model(base.model),
                              self._curve_key(eval_every))
 
-    def _curve_key(self, eval_every: int) -> dict[str, Any] | None:
+    def _curve_key(self, eval_every: int, per_set: bool = False) -> dict[str, Any] | None:
         """What an evaluation curve during training depends on (None: no curve wanted)."""
+        if not eval_every:
+            return None
         return {"eval_every": eval_every, "data": _eval_data_key(self.setup),
-                "curve_limit": self.setup.curve_limit,
-                **_precision_key(self.setup)} if eval_every else None
+                "curve_limit": self.setup.curve_limit, **({"per_set": True} if per_set else {}),
+                **_precision_key(self.setup)}
 
     def _trained(self, kind: str, recipe: dict[str, Any], run: Any, force: bool,
                  blank: Any, curve: dict[str, Any] | None = None) -> ModelRun:
@@ -398,7 +407,8 @@ class Experiment:
         which case the run is repeated with the evaluations and replaces the entry.
         """
         stored = None if force else self.store.get(kind, recipe)
-        if stored is not None and curve is not None and stored.record["result"].get("curve") != curve:
+        if stored is not None and curve is not None and not _curve_holds(
+                stored.record["result"].get("curve"), curve):
             force = True
         trained: list[nn.Module] = []
 
@@ -418,8 +428,20 @@ class Experiment:
         def load() -> nn.Module:
             if entry.file(MODEL_FILE).is_file():
                 return load_checkpoint(blank(), entry.file(MODEL_FILE))
-            # committed results keep few weights: train again (deterministic on the CPU)
-            return self._trained(kind, recipe, run, True, blank, curve).model
+            # committed results keep few weights: train again (deterministic on the CPU), once
+            # across jobs, into the store's ROOT/.recomputed; the entry is never rewritten
+            return load_checkpoint(blank(), self.store.recomputed(kind, recipe, MODEL_FILE,
+                                                                  train_again))
+
+        def train_again(path: Path) -> None:
+            import warnings
+
+            result: TrainResult = run()
+            if canonical_json(result.log) != canonical_json(entry.record["result"]["log"]):
+                warnings.warn(f"the weights of {entry.path} trained again here differ from the "
+                              "stored run's (the training logs differ): results computed from "
+                              "them may not match the stored ones", RuntimeWarning, stacklevel=2)
+            atomic_torch_save(result.model.state_dict(), path)
 
         return ModelRun(recipe, None, entry.record, load=load)
 
@@ -438,6 +460,22 @@ class Experiment:
                                          provenance=self.provenance)
 
     # ------------------------------------------------------------------ evaluation
+    def predictions(self, run: ModelRun) -> np.ndarray:
+        """The predicted class of every ID test image (stored: paired accuracy comparisons
+        resample the test images, which needs each image's outcome, not the mean)."""
+        config = {"model": run.recipe, "data": _eval_data_key(self.setup),
+                  **_precision_key(self.setup)}
+
+        def compute() -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+            reps = self._reps(run, "__id__")
+            predicted = reps.logits.argmax(1)
+            return ({"accuracy": float((predicted == reps.labels).float().mean())},
+                    {"predicted": predicted.numpy().astype(np.int16),
+                     "labels": reps.labels.numpy().astype(np.int16)})
+
+        arrays = self.stored("predictions", config, compute).arrays()
+        return arrays["predicted"] == arrays["labels"]
+
     def accuracy(self, model: nn.Module) -> float:
         """Top-1 accuracy on the ID test set."""
         reps = self._extract(model, self.id_test)
@@ -448,15 +486,17 @@ class Experiment:
                        device=self.setup.device, precision=self.setup.eval_precision,
                        layout=self.setup.eval_layout)
 
-    def _eval_hook(self):  # noqa: ANN202 - a closure for the training loop
+    def _eval_hook(self, per_set: bool = False):  # noqa: ANN202 - a closure for the loop
         limit, seed = self.setup.curve_limit, self.setup.seed
 
         def hook(model: nn.Module, step: int) -> dict[str, float]:
             id_reps = self._extract(model, self.id_test.subset(limit, seed))
             id_msp = id_reps.logits.softmax(1).amax(1).numpy()
-            aurocs = [ood_metrics(id_msp, self._extract(model, s.subset(limit, seed)).logits
-                                  .softmax(1).amax(1).numpy())["auroc"] for s in self.ood.values()]
-            return {"mean_auroc": float(np.mean(aurocs)),
+            aurocs = {name: ood_metrics(id_msp, self._extract(model, s.subset(limit, seed))
+                                        .logits.softmax(1).amax(1).numpy())["auroc"]
+                      for name, s in self.ood.items()}
+            return {"mean_auroc": float(np.mean(list(aurocs.values()))),
+                    **{f"auroc[{name}]": value for name, value in aurocs.items() if per_set},
                     "accuracy": float((id_reps.logits.argmax(1) == id_reps.labels)
                                       .float().mean())}
         return hook
@@ -573,6 +613,15 @@ def _precision_key(setup: Setup) -> dict[str, Any]:
     if resolve_layout(device, setup.eval_layout) != "contiguous":
         key["eval_layout"] = resolve_layout(device, setup.eval_layout)
     return key
+
+
+def _curve_holds(stored: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:
+    """Whether a stored curve is the one wanted (a per-set curve also holds the mean)."""
+    if stored is None:
+        return False
+    if not wanted.get("per_set"):
+        stored = {k: v for k, v in stored.items() if k != "per_set"}
+    return stored == wanted
 
 
 #: The batch-norm modes as keys stored before there were three name them.

@@ -47,3 +47,24 @@ def test_stored_results_are_reused_and_carry_provenance(experiment: Experiment) 
     assert np.all((scores["MSP/synthetic_textures"] > 0) & (scores["MSP/synthetic_textures"] <= 1))
     kinds = {e.record["kind"] for e in experiment.store.entries()}
     assert kinds == {"pretrain", "finetune", "scores"}
+
+
+def test_a_per_set_curve_holds_each_sets_auroc_and_serves_the_mean_curve(
+        experiment: Experiment) -> None:
+    base = experiment.base_model()
+    per_set = experiment.mim_model(base, steps=20, k=5, lr=1e-2, eval_every=10,
+                                   per_set_curve=True)
+    names = list(experiment.ood)
+    for point in per_set.evals:
+        values = [point[f"auroc[{name}]"] for name in names]
+        assert point["mean_auroc"] == pytest.approx(np.mean(values), abs=1e-12)
+    # asking for the mean curve alone reuses the stored run: no second training
+    created = per_set.record["created"]
+    assert experiment.mim_model(base, steps=20, k=5, lr=1e-2,
+                                eval_every=10).record["created"] == created
+    # a mean-only curve does not serve a per-set request: the run is repeated with it
+    mean_only = experiment.mim_model(base, steps=21, k=5, lr=1e-2, eval_every=10)
+    assert "auroc[" not in "".join(mean_only.evals[0])
+    again = experiment.mim_model(base, steps=21, k=5, lr=1e-2, eval_every=10,
+                                 per_set_curve=True)
+    assert {f"auroc[{name}]" for name in names} <= set(again.evals[0])
