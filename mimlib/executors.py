@@ -20,7 +20,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 from .errors import ConfigError, MimlibError
 
@@ -75,9 +75,11 @@ def executor_settings(profile: dict[str, Any], kind: str | None = None,
 def run_jobs(root: Path, todo: list[tuple[str, dict[str, Any], Path]],
              settings: ExecutorSettings, *, progress: bool = False,
              on_start: Callable[[str], None] = lambda name: None,
-             on_done: Callable[[Any], None] = lambda result: None) -> list[Any]:
+             on_done: Callable[[Any], None] = lambda result: None,
+             record_usage: Collection[str] = ()) -> list[Any]:
     """Execute the (name, parameters, executed path) notebooks; ``on_start`` and ``on_done``
-    see each notebook start and each result arrive (the caller records it in the manifest).
+    see each notebook start and each result arrive (the caller records it in the manifest);
+    the notebooks named in ``record_usage`` record which store entries they used.
     Returns the results in the order of ``todo``."""
     from .orchestrate import execute_notebook
 
@@ -85,7 +87,8 @@ def run_jobs(root: Path, todo: list[tuple[str, dict[str, Any], Path]],
         results = []
         for name, params, out in todo:
             on_start(name)
-            results.append(execute_notebook(root, name, params, out, progress))
+            results.append(execute_notebook(root, name, params, out, progress,
+                                            name in record_usage))
             on_done(results[-1])
         return results
     executor = _executor(root, settings)
@@ -102,7 +105,8 @@ def run_jobs(root: Path, todo: list[tuple[str, dict[str, Any], Path]],
         while pending and len(running) + len(batch) < limit:
             batch.append(pending.pop(0))
         if batch:  # one job per notebook: a failure, its log and a re-run stay per chapter
-            jobs = [executor.submit(execute_notebook, root, name, params, out)
+            jobs = [executor.submit(execute_notebook, root, name, params, out, False,
+                                    name in record_usage)
                     for _, (name, params, out) in batch]
             running += [(i, todo[i], job) for (i, _), job in zip(batch, jobs)]
             for _, (name, _, _) in batch:

@@ -148,6 +148,11 @@ def resolve_notebook(root: Path, name: str) -> str:
     return matches[0]
 
 
+def profile_parameters(profile: dict[str, Any], name: str) -> dict[str, Any]:
+    """A notebook's parameters in a profile: the common ones, then its own."""
+    return _merge(profile.get("common", {}), (profile.get("notebooks") or {}).get(name, {}))
+
+
 def notebook_parameters(root: Path, name: str, profile: dict[str, Any],
                         overrides: list[tuple[str, str]] = ()) -> dict[str, Any]:
     """The parameters a notebook runs with: profile (common, then its own), then overrides.
@@ -159,8 +164,11 @@ def notebook_parameters(root: Path, name: str, profile: dict[str, Any],
 
     from .notebook import check_parameters
 
-    params = _merge(profile.get("common", {}), (profile.get("notebooks") or {}).get(name, {}))
-    params = apply_overrides(params, list(overrides))
+    if any(key == "profile" for key, _ in overrides):
+        raise ConfigError("choose a profile with --profile, not -p profile: a profile's results "
+                          "are labelled and exported under its name, so that name is not a "
+                          "parameter to change")
+    params = apply_overrides(profile_parameters(profile, name), list(overrides))
     declared = pm.inspect_notebook(str(root / NOTEBOOKS / f"{name}.ipynb"))
     unknown = sorted(set(params) - set(declared))
     if unknown:
@@ -235,6 +243,9 @@ def run_notebooks(root: Path, names: list[str], profile_name: str,
 
     todo = [(name, params, root / EXECUTED / f"{name}.ipynb") for name, params in planned
             if not unchanged(name, params)]
+    # only a run with the profile's own parameters records which store entries it used (what
+    # the chapter costs); a what-if run (-p) leaves the profile's records as they are
+    own = {name for name, params in planned if params == profile_parameters(profile, name)}
     # everything the notebooks to run need, fetched or listed before the first kernel starts
     prepare([params for _, params, _ in todo], progress=progress)
     parameters = dict(planned)
@@ -256,7 +267,8 @@ def run_notebooks(root: Path, names: list[str], profile_name: str,
             bar.update(1)
 
     ran = {r.name: r for r in run_jobs(root, todo, executor or ExecutorSettings(),
-                                       progress=progress, on_start=started, on_done=finished)}
+                                       progress=progress, on_start=started, on_done=finished,
+                                       record_usage=own)}
     if bar is not None:
         bar.close()
     return [ran.get(name) or NotebookResult(name, "skipped", str(root / EXECUTED /
@@ -265,12 +277,13 @@ def run_notebooks(root: Path, names: list[str], profile_name: str,
 
 
 def execute_notebook(root: Path, name: str, params: dict[str, Any], out: Path,
-                     progress: bool = False) -> NotebookResult:
+                     progress: bool = False, record_usage: bool = True) -> NotebookResult:
     """Run notebook ``name`` with papermill into ``out``; the status says whether it ran.
 
-    Only a notebook that succeeds replaces ``out`` and moves the files it exported into
-    ``book/exports/``: a failed one is kept in ``book/failed/`` with its traceback, and the last
-    good page and exports stay as they were. No manifest, no skipping: see run_notebooks.
+    Only a notebook that succeeds replaces ``out``, moves the files it exported into
+    ``book/exports/`` and, with ``record_usage``, records which store entries it used: a
+    failed one is kept in ``book/failed/`` with its traceback, and the last good page, exports
+    and records stay as they were. No manifest, no skipping: see run_notebooks.
     """
     import papermill as pm
 
@@ -303,7 +316,8 @@ def execute_notebook(root: Path, name: str, params: dict[str, Any], out: Path,
                 status, error = "failed", f"{type(err).__name__}: {err}"
         if status == "ok":
             _move_tree(staging, root / exports_dir())
-            _record_usage(name, used)
+            if record_usage:
+                _record_usage(name, used)
         else:
             out = root / FAILED / out.name
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -318,14 +332,19 @@ def execute_notebook(root: Path, name: str, params: dict[str, Any], out: Path,
 
 
 def _record_usage(name: str, used: Path) -> None:
-    """Store, in each results store the run read, which of its entries the notebook used."""
+    """Store, in each results store the run read, which of its entries the notebook used; a
+    store that cannot be written (read-only) keeps its last record, and the run is fine."""
     by_store: dict[str, set[str]] = {}
     if used.is_file():
         for line in used.read_text().splitlines():
             use = json.loads(line)
             by_store.setdefault(use["store"], set()).add(f"{use['kind']}/{use['key']}")
     for root, entries in by_store.items():
-        Store(root).record_usage(name, entries)
+        try:
+            Store(root).record_usage(name, entries)
+        except OSError as err:
+            print(f"mimlib: {name} ran fine, but which entries of {root} it used could not be "
+                  f"recorded there ({err}); its last record stays", file=sys.stderr)
 
 
 def _fold_parameters(path: Path) -> None:

@@ -1,4 +1,77 @@
-"""Reliability: killed runs resume cleanly, bad input stops early, runs repeat bit for bit."""
+"""Reliability: killed runs resume cleanly, bad input stops early, runs repeat bit for bit.
+
+The catalogue of every bad input and fault that mimlib guards against: the fault, what the user
+sees, what stays untouched on disk ("keeps"), and the test that shows it (in this file unless
+another is named). "Exit 2" is ``mimlib: error: <what to do>`` and exit status 2, before any
+kernel starts.
+
+Bad input
+- unknown profile, data set, detector, architecture or protocol; k, aug_p, lr, epochs, steps,
+  batch size or seeds out of range; an unparsable value: exit 2 naming the value and the
+  choices. Keeps: store, book. test_a_catalogue_of_bad_inputs_stops_before_any_work
+- ``-p profile paper`` (would label and export one profile's results as another's): exit 2,
+  choose it with --profile. Keeps: store, book. (same test)
+- absent folder, folder without images, truncated or other-class checkpoint, tampered
+  download, data absent with downloads off, absent CUDA device: exit 2 naming the path or
+  file. Keeps: store, book. (same test)
+- an absent path without a pin, in a clone without ../shared (the default profile reads its
+  committed results): exit 2 listing what is missing. Keeps: store, book.
+  test_a_clone_without_the_data_refuses_an_absent_path_before_any_kernel
+- a GPU profile without CUDA: exit 2, use a GPU or --allow-cpu.
+  test_cli.py::test_a_profile_that_needs_a_gpu_stops_up_front_without_one
+
+Bad data
+- an image folder whose train/ and test/ hold other classes (an empty class folder, another
+  name): DataError naming the classes only in each split.
+  test_data.py::test_train_and_test_with_other_classes_are_refused
+- an unreadable image: DataError naming the file. test_data.py::test_bad_ood_folders_are_errors
+- a garbage or truncated MNIST ``.gz``: DataError naming the file.
+  test_data.py::test_a_damaged_mnist_file_is_named
+- pinned data with other bytes: DataError with both checksums. Keeps: the pinned results.
+  test_pins.py::test_a_pin_names_the_data_without_the_files_and_guards_them
+
+Faults while running
+- a non-finite loss: the chapter fails, NonFiniteLossError in book/failed/. Keeps: store,
+  last good page and exports, the chapter's usage record.
+  test_a_failed_run_writes_nothing_and_leaves_the_last_good_page
+- out of device memory: DeviceMemoryError, lower batch_size.
+  test_running_out_of_device_memory_says_what_to_do
+- a run killed (SIGKILL) at any point: the next run resumes, finished steps skipped. Keeps:
+  every complete entry; no half entry is listed.
+  test_a_killed_reproduction_resumes_and_leaves_nothing_half_written
+- a read-only store: the page; a note when its usage record could not be updated. Keeps: the
+  store. test_a_read_only_store_does_not_fail_a_run_that_succeeded
+- a what-if run (``-p ks '[1, 5]'``): the page with those parameters. Keeps: results/, usage
+  records included. test_a_what_if_run_leaves_the_committed_results_unchanged
+- a book that links a missing export: the build fails saying to re-run with --force.
+  test_cli.py::test_a_book_that_links_a_missing_export_fails_with_what_to_do
+
+A shared or damaged store
+- a job killed while holding a key's lock: the next job computes the key.
+  test_store.py::test_a_worker_killed_while_holding_the_lock_blocks_nobody
+- two jobs asking for one key: one computes, both get its entry.
+  test_store.py::test_two_processes_asking_for_one_key_compute_it_once
+- a job on another host (or PID namespace) writing while this one writes another key:
+  nothing. Keeps: its work in progress.
+  test_store.py::test_a_write_never_removes_the_work_in_progress_of_another_host
+- temporary folders of killed writers: removed by their key's next writer. Keeps: other keys'
+  temporary folders. test_store.py::test_a_keys_writer_removes_its_dead_temporaries_and_no_others
+- an entry folder without record.json (a partial copy): computed once and replaced, with a
+  RuntimeWarning. test_store.py::test_a_folder_without_its_record_is_computed_once_and_replaced
+- a half-written ``.tmp-*`` folder holding a record: not listed (the runtime page is fine).
+  test_store.py::test_listing_skips_temporary_folders_and_names_a_damaged_record
+- a corrupt, ``null`` or foreign record.json, a deleted, truncated or garbage scores.npz:
+  MimlibError naming the entry and file: restore a committed entry with ``git checkout --
+  PATH``, else delete it and re-run. Keeps: the entry. test_store.py::
+  test_a_tampered_entry_is_refused, test_a_record_holding_null_is_named_with_how_to_restore_it,
+  test_a_damaged_scores_file_is_named
+- a forced re-run that fails: the error. Keeps: the stored entry.
+  test_store.py::test_get_or_compute_computes_once
+- reading the model of an entry that keeps no weights (committed runs): the weights are
+  trained again into ROOT/.recomputed, once; a RuntimeWarning if they do not reproduce the
+  stored training log. Keeps: the entry, byte for byte (record, curve, timestamp).
+  test_reading_a_model_never_rewrites_its_stored_entry
+"""
 
 from __future__ import annotations
 
@@ -54,7 +127,7 @@ def _store_is_sound(store_root: Path) -> int:
                 else:
                     entry.arrays()
     for folder in store_root.iterdir():
-        if folder.name == ".locks":  # one lock file per key computed (Store.lock)
+        if folder.name in (".locks", ".recomputed"):  # lock files; weights trained again
             continue
         if folder.name == ".usage":  # what each chapter's last run used: whole JSON files
             assert all(p.suffix == ".json" and json.loads(p.read_text())["entries"]
@@ -150,6 +223,7 @@ def _bad_inputs(tmp: Path) -> list[tuple[list[str], str]]:
         (["run", "11", "-p", "seeds", "[-1]"], "whole numbers >= 0"),
         (["run", "07", "-p", "ks", "[1, 2"], "cannot parse"),
         (["run", "02", "-p", "setup.device", "cuda:7"], "cuda"),
+        (["run", "02", "-p", "profile", "paper"], "choose a profile with --profile"),
     ]
 
 
@@ -176,15 +250,16 @@ def _files(folder: Path) -> dict[str, bytes]:
 def test_a_failed_run_writes_nothing_and_leaves_the_last_good_page(project: Path) -> None:
     """A non-finite loss fails its notebook: nothing lands in the store, and the page and
     exports of the last good run stay as they were (the failure is kept in book/failed/)."""
+    # the chapter's cost record of an earlier run with the profile's own parameters
+    Store(project / "store").record_usage("02_pretraining", ["pretrain/earlier"])
+    usage = (project / "store" / ".usage" / "02_pretraining.json").read_bytes()
     code, err = _run(project, "run", "02", *FAST)
     assert code == 0, err
     good_page = (project / "book" / "executed" / "02_pretraining.ipynb").read_bytes()
     good_exports, entries = _files(project / "exports"), _store_is_sound(project / "store")
     assert good_exports and entries
-    usage = (project / "store" / ".usage" / "02_pretraining.json").read_bytes()
-    used = json.loads(usage)["entries"]  # every stored entry: 02 made them all
-    assert sorted(used) == sorted(f"{e.record['kind']}/{e.record['key']}"
-                                  for e in Store(project / "store").entries())
+    # a run with changed parameters (-p) does not replace the chapter's cost record
+    assert (project / "store" / ".usage" / "02_pretraining.json").read_bytes() == usage
     code, _ = _run(project, "run", "02", *FAST, "-p", "setup.pretrain_lr", "1e30")
     assert code == 1  # the notebook ran and failed; the summary names it
     failed = (project / "book" / "failed" / "02_pretraining.ipynb").read_text()
@@ -261,3 +336,131 @@ def test_every_stored_result_carries_its_provenance(tmp_path: Path) -> None:
     pretrained = exp.store.entries("pretrain")
     assert len(pretrained) == 2
     assert {e.record["provenance"]["profile"] for e in pretrained} == {"unit-test"}
+
+
+def test_a_clone_without_the_data_refuses_an_absent_path_before_any_kernel(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ../shared the default profile reads its committed results; a path given
+    without a pin is still needed (its files name it in store keys) and is checked first."""
+    monkeypatch.chdir(project)  # the profile's ../shared/... paths are absent from here
+    code, err = _run(project, "run", "02", "-p", "setup.id_data", "folder:/nonexistent",
+                     "--profile", "cifar10-cpu")
+    assert code == 2, err
+    assert "folder:/nonexistent: /nonexistent (in 'folder:/nonexistent') does not exist" in err
+    assert "nothing was fetched or run" in err
+    assert not (project / "book").exists()  # no kernel started
+
+
+def test_reading_a_model_never_rewrites_its_stored_entry(tmp_path: Path) -> None:
+    """Committed runs keep no weights: reading the model trains it again into the store's
+    ROOT/.recomputed (once), bit for bit on the CPU, and leaves the entry as committed."""
+    setup = Setup(ood_sets=("gaussian",), pretrain_epochs=1, train_limit=300, test_limit=100,
+                  ood_limit=100, device="cpu")
+    exp = Experiment(setup, Store(tmp_path), profile="committed")
+    run = exp.mim_model(exp.base_model(), steps=4, k=3, eval_every=2)  # with its curve
+    trained = {k: v.clone() for k, v in run.model.state_dict().items()}
+    entry = exp.store.get("finetune", run.recipe)
+    (entry.path / "model.pt").unlink()  # as committed
+    committed = {p.name: p.read_bytes() for p in entry.path.iterdir()}
+    assert json.loads(committed["record.json"])["result"]["curve"]["eval_every"] == 2
+
+    reader = Experiment(setup, Store(tmp_path), profile="another")
+    again = reader.mim_model(reader.base_model(), steps=4, k=3)  # no curve asked for
+    state = again.model.state_dict()
+    assert all(torch.equal(state[k], trained[k]) for k in trained)
+    assert {p.name: p.read_bytes() for p in entry.path.iterdir()} == committed
+    weights = tmp_path / ".recomputed" / "finetune" / entry.path.name / "model.pt"
+    assert weights.is_file()
+    assert [e.path for e in Store(tmp_path).entries("finetune")] == [entry.path]
+    stamp = weights.stat().st_mtime_ns
+    third = Experiment(setup, Store(tmp_path)).mim_model(reader.base_model(), steps=4, k=3)
+    assert all(torch.equal(third.model.state_dict()[k], trained[k]) for k in trained)
+    assert weights.stat().st_mtime_ns == stamp  # read, not trained a third time
+
+    # weights trained again that do not reproduce the stored run are not used silently
+    record = json.loads(committed["record.json"])
+    record["result"]["log"][0]["loss_id"] += 0.5  # as if the run had been made elsewhere
+    (entry.path / "record.json").write_text(json.dumps(record))
+    shutil.rmtree(tmp_path / ".recomputed")
+    fourth = Experiment(setup, Store(tmp_path)).mim_model(reader.base_model(), steps=4, k=3)
+    with pytest.warns(RuntimeWarning, match="training logs differ"):
+        fourth.model
+
+
+def _committed_project(project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The default profile's store in a project without ../shared: chapter 07's 18 runs
+    (6 k x 3 seeds), and papermill without a kernel (the page reads the runs it shows)."""
+    import papermill as pm
+
+    monkeypatch.chdir(project)
+    store = Store(project / "results" / "cifar10-cpu" / "store")
+    for k in (1, 2, 3, 5, 10, 20):
+        for seed in (0, 1, 2):
+            store.put("finetune", {"k": k, "seed": seed}, {"auroc": 0.5 + k / 100 + seed / 1000})
+
+    def execute(source: str, executed: str, parameters: dict, **kwargs) -> None:
+        read = Store(parameters["store"])
+        for k in parameters["ks"]:
+            for seed in parameters["seeds"]:
+                assert read.get("finetune", {"k": k, "seed": seed}) is not None
+        shutil.copy(source, executed)
+
+    monkeypatch.setattr(pm, "execute_notebook", execute)
+    return store.root
+
+
+def _usage(store: Path) -> list[str]:
+    return json.loads((store / ".usage" / "07_ablation_k.json").read_text())["entries"]
+
+
+def test_a_what_if_run_leaves_the_committed_results_unchanged(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a chapter costs is what its run with the profile's own parameters used: a run with
+    other parameters (-p ks '[1, 5]') reads the store and records nothing in it."""
+    from mimlib.orchestrate import run_notebooks
+
+    store = _committed_project(project, monkeypatch)
+    done = run_notebooks(project, ["07_ablation_k"], "cifar10-cpu", progress=False)
+    assert [r.status for r in done] == ["ok"]
+    assert len(_usage(store)) == 18
+    committed = _files(project / "results")
+    what_if = run_notebooks(project, ["07_ablation_k"], "cifar10-cpu", [("ks", "[1, 5]")],
+                            progress=False)
+    assert [r.status for r in what_if] == ["ok"]
+    assert _files(project / "results") == committed  # git status --short results/: empty
+    assert len(_usage(store)) == 18
+
+
+def test_a_read_only_store_does_not_fail_a_run_that_succeeded(
+        project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """A run on a read-only store writes its page: an unchanged usage record is not written
+    at all, and one that would change stays as it was, with a note."""
+    import errno
+
+    from mimlib.orchestrate import run_notebooks
+
+    store = _committed_project(project, monkeypatch).resolve()
+    run_notebooks(project, ["07_ablation_k"], "cifar10-cpu", progress=False)
+    page = project / "book" / "executed" / "07_ablation_k.ipynb"
+
+    def refuse(method):  # a read-only file system (the tests run as root, who ignores modes)
+        def call(self: Path, *args, **kwargs):
+            if self.is_relative_to(store):
+                raise OSError(errno.EROFS, "Read-only file system", str(self))
+            return method(self, *args, **kwargs)
+        return call
+
+    def read_only_run() -> str:
+        committed = _files(store)
+        page.unlink()
+        with monkeypatch.context() as patched:
+            patched.setattr(Path, "write_text", refuse(Path.write_text))
+            done = run_notebooks(project, ["07_ablation_k"], "cifar10-cpu", progress=False,
+                                 force=True)
+        assert [r.status for r in done] == ["ok"] and page.is_file()
+        assert _files(store) == committed
+        return capsys.readouterr().err
+
+    assert "ran fine, but" not in read_only_run()  # the same entries: nothing to write
+    (store / ".usage" / "07_ablation_k.json").write_text('{"entries": ["finetune/older"]}')
+    assert "07_ablation_k ran fine, but which entries" in read_only_run()
