@@ -41,12 +41,15 @@ def items_of(params: dict[str, Any]) -> tuple[list[tuple[fetch.Item, bool]], lis
     items: list[tuple[fetch.Item, bool]] = []
     problems: list[str] = []
     for setup in setups_of(params):
-        if setup.results_only:
-            continue
         options = D.DataOptions(setup.data_root, setup.download)
         specs = [(setup.id_data, "id"), *((s, "ood") for s in setup.ood_sets)]
         if params.get("oe_outliers"):
             specs.append((params["oe_outliers"], "ood"))
+        if setup.results_only:
+            # pinned data are absent, so stored results are read and nothing is fetched; a
+            # path without a pin is named in store keys by its files, which must be there
+            specs = [(spec, role) for spec, role in specs if pins.source_path(spec) is not None
+                     and pins.split_pin(spec)[1] is None]
         remote: list[fetch.Item] = []
         for spec, role in specs:
             found = fetch.data_items(_target(spec), setup.data_root)
@@ -57,6 +60,12 @@ def items_of(params: dict[str, Any]) -> tuple[list[tuple[fetch.Item, bool]], lis
                 D.check_available(spec, options, role=role)
             except MimlibError as err:
                 problems.append(f"- {spec}: {err}")
+        if setup.results_only:
+            continue
+        try:
+            setup.check_checkpoint()
+        except MimlibError as err:
+            problems.append(f"- {setup.base}: {err}")
         keys = []
         if setup.base == "published":
             keys.append(PAPER_CHECKPOINTS[setup.id_data])

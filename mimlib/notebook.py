@@ -149,12 +149,14 @@ def download_link(path: Path, text: str) -> str:
 
 def start(profile: str, setup: dict[str, Any], mim: dict[str, Any] | None = None,
           store: str | None = None, **extras: Any) -> Session:
-    """Validate a notebook's parameters and open its experiment (nothing is computed yet)."""
+    """Validate a notebook's parameters, check that its data and base model are in place,
+    and open its experiment (nothing is computed yet)."""
     params = {"profile": profile, "setup": setup, "mim": dict(mim or {}), "store": store,
               **extras}
     check_parameters(None, params)
     _plot_style()
     exp_setup = Setup(**setup)
+    exp_setup.preflight()
     session = Session(profile, Experiment(exp_setup, Store(store) if store else None,
                                           profile=profile), dict(mim or {}), params)
     about = _profile_about(profile)
@@ -171,7 +173,10 @@ def _profile_about(profile: str) -> str:
 
 
 def check_parameters(notebook: str | None, params: dict[str, Any]) -> None:
-    """Check every parameter of a notebook run (by name; one meaning per name everywhere)."""
+    """Check every parameter of a notebook run (by name; one meaning per name everywhere).
+
+    The values alone are checked: no file is opened, so a profile's parameters are valid or not
+    whether or not its data are on this machine (:meth:`Setup.preflight` checks those)."""
     where = f" of {notebook}" if notebook else ""
     for name, value in params.items():
         check = _CHECKS.get(name)
@@ -186,7 +191,7 @@ def check_parameters(notebook: str | None, params: dict[str, Any]) -> None:
 def _setup(value: Any) -> None:
     known = {f.name for f in dataclasses.fields(Setup)}
     _fields("setup", value, known)
-    Setup(**value).preflight()
+    Setup(**value)
 
 
 def _setup_changes(value: Any) -> None:
