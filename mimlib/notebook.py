@@ -18,6 +18,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from . import pins
+from .analysis.claims import columns_from
 from .data import ID_SETS, check_ood_spec
 from .detectors import check_detectors
 from .errors import ConfigError
@@ -27,7 +28,7 @@ from .protocol import PROTOCOLS
 from .orchestrate import EXECUTED
 from .report import cite_line, label, markdown_table, result_id, save_figure, save_table
 from .store import Store
-from .train import MIMConfig, OEConfig
+from .train import BN_MODES, MIMConfig, OEConfig
 
 MIM_FIELDS = {f.name for f in dataclasses.fields(MIMConfig)} - {"device", "eval_every"}
 
@@ -257,6 +258,13 @@ def _detectors(value: Any) -> None:
     check_detectors(value)
 
 
+def _columns(value: Any) -> None:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"must be a non-empty list of claims columns, got {value!r}")
+    for column in columns_from(value):
+        _mim(column.overrides)
+
+
 _CHECKS: dict[str, Callable[[Any], None]] = {
     "profile": _one("a profile name", lambda v: isinstance(v, str) and bool(v)),
     "setup": _setup,
@@ -292,6 +300,8 @@ _CHECKS: dict[str, Callable[[Any], None]] = {
     "arch_setup": _setup_changes,
     "benchmark": _one("a folder path", lambda v: isinstance(v, str)),
     "gpu_results": _one("a folder path", lambda v: isinstance(v, str)),
+    "columns": _columns,
+    "bn_modes": _list_of(f"batch-norm modes {list(BN_MODES)}", lambda v: v in BN_MODES),
 }
 
 

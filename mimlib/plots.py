@@ -275,6 +275,53 @@ def sweep_lines(df: pd.DataFrame, x: str, *, log_x: bool = False,
     return fig
 
 
+def sweep_groups(df: pd.DataFrame, x: str, *, hue: str = "bn_mode", log_x: bool = False,
+                 reference: str | None = None) -> Figure:
+    """AUROC (MSP) against a swept setting, one panel per OOD group (near, far, noise), one
+    line per value of ``hue`` (e.g. batch-norm mode): the mean over seeds, a band of one
+    standard deviation, each seed a dot; dashed, in the line's colour, the rows whose
+    ``variant`` is ``reference`` (the control), its mean over seeds."""
+    import seaborn as sns
+
+    from .catalog import GROUP_LABELS
+
+    groups = [g for g in GROUP_LABELS if f"mean_auroc_{g}" in df]
+    swept = df[df[x].notna()].astype({x: float})
+    spread = "sd" if _several_seeds(swept) else None
+    hues = list(dict.fromkeys(df[hue].dropna()))
+    palette = dict(zip(hues, sns.color_palette(n_colors=max(len(hues), 1))))
+    fig, axes = plt.subplots(1, len(groups), figsize=(2.6 * len(groups) + 0.4, 2.9),
+                             squeeze=False)
+    for ax, group in zip(axes[0], groups):
+        y = f"mean_auroc_{group}"
+        sns.lineplot(swept, x=x, y=y, hue=hue, hue_order=hues, palette=palette, ax=ax,
+                     errorbar=spread, marker="o", markersize=4, legend=ax is axes[0][0])
+        if spread:
+            sns.scatterplot(swept, x=x, y=y, hue=hue, hue_order=hues, palette=palette, ax=ax,
+                            s=9, alpha=0.5, legend=False)
+        if reference is not None:
+            for value, rows in df[df["variant"] == reference].groupby(hue, sort=False):
+                ax.axhline(rows[y].mean(), color=palette.get(value, "0.5"), ls="--", lw=0.8)
+        if log_x:
+            ax.set_xscale("log")
+        ticks = sorted(swept[x].unique())
+        ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
+        ax.minorticks_off()
+        ax.set_title(GROUP_LABELS[group], fontsize=9)
+        ax.set_xlabel(x)
+        ax.set_ylabel("mean AUROC (MSP)" if ax is axes[0][0] else "")
+    if axes[0][0].get_legend() is not None:
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        axes[0][0].get_legend().remove()
+        if reference is not None:
+            handles.append(plt.Line2D([], [], color="0.3", ls="--", lw=0.8))
+            labels.append(f"{reference} (dashed)")
+        fig.legend(handles, labels, fontsize=7, loc="upper center", ncol=len(labels),
+                   frameon=False, title=hue.replace("_", " "), title_fontsize=7)
+    fig.tight_layout(rect=(0, 0, 1, 0.86))
+    return fig
+
+
 def per_set_heatmap(df: pd.DataFrame, label_col: str = "variant") -> Figure:
     """AUROC (MSP) of each variant (rows, in the table's order) on each OOD set (columns),
     averaged over seeds: where a swept setting helps and on which sets."""

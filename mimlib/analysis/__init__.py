@@ -13,29 +13,29 @@ tidy :class:`pandas.DataFrame` objects for a notebook to show.
 
 from ..augment import PostMixAugment
 from ..detectors import extract
-from .claims import claims_table, landing_headline
+from .claims import claims_table, columns_from, landing_headline
 from .gpu import gpu_overview, gpu_plan, gpu_provenance, gpu_summary, gpu_tables, gpu_warnings
 from .manifold import embed_2d, penultimate_features, umap_available
 from .mixed_images import gallery, mixed_batches, mixing_statistics, msp_of
-from .quirks import QUIRK_DETECTORS, quirk_effects, quirk_list
+from .quirks import QUIRK_DETECTORS, design_choices, quirk_effects, quirk_list
 from .runtime import (benchmark_provenance, benchmark_table, chapter_costs, runtime_summary,
                       runtime_table, short_git)
 from .tables import (CONTROL, NOT_ADAPTED, Table1Grid, across_setups, agreement,
                      architecture_setups, collapse_warnings, data_label, evaluation_frame,
                      headline, mean_and_std, num_classes, oe_comparison, paper_id,
                      per_class_accuracy, published_not_run, published_oe_key, replace_setup,
-                     slug, starting_points, summary_row, sweep, sweep_spread, table1,
+                     slug, starting_points, summary_row, test_set_selection, sweep, sweep_spread, table1,
                      table1_grid, wide_table)
 
-__all__ = ["PostMixAugment", "extract", "claims_table", "landing_headline", "gpu_overview",
+__all__ = ["PostMixAugment", "extract", "claims_table", "columns_from", "landing_headline", "gpu_overview",
            "gpu_plan", "gpu_provenance", "gpu_summary", "gpu_tables", "gpu_warnings", "embed_2d",
            "penultimate_features", "umap_available", "gallery", "mixed_batches",
-           "mixing_statistics", "msp_of", "QUIRK_DETECTORS", "quirk_effects", "quirk_list",
+           "mixing_statistics", "msp_of", "QUIRK_DETECTORS", "design_choices", "quirk_effects", "quirk_list",
            "benchmark_provenance", "benchmark_table", "chapter_costs", "runtime_summary",
            "runtime_table", "short_git", "CONTROL", "NOT_ADAPTED", "Table1Grid", "across_setups",
            "agreement",
            "architecture_setups", "collapse_warnings", "data_label", "evaluation_frame",
            "headline", "mean_and_std", "oe_comparison", "num_classes", "paper_id",
            "per_class_accuracy", "published_not_run", "published_oe_key", "replace_setup",
-           "slug", "starting_points", "summary_row", "sweep", "sweep_spread", "table1",
+           "slug", "starting_points", "summary_row", "test_set_selection", "sweep", "sweep_spread", "table1",
            "table1_grid", "wide_table"]

@@ -36,7 +36,7 @@ def quirk_effects(template: Experiment, base: ModelRun, mim: dict[str, Any]) -> 
             rows.append(_quirk_row(quirk, "not measurable: the authors' augmentation coin is "
                                    "unseeded (see the seeds chapter for run-to-run spread)"))
             continue
-        if field in ("shuffle", "bn_mode", "aug_p", "aug_quantize"):
+        if field in ("shuffle", "aug_p", "aug_quantize"):
             value = getattr(faithful, field)
             run = exp.mim_model(base, **{**mim, field: value})
             with_quirk = summary_row(exp, run)["mean_auroc"]
@@ -65,6 +65,16 @@ def quirk_list() -> pd.DataFrame:
 
     return pd.DataFrame([{"quirk": q.setting, "authors' code": q.faithful,
                           "corrected": q.corrected} for q in QUIRKS])
+
+
+def design_choices() -> pd.DataFrame:
+    """Settings that change the method itself (not quirks): the authors' value, which both
+    protocols keep, the alternatives measured as a sensitivity, and why."""
+    from ..protocol import DESIGN_CHOICES
+
+    return pd.DataFrame([{"setting": d.setting, "authors' code (both protocols)": d.authors,
+                          "measured beside it": d.alternatives, "why it is no quirk": d.why}
+                         for d in DESIGN_CHOICES])
 
 
 def _detector_change(field: str, faithful: Any) -> dict[str, Any]:
