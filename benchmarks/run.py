@@ -15,7 +15,10 @@ Measures, in one run, on one machine, with the same batch sizes:
 (c) scoring every post-hoc Table-1 detector (ODIN excluded) from one cached forward pass,
     against that forward pass alone, as a ratio;
 (d) WRN-40-2 training throughput (the pretraining loop) in images/s;
-(f) the mix itself: gather + mean (mimlib) against one product with a k-hot mixing matrix.
+(f) the mix itself: gather + mean (mimlib) against one product with a k-hot mixing matrix;
+(g) on a CPU: a training step and a forward pass of ``--arch`` in fp32 and bf16, contiguous
+    and channels_last, in ms and in GFLOP/s against this CPU's stated peak (cores x clock x
+    FLOP per cycle, in the JSON's ``peak``), and the forward at two evaluation batch sizes.
 
 It prints a table and writes JSON (``results/benchmark/<device>.json``) that the book's runtime
 chapter reads. Targets (issue 4):
@@ -221,6 +224,90 @@ def training_throughput(device: torch.device, batch: int, quick: bool,
                  else rate >= target)]
 
 
+def cpu_peak(flops_per_cycle: float | None = None) -> dict:
+    """This CPU's stated peak: cores x clock x FP32 FLOP per cycle per core (two FMA pipes of
+    its vector width: 32 on AMD Zen 4, whose AVX-512 runs on two 256-bit pipes; 64 on Intel
+    server cores with two 512-bit FMA units; 32 with AVX2 + FMA), and twice that in bf16 where
+    AVX-512 BF16 (one bf16 pair per fp32 lane) or AMX is present. The clock is what
+    /proc/cpuinfo reports (a virtual machine reports the nominal clock; boost may be higher)."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    flags = set(next((l.split(":", 1)[1].split() for l in info.splitlines()
+                      if l.startswith("flags")), []))
+    mhz = [float(l.split(":", 1)[1]) for l in info.splitlines() if l.startswith("cpu MHz")]
+    amd = "AuthenticAMD" in info
+    if flops_per_cycle is None:
+        flops_per_cycle = (32 if amd else 64) if "avx512f" in flags else (
+            32 if {"avx2", "fma"} <= flags else 8)
+    cores = torch.get_num_threads()
+    clock = max(mhz) / 1e3 if mhz else float("nan")
+    fp32 = cores * clock * flops_per_cycle
+    bf16 = fp32 * (2 if flags & {"avx512_bf16", "amx_bf16"} else 1)
+    return {"cores": cores, "clock_ghz": clock, "fp32_flop_per_cycle": flops_per_cycle,
+            "vector": "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "other",
+            "bf16_instructions": sorted(flags & {"avx512_bf16", "amx_bf16"}),
+            "peak_gflops_fp32": fp32, "peak_gflops_bf16": bf16}
+
+
+def numerics(device: torch.device, arch: str, quick: bool, peak: dict,
+             eval_batches: tuple[int, ...] = (128, 256, 1024)) -> list[dict]:
+    """A training step (batch 256, SGD) and an evaluation forward pass of ``arch`` in each
+    precision x memory layout, and the forward at several evaluation batch sizes, in ms and in
+    GFLOP/s (FLOPs counted by torch's FlopCounterMode) against this CPU's peak."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mimlib.device import autocast
+
+    repeats = 2 if quick else 6
+    rows = []
+    gen = torch.Generator().manual_seed(0)
+    x256 = torch.randn(256, 3, 32, 32, generator=gen).to(device)
+    y256 = torch.randint(0, 10, (256,), generator=gen).to(device)
+    name = ARCH_NAMES.get(arch, arch)
+
+    def flops(fn: Callable[[], object]) -> float:
+        with FlopCounterMode(display=False) as counter:
+            fn()
+        return float(counter.get_total_flops())
+
+    for precision in ("fp32", "bf16"):
+        if precision == "bf16" and not peak["bf16_instructions"] and device.type == "cpu":
+            continue  # emulated bf16: slower than fp32, nothing to measure
+        for layout in ("contiguous", "channels_last"):
+            fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+            model = build_model(arch, 10).to(device).to(memory_format=fmt)
+            opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+            x = x256.contiguous(memory_format=fmt)
+
+            def step() -> None:
+                opt.zero_grad(set_to_none=True)
+                with autocast(device, precision):
+                    loss = torch.nn.functional.cross_entropy(model(x), y256)
+                loss.backward()
+                opt.step()
+
+            def forward() -> None:
+                with torch.no_grad(), autocast(device, precision):
+                    model(x)
+
+            peak_now = peak[f"peak_gflops_{precision}"]
+            for what, fn in (("training step", step), ("forward", forward)):
+                seconds = min(_timed(fn, device, 1) for _ in range(repeats))
+                rate = flops(fn) / seconds / 1e9
+                rows.append(_row(f"(g) {name} {what}, batch 256, {precision}, {layout}",
+                                 seconds * 1e3, "ms"))
+                rows.append(_row(f"(g) {name} {what}, {precision}, {layout}: GFLOP/s "
+                                 f"(of peak {peak_now:.0f})", rate, "GFLOP/s",
+                                 f"{rate / peak_now:.0%} of peak"))
+    model = build_model(arch, 10).to(device).eval()
+    for batch in eval_batches:
+        xb = torch.randn(batch, 3, 32, 32, generator=gen).to(device)
+        with torch.no_grad():
+            seconds = min(_timed(lambda: model(xb), device, 1) for _ in range(repeats))
+        rows.append(_row(f"(g) {name} forward, fp32, contiguous, eval batch {batch}",
+                         batch / seconds, "images/s"))
+    return rows
+
+
 def _row(measure: str, value: float, unit: str, target: str = "",
          ok: bool | None = None) -> dict:
     return {"measure": measure, "value": float(value), "unit": unit, "target": target, "ok": ok}
@@ -236,7 +323,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--arch", default="wrn40_2", help="the model of (b), e.g. resnet20 "
                         "(the cifar10-cpu profile's)")
     parser.add_argument("--steps", type=int, default=None, help="steps per timing in (b)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["a", "b", "c", "d", "f"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["a", "b", "c", "d", "f", "g"])
+    parser.add_argument("--flops-per-cycle", type=float, default=None, help="FP32 FLOP per "
+                        "cycle per core of this CPU, if the detected value is wrong")
     parser.add_argument("--out", default=None, help="JSON file (default: "
                         "results/benchmark/<device>.json, which the runtime chapter reads)")
     args = parser.parse_args(argv)
@@ -249,7 +338,11 @@ def main(argv: list[str] | None = None) -> dict:
                                         args.steps),
                 "c": lambda: detector_ratio(device, args.quick),
                 "d": lambda: training_throughput(device, args.batch_size, args.quick, False),
-                "f": lambda: mixing_methods(device, args.batch_size, args.k, args.quick)}
+                "f": lambda: mixing_methods(device, args.batch_size, args.k, args.quick),
+                "g": lambda: numerics(device, args.arch, args.quick, peak)}
+    peak = cpu_peak(args.flops_per_cycle) if device.type == "cpu" else {}
+    if device.type != "cpu":
+        del sections["g"]  # the ratio to a stated peak is this CPU's measure
     if args.compile:
         sections["e"] = lambda: training_throughput(device, args.batch_size, args.quick, True)
     for key, section in sections.items():
@@ -262,7 +355,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"device": f"{device.type}: {name or platform.machine()}",
               "threads": torch.get_num_threads(), "torch": torch.__version__,
               "git": git_revision(), "quick": args.quick, "batch_size": args.batch_size,
-              "k": args.k, "arch": args.arch, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "k": args.k, "arch": args.arch, "peak": peak, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "rows": rows}
     slug = "".join(c if c.isalnum() else "-" for c in result["device"].lower()).strip("-")
     out = Path(args.out or f"results/benchmark/{slug[:40]}{'-quick' if args.quick else ''}.json")

@@ -301,6 +301,8 @@ _CHECKS: dict[str, Callable[[Any], None]] = {
     "benchmark": _one("a folder path", lambda v: isinstance(v, str)),
     "gpu_results": _one("a folder path", lambda v: isinstance(v, str)),
     "columns": _columns,
+    "precision_seeds": _one("a list of whole numbers >= 0 (empty: no comparison)",
+                            lambda v: isinstance(v, list) and all(_whole(x, 0) for x in v)),
     "bn_modes": _list_of(f"batch-norm modes {list(BN_MODES)}", lambda v: v in BN_MODES),
 }
 

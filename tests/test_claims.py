@@ -249,3 +249,28 @@ def test_the_cost_claim_uses_the_benchmark_of_the_same_model_when_there_is_one(t
     row = claims.costs_little(Exp(), {}, str(tmp_path))
     assert "900 ms, a plain step on 256 images 600 ms" in row["evidence"]
     assert row["verdict"] == claims.FAILS  # 1.5 > 1 + 3 x 0.1
+
+
+def test_columns_come_from_plain_mappings_and_bad_ones_say_what_is_wrong() -> None:
+    from mimlib.errors import ConfigError
+    from mimlib.notebook import check_parameters
+
+    spec = [{"label": "corrected", "protocol": "corrected"},
+            {"label": "BN mixed-stats", "protocol": "corrected",
+             "overrides": {"bn_mode": "mixed-stats"}, "curves": False}]
+    columns = claims.columns_from(spec)
+    assert columns[1] == claims.Column("BN mixed-stats", "corrected", {"bn_mode": "mixed-stats"},
+                                       curves=False)
+    check_parameters("15_claims", {"columns": spec, "bn_modes": ["frozen", "id-stats"]})
+    for bad, message in (
+            ([{"label": "x"}], "a label and a protocol"),
+            ([{"label": "x", "protocol": "strict"}], "unknown protocol"),
+            ([{"label": "x", "protocol": "faithful", "seeds": 3}], r"unknown field\(s\) \['seeds'\]"),
+            ([{"label": "x", "protocol": "faithful"}] * 2, "distinct labels")):
+        with pytest.raises(ConfigError, match=message):
+            claims.columns_from(bad)
+    with pytest.raises(ConfigError, match="bn_mode"):
+        check_parameters("15_claims", {"columns": [
+            {"label": "x", "protocol": "corrected", "overrides": {"bn_mode": "train-ish"}}]})
+    with pytest.raises(ConfigError, match="batch-norm modes"):
+        check_parameters("07_ablation_k", {"bn_modes": ["eval-ish"]})
