@@ -178,6 +178,15 @@ def notebook_parameters(root: Path, name: str, profile: dict[str, Any],
     return params
 
 
+def parameters_yaml(name: str, profile_name: str, params: dict[str, Any]) -> str:
+    """A notebook's parameters as the YAML file papermill's ``-f`` reads: with it, papermill
+    runs the template of ``notebooks/`` as ``mimlib run`` would with that profile."""
+    head = (f"# {name} with profile {profile_name} (mimlib parameters); run from the project's "
+            f"root:\n# papermill notebooks/{name}.ipynb OUT.ipynb -f THIS_FILE [-p NAME VALUE]\n")
+    return head + yaml.safe_dump(params, sort_keys=False, width=100,
+                                 default_flow_style=None, allow_unicode=True)
+
+
 def mimlib_fingerprint() -> str:
     """A hash of mimlib's own code and profiles: results of a changed library are stale."""
     h = hashlib.sha256()
