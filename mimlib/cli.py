@@ -2,14 +2,16 @@
 
     mimlib reproduce [--profile cifar10-cpu] [-p NAME VALUE ...] [--force] [--no-book]
     mimlib run NOTEBOOK [-p NAME VALUE ...] [--profile cifar10-cpu] [--force] [--no-book]
+    mimlib parameters NOTEBOOK [-p NAME VALUE ...] [--profile cifar10-cpu]
     mimlib book
     mimlib profiles
 
 The default profile is the real reproduction (CIFAR-10, a published ResNet-20, two CPU cores),
 whose results are committed: without its data the book is built from them, with the data a
 changed parameter recomputes what changed. ``--profile smoke`` computes the embedded synthetic
-pipeline check from scratch. Errors a user can cause end with a message and exit status 2,
-before any work starts.
+pipeline check from scratch. ``mimlib parameters`` prints what a notebook runs with in a
+profile, as the YAML that ``papermill notebooks/NN_name.ipynb OUT.ipynb -f FILE`` takes. Errors
+a user can cause end with a message and exit status 2, before any work starts.
 """
 
 from __future__ import annotations
@@ -39,6 +41,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("notebook", help="name or number, e.g. 07_ablation_k or 07")
     _parameters(run, "for this notebook")
     _common(run)
+
+    par = sub.add_parser("parameters", help="print a notebook's parameters in a profile as "
+                         "YAML, for papermill -f (the template run with that profile)")
+    par.add_argument("notebook", help="name or number, e.g. 07_ablation_k or 07")
+    _parameters(par, "for this notebook")
+    par.add_argument("--profile", default=DEFAULT_PROFILE, help="parameter profile "
+                     f"(default: {DEFAULT_PROFILE})")
 
     sub.add_parser("book", help="build the book from the executed notebooks (strict)")
     sub.add_parser("profiles", help="list the profiles")
@@ -95,6 +104,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "profiles":
         for name in orc.profile_names():
             print(f"{name:16s} {orc.load_profile(name).get('description', '')}")
+        return 0
+    if args.command == "parameters":
+        name = orc.resolve_notebook(root, args.notebook)
+        params = orc.notebook_parameters(root, name, orc.load_profile(args.profile),
+                                         [tuple(p) for p in args.parameter])
+        print(orc.parameters_yaml(name, args.profile, params), end="")
         return 0
     if args.command == "book":
         print(orc.build_book(root))

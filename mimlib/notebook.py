@@ -154,7 +154,14 @@ def start(profile: str, setup: dict[str, Any], mim: dict[str, Any] | None = None
     and open its experiment (nothing is computed yet)."""
     params = {"profile": profile, "setup": setup, "mim": dict(mim or {}), "store": store,
               **extras}
+    given = papermill_given()
+    if given is not None:  # in a kernel: what papermill was given must be this page's
+        _check_given(params, given)
     check_parameters(None, params)
+    if given is not None and not os.environ.get("MIMLIB_EXPORTS_STAGING") \
+            and not os.environ.get("MIMLIB_EXPORTS"):
+        # not run by mimlib: the book's exports stay those of its pages
+        os.environ["MIMLIB_EXPORTS"] = str(RERUN_EXPORTS)
     _plot_style()
     exp_setup = Setup(**setup)
     exp_setup.preflight()
@@ -164,6 +171,68 @@ def start(profile: str, setup: dict[str, Any], mim: dict[str, Any] | None = None
     if about:  # what this page's numbers are, before any of them
         session.note(about, "important")
     return session
+
+
+#: Where a page run outside ``mimlib run`` (papermill, Jupyter) exports its tables and figures
+#: when ``$MIMLIB_EXPORTS`` names no folder: ``book/exports/<profile>/`` holds the files the
+#: book's own pages link, which only ``mimlib run`` and ``mimlib reproduce`` replace.
+RERUN_EXPORTS = Path("book") / "exports" / "rerun"
+
+#: The first line of the cell papermill injects (papermill.translators, comment "Parameters").
+PAPERMILL_HEADER = "# Parameters"
+
+
+def papermill_given() -> set[str] | None:
+    """The names papermill assigned in this kernel (its injected cell), empty when it was
+    given none; None outside an IPython kernel (a script, a test)."""
+    import ast
+
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    if shell is None:
+        return None
+    history = getattr(getattr(shell, "history_manager", None), "input_hist_raw", None) \
+        or shell.user_ns.get("In", [])
+    for source in reversed(history):
+        if source.splitlines()[:1] == [PAPERMILL_HEADER]:
+            try:
+                tree = ast.parse(source)
+            except SyntaxError:
+                return set()
+            return {node.id for statement in tree.body if isinstance(statement, ast.Assign)
+                    for target in statement.targets for node in ast.walk(target)
+                    if isinstance(node, ast.Name)}
+    return set()
+
+
+def _check_given(params: dict[str, Any], given: set[str]) -> None:
+    """What papermill was given (``-p``, ``-y``, ``-f``) must name this page's parameters, and
+    ``profile`` comes with the data it labels: a page keeps one meaning per name whether
+    ``mimlib run`` or papermill alone runs it."""
+    unknown = sorted(n for n in given if n not in params and not n.startswith("PAPERMILL_"))
+    if unknown:
+        raise ConfigError(f"this page has no parameter(s) {unknown}; its parameters are "
+                          f"{sorted(params)}")
+    if "profile" in given and "setup" not in given:
+        raise ConfigError(
+            "profile is the label of this page's results (the profile that made them), not a "
+            "switch: given alone it would label another profile's data, model and store with "
+            "its name. An executed page (book/executed/) keeps its profile; to run a template "
+            "of notebooks/ with a profile, give papermill all of that profile's parameters: "
+            "`mimlib parameters NN --profile NAME > params.yml`, then `papermill "
+            "notebooks/NN_name.ipynb out.ipynb -f params.yml`")
+    for name in sorted(given):
+        value = params.get(name)
+        if isinstance(value, str) and name in _CHECKS:
+            try:
+                _CHECKS[name](value)
+            except ConfigError as err:
+                raise ConfigError(f"parameter {name!r}: {err}; papermill's -p passes text "
+                                  f"and numbers only: give lists and mappings as YAML with -y "
+                                  f"(-y \"{name}: [...]\" or -y \"{name}: {{...}}\")") from None
 
 
 def _profile_about(profile: str) -> str:

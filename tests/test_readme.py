@@ -107,9 +107,50 @@ def test_the_conda_environment_installs_what_the_readme_installs() -> None:
     readme_tests = _bash_blocks(ROOT / "README.md")[1]
     pins = [p for p in pip if "==" in p]
     assert pins and all(pin in readme_tests for pin in pins)
+    assert "-c requirements/lock.txt" in pip  # the lock's versions, as the README installs
     editable = re.fullmatch(r"-e \.\[(.*)\]", next(p for p in pip if p.startswith("-e")))
     assert editable and set(editable.group(1).split(",")) == {"book", "test"}
     assert {"book", "test"} <= set(installed.get_all("Provides-Extra"))
+
+
+def _pins(path: Path) -> dict[str, str]:
+    """name -> version of each ``name==version`` line of a requirements file (names normalised)."""
+    pins = {}
+    for line in path.read_text().splitlines():
+        match = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", line)
+        if match:
+            pins[re.sub(r"[-_.]+", "-", match.group(1)).lower()] = match.group(2)
+    return pins
+
+
+def test_both_commands_install_through_the_lock_file_and_it_holds_their_pins() -> None:
+    """The README's two set-up commands install every package at its version in
+    requirements/lock.txt; the lock holds torch and torchvision as the commands pin them,
+    Jupyter Book 1 exactly (requirements/pins.txt), and every requirement of pyproject.toml and
+    the two extras. That the lock is what its inputs resolve to is `scripts/lock.sh --check`,
+    which CI runs (it needs PyPI)."""
+    from importlib.metadata import metadata
+
+    from packaging.requirements import Requirement
+
+    lock = _pins(ROOT / "requirements" / "lock.txt")
+    held = _pins(ROOT / "requirements" / "pins.txt")
+    assert set(held) == {"torch", "torchvision", "jupyter-book"}
+    assert all(lock[name] == version for name, version in held.items())
+    assert re.fullmatch(r"1\.\d+\.\d+(\.post\d+)?", lock["jupyter-book"])  # not 2: see README
+    for block in _bash_blocks(ROOT / "README.md")[:2]:
+        assert "-c requirements/lock.txt" in block
+        named = dict(re.findall(r"\b(torch|torchvision)==(\S+)", block))
+        assert named == {"torch": held["torch"], "torchvision": held["torchvision"]}
+    for line in metadata("mimlib").get_all("Requires-Dist"):
+        req = Requirement(line)
+        needed = req.marker is None or any(req.marker.evaluate({"extra": extra})
+                                           for extra in ("", "book", "test"))
+        name = re.sub(r"[-_.]+", "-", req.name).lower()
+        if needed:
+            assert name in lock and req.specifier.contains(lock[name], prereleases=True), line
+    header = (ROOT / "requirements" / "lock.txt").read_text().splitlines()[:2]
+    assert header[1].strip() == "#    scripts/lock.sh"  # the command that refreshes it
 
 
 def test_the_citation_file_is_valid_cff_and_names_the_paper_and_our_version() -> None:
