@@ -64,15 +64,19 @@ class Session:
         return self.exp.derive(dataclasses.replace(self.exp.setup, **changes))
 
     def table(self, df: pd.DataFrame, caption: str, name: str, floatfmt: str = ".4f",
-              provenance: str | None = None) -> None:
+              provenance: str | None = None, readers: bool = True) -> None:
         """Show df as a numbered table whose caption names the profile and parameters (or
-        the given provenance, for results that another run produced), and links its CSV."""
+        the given provenance, for results that another run produced), and links its CSV;
+        its headers and label cells in readers' words (``readers``; see mimlib.labels), the
+        CSV with the machine names."""
         from IPython.display import Markdown, display
+
+        from .labels import readers_table
 
         provenance = provenance or self.provenance
         csv = save_table(df, name, provenance, self.profile)
-        display(Markdown(markdown_table(df, caption, name, provenance, floatfmt,
-                                        link=download_link(csv, "CSV"),
+        display(Markdown(markdown_table(readers_table(df) if readers else df, caption, name,
+                                        provenance, floatfmt, link=download_link(csv, "CSV"),
                                         cite=self.cite_as(name))))
 
     def cite_as(self, label: str) -> str:
@@ -123,7 +127,7 @@ class Session:
             rows += [(f"sha256 of the pixels: {k}", v)
                      for k, v in self.exp.data_checksums().items()]
         self.table(pd.DataFrame(rows, columns=["what", "value"]), "Provenance of this page",
-                   f"tbl-provenance-{result_id(self.params)}")
+                   f"tbl-provenance-{result_id(self.params)}", readers=False)  # specs, pins
 
     def html(self, name: str, markup: str) -> None:
         """Glue an HTML block that another page pastes (``{glue}`` with ``:doc:``): the
