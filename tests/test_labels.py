@@ -1,24 +1,32 @@
-"""Readers' labels (issue 21, item 2): figures and tables name data sets, models and protocols
-by their display names, whatever names the table they are made from carries; the specs stay in
-the provenance and in the CSV.
+"""Readers' labels and the re-run command under every table and figure (issue 21, items 2, 3).
+
+Figures and tables name data sets, models and protocols by their display names, whatever names
+the table they are made from carries; the specs stay in the provenance and in the CSV. Under
+each table and figure, the command that re-runs its page with its parameters: parsed here as
+``mimlib`` and papermill parse it, it must name the page and give back exactly the parameters
+the page ran with.
 """
 
 from __future__ import annotations
 
 import ast
+import io
+import shlex
+from contextlib import redirect_stdout
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.text  # noqa: E402
 
-from mimlib import analysis, pins, plots  # noqa: E402
+from mimlib import analysis, cli, pins, plots  # noqa: E402
 from mimlib.catalog import CATALOG, spec_display  # noqa: E402
 from mimlib.labels import PROTOCOL_NAMES, readers_label, readers_table  # noqa: E402
 from mimlib.models import ARCHITECTURE_NAMES, ARCHITECTURES, PUBLISHED  # noqa: E402
@@ -129,7 +137,7 @@ def test_a_table_with_store_names_shows_readers_names_and_its_csv_the_machines(
                            "trained here", "average"]
     assert not _machine_words(headers + [c for row in rows for c in row])
     assert "*(SMOKE PROFILE" in caption  # the provenance stays in the caption
-    assert under[0].startswith("<small>Cite as: ")
+    assert under[0].startswith("<small>Cite as: ") and under[1].startswith("<small>Re-run: ")
     # the CSV keeps the machine names that code reads, its comment line the provenance
     csv = tmp_path / "exports" / "smoke" / "tbl-labels.csv"
     assert csv.read_text().splitlines()[0] == f"# {session.provenance}"
@@ -205,3 +213,103 @@ def test_figures_made_from_tables_with_store_names_show_readers_names() -> None:
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == [
         "mim: ResNet-20", "adapt: ResNet-56"]
     plt.close(fig)
+
+
+# --------------------------------------------------------------------------- re-run commands
+
+def _commands(line: str) -> tuple[str, str]:
+    """The two commands of a re-run line (its two code spans)."""
+    spans = line.split("`")[1::2]
+    assert len(spans) == 2, line
+    return spans[0], spans[1]
+
+
+def _parsed_run(command: str):
+    argv = shlex.split(command)
+    assert argv[:2] == ["mimlib", "run"], argv
+    return cli._parser().parse_args(argv[1:])
+
+
+def _as_run(args, page: str) -> dict:
+    """What ``mimlib run`` gives the page from these arguments (what start() receives)."""
+    assert args.notebook == page
+    return _page_parameters(page, args.profile, [tuple(p) for p in args.parameter])
+
+
+OVERRIDES = (("ks", "[1, 5]"), ("mim.lr", "1e-4"), ("setup.ood_sets", "[gaussian, blobs]"),
+             ("seeds", "[3]"), ("ablation", "{steps: 7, lr: 0.001}"))
+
+
+@pytest.mark.parametrize("overrides", [(), OVERRIDES], ids=["profile", "what-if"])
+def test_the_rerun_command_under_a_table_gives_back_the_pages_parameters(
+        tmp_path, monkeypatch, overrides) -> None:
+    session, params, shown = _smoke_session(tmp_path, monkeypatch, overrides=overrides)
+    session.table(pd.DataFrame({"k": [1]}), "A table", "tbl-x")
+    under = _table_parts(shown[-1].data)[3]
+    run, papermill_form = _commands(under[1])
+    args = _parsed_run(run)
+    assert args.profile == "smoke" and args.notebook == "07_ablation_k"
+    again = _as_run(args, "07_ablation_k")
+    assert again == params  # exactly what this page ran with
+    names = sorted({name.split(".")[0] for name, _ in args.parameter})
+    assert names == sorted({name.split(".")[0] for name, _ in overrides} | {"store"})
+    if not overrides:
+        assert run == "mimlib run 07_ablation_k --profile smoke -p store " + shlex.quote(
+            params["store"])
+
+    # the papermill form: mimlib parameters writes the file that papermill -f reads
+    first, _, second = papermill_form.partition(" && ")
+    argv = shlex.split(first)
+    assert argv[:2] == ["mimlib", "parameters"] and argv[-2] == ">"
+    listed = cli._parser().parse_args(argv[1:-2])
+    assert (listed.notebook, listed.profile, listed.parameter) == (
+        args.notebook, args.profile, args.parameter)
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert cli.main(argv[1:-2]) == 0
+    file_params = yaml.safe_load(out.getvalue())  # the profile's values and the changes
+    defaults = _page_parameters("07_ablation_k", "smoke", [])
+    defaults.update(file_params)  # the template's defaults fill in the rest, as in papermill
+    assert defaults == params
+    from papermill.cli import papermill as papermill_cli
+
+    pm_argv = shlex.split(second)
+    assert pm_argv[0] == "papermill"
+    ctx = papermill_cli.make_context("papermill", pm_argv[1:])
+    assert ctx.params["notebook_path"] == "notebooks/07_ablation_k.ipynb"
+    assert ctx.params["parameters_file"] == (argv[-1],)
+    assert not ctx.params["parameters"] and not ctx.params["parameters_yaml"]
+
+
+def test_the_rerun_command_under_a_figure_names_the_page_mimlib_run_ran(
+        tmp_path, monkeypatch) -> None:
+    import myst_nb
+
+    session, params, _ = _smoke_session(tmp_path, monkeypatch, page="04_main_table",
+                                        overrides=(("protocols", "[corrected]"),))
+    monkeypatch.setenv("MIMLIB_NOTEBOOK", "04_main_table")  # as mimlib run sets it
+    glued = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True:
+                        glued.__setitem__(name, value))
+    fig, _ = plt.subplots()
+    session.figure(fig, "bars")
+    caption = glued["bars_provenance"].data
+    assert "Cite as: mimlib book" in caption
+    line = caption[caption.index("Re-run: "):]
+    args = _parsed_run(_commands(line)[0])
+    assert _as_run(args, "04_main_table")["protocols"] == ["corrected"]
+    assert ["protocols", "[corrected]"] in args.parameter
+
+
+def test_a_run_that_names_no_page_or_profile_says_why_it_has_no_command(
+        tmp_path, monkeypatch) -> None:
+    from mimlib.rerun import page_of, rerun_line
+
+    monkeypatch.delenv("MIMLIB_NOTEBOOK", raising=False)
+    monkeypatch.chdir(tmp_path)  # no notebooks/ here
+    assert page_of({"profile": "smoke", "ks": [1]}) is None
+    assert "page is not known" in rerun_line(None, "smoke", {})
+    assert "not one of mimlib's profiles" in rerun_line("07_ablation_k", "mine", {})
+    monkeypatch.chdir(ROOT)
+    assert page_of(_page_parameters("09_ablation_training", "smoke", [])) == \
+        "09_ablation_training"
