@@ -1,7 +1,9 @@
 """What each data set is to a reader: its display name and, for OOD sets, its group.
 
-One registry for every name a table or a store row carries (``row["ood"]``): the label a figure
-or table header shows, and the group the OOD literature reports separately. For CIFAR-10 as
+One registry for every name a table or a store row carries (``row["ood"]``) and for the files a
+profile's specs read (``folder:PATH#sha256=...``, known by their checksum): the label a figure
+or table header shows (:func:`spec_display`; the spec itself, path and pin, stays in the
+provenance line), and the group the OOD literature reports separately. For CIFAR-10 as
 in-distribution, OpenOOD v1.5 (Zhang et al., 2023) calls CIFAR-100 and Tiny ImageNet *near*-OOD
 (similar images, other classes) and MNIST, SVHN, Textures and Places365 *far*-OOD; LSUN, which
 v1.5 dropped, is far-OOD as in OpenOOD v1. The Outlier Exposure paper's synthetic noise sets
@@ -10,8 +12,11 @@ v1.5 dropped, is far-OOD as in OpenOOD v1. The Outlier Exposure paper's syntheti
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import PurePath
 
+from . import pins
 from .errors import ConfigError
 
 #: The groups, in the order tables show them.
@@ -21,17 +26,25 @@ GROUP_LABELS = {"near": "near-OOD", "far": "far-OOD", "noise": "noise (OE paper)
 
 @dataclass(frozen=True)
 class DataInfo:
-    """A data set as readers see it: display name, and group (``id`` for ID sets)."""
+    """A data set as readers see it: display name, and group (``id`` for ID sets); a set that
+    a spec reads from files is known by their SHA-256 (``sha256``, what a pin names) and, in a
+    spec without a pin, by the file's name (``file``)."""
 
     name: str
     display: str
     group: str
+    sha256: str = ""
+    file: str = ""
 
 
 _ENTRIES = (
     DataInfo("cifar10", "CIFAR-10", "id"),
     DataInfo("cifar100", "CIFAR-100", "near"),  # as OOD for CIFAR-10 (as ID set: its own row)
     DataInfo("synthetic", "synthetic world", "id"),
+    # the JPEG copy of CIFAR-10 in ../shared/data (quality 75), the real profiles' ID data
+    DataInfo("cifar10_jpeg", "CIFAR-10 (JPEG copy)", "id",
+             sha256="c20cedc58b2083a1705642fc443e86740d29ba7e569a5f488435c732980006ca",
+             file="cifar10-jpeg.tar.xz"),
     DataInfo("tinyimagenet_crop", "Tiny ImageNet (crop)", "near"),
     DataInfo("tinyimagenet_resize", "Tiny ImageNet (resize)", "near"),
     DataInfo("lsun_crop", "LSUN (crop)", "far"),
@@ -66,6 +79,40 @@ def display_name(name: str) -> str:
     """The readers' label of a data set (its own name when the catalog does not know it)."""
     info = CATALOG.get(name)
     return info.display if info else name
+
+
+def spec_display(spec: str) -> str:
+    """The readers' label of a data-set spec or store name: ``NAME=kind:PATH`` by NAME, a pinned
+    file by its checksum (the short ``kind:FILE@12345678`` of :func:`mimlib.pins.display` too),
+    a named set by the catalog; files the catalog does not know by their name, without the
+    archive suffix. Any other text comes back as it is."""
+    text = str(spec)
+    named = re.fullmatch(r"(\w+)=(.+)", text)
+    if named and (named[2].startswith(pins.PATH_KINDS) or named[2] in CATALOG):
+        return display_name(named[1])  # NAME=kind:PATH: the name says what it is
+    short = re.fullmatch(r"([a-z]+:)(.+)@([0-9a-f]{8})", text)  # pins.display's form
+    if short:
+        kind, file, prefix = short.groups()
+        info = next((i for i in CATALOG.values() if i.sha256.startswith(prefix)), None)
+        return info.display if info else _file_label(file, kind)
+    try:
+        base, pin = pins.split_pin(text)
+    except ConfigError:
+        return text
+    path = pins.source_path(text)
+    if path is None:
+        return display_name(base)
+    info = next((i for i in CATALOG.values() if i.sha256 and (
+        i.sha256 == pin if pin else i.file == path.name)), None)
+    if info:
+        return info.display
+    file = path.parent.name if path.name == pins.MNIST_IMAGES else path.name
+    return _file_label(file, base[: base.index(":") + 1])
+
+
+def _file_label(file: str, kind: str) -> str:
+    stem = re.sub(r"(\.tar)?\.(xz|gz|bz2|zip|tar|tgz)$", "", PurePath(file).name)
+    return f"{stem} ({kind[:-1]})" if kind in ("crop:", "resize:") else stem
 
 
 def ood_group(name: str) -> str:

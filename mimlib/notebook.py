@@ -65,16 +65,26 @@ class Session:
         return self.exp.derive(dataclasses.replace(self.exp.setup, **changes))
 
     def table(self, df: pd.DataFrame, caption: str, name: str, floatfmt: str = ".4f",
-              provenance: str | None = None) -> None:
+              provenance: str | None = None, readers: bool = True) -> None:
         """Show df as a numbered table whose caption names the profile and parameters (or
-        the given provenance, for results that another run produced), and links its CSV."""
+        the given provenance, for results that another run produced), and links its CSV;
+        its headers and label cells in readers' words (``readers``; see mimlib.labels), the
+        CSV with the machine names, and under it the cite line and the re-run command."""
         from IPython.display import Markdown, display
+
+        from .labels import readers_table
 
         provenance = provenance or self.provenance
         csv = save_table(df, name, provenance, self.profile)
-        display(Markdown(markdown_table(df, caption, name, provenance, floatfmt,
-                                        link=download_link(csv, "CSV"),
-                                        cite=self.cite_as(name))))
+        display(Markdown(markdown_table(readers_table(df) if readers else df, caption, name,
+                                        provenance, floatfmt, link=download_link(csv, "CSV"),
+                                        cite=self.cite_as(name), rerun=self.rerun_line())))
+
+    def rerun_line(self) -> str:
+        """The commands that re-run this page with its parameters (see mimlib.rerun)."""
+        from .rerun import page_of, rerun_line
+
+        return rerun_line(page_of(self.params), self.profile, self.params)
 
     def cite_as(self, label: str) -> str:
         """The "cite as" line of a figure or table of this page (see report.cite_line)."""
@@ -103,7 +113,8 @@ class Session:
         glue(name, fig, display=False)
         label = "fig-" + name.replace("_", "-")  # the :name: of the page's {glue:figure}
         glue(f"{name}_provenance", Markdown(f"*({provenance})* {download_link(pdf, 'PDF')}. "
-                                            f"{self.cite_as(label)}"), display=False)
+                                            f"{self.cite_as(label)}. {self.rerun_line()}"),
+             display=False)
         plt.close(fig)
 
     def provenance_table(self) -> None:
@@ -124,7 +135,7 @@ class Session:
             rows += [(f"sha256 of the pixels: {k}", v)
                      for k, v in self.exp.data_checksums().items()]
         self.table(pd.DataFrame(rows, columns=["what", "value"]), "Provenance of this page",
-                   f"tbl-provenance-{result_id(self.params)}")
+                   f"tbl-provenance-{result_id(self.params)}", readers=False)  # specs, pins
 
     def html(self, name: str, markup: str) -> None:
         """Glue an HTML block that another page pastes (``{glue}`` with ``:doc:``): the

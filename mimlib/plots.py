@@ -1,4 +1,6 @@
-"""The book's figures, each built from a tidy table (one source per figure)."""
+"""The book's figures, each built from a tidy table (one source per figure); data sets,
+models and protocols in their titles, legends and ticks by their readers' names
+(:func:`mimlib.labels.readers_label`), whatever names the table carries."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
+from .labels import readers_label
 
 PALETTE = {"ID": "#1f77b4", "mixed": "#ff7f0e", "OOD": "#7f7f7f"}
 
@@ -128,7 +131,8 @@ def auroc_curves(curves: dict[str, pd.DataFrame]) -> Figure:
         ax.text(0.5, 0.5, "no run committed yet", ha="center", va="center",
                 transform=ax.transAxes)
     for i, (name, evals) in enumerate(curves.items()):
-        ax.plot(evals["step"], evals["mean_auroc"], "-o", ms=3, color=f"C{i}", label=name)
+        ax.plot(evals["step"], evals["mean_auroc"], "-o", ms=3, color=f"C{i}",
+                label=readers_label(name))
         best = evals.loc[evals["mean_auroc"].idxmax()]
         ax.scatter([best["step"]], [best["mean_auroc"]], s=70, facecolors="none",
                    edgecolors=f"C{i}")
@@ -159,7 +163,8 @@ def method_bars(table: pd.DataFrame, metric: str = "auroc") -> Figure:
         ax.set_yticks(y, avg["method"])
         lo = max(0.0, float(np.nanmin(avg[metric])) - 0.05)
         ax.set_xlim(lo, 1.0)
-        ax.set_title(f"{id_data}, {protocol}: mean {metric.upper()}", fontsize=9)
+        ax.set_title(f"{readers_label(id_data)}, {readers_label(protocol)}: mean "
+                     f"{metric.upper()}", fontsize=9)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 
@@ -191,7 +196,7 @@ def msp_distributions(frames: dict[str, pd.DataFrame]) -> Figure:
                   if df["kind"].iloc[0] != "ID"]  # ID classes are drawn as one curve
         styles = _group_styles([df["kind"].iloc[0] for _, df in groups])
         for (name, values), style in zip([("ID (all classes)", frame[frame.kind == "ID"]["msp"])]
-                                         + [(g, df["msp"]) for g, df in groups],
+                                         + [(readers_label(g), df["msp"]) for g, df in groups],
                                          [dict(color=PALETTE["ID"], lw=1.8, ls="-")] + styles):
             values = values.to_numpy(dtype=float)
             if np.ptp(values) > 0:  # a KDE of one repeated value has no bandwidth
@@ -329,7 +334,8 @@ def per_set_heatmap(df: pd.DataFrame, label_col: str = "variant") -> Figure:
 
     sets = [c for c in df.columns if c.startswith("auroc[")]
     grid = df.groupby(label_col, sort=False)[sets].mean()
-    grid.columns = [c[len("auroc["):-1] for c in sets]
+    grid.columns = [readers_label(c[len("auroc["):-1]) for c in sets]
+    grid.index = [readers_label(v) for v in grid.index]
     fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(sets), 0.9 + 0.32 * len(grid)))
     sns.heatmap(grid, ax=ax, annot=True, fmt=".3f", annot_kws={"fontsize": 6}, cmap="viridis",
                 cbar_kws={"label": "AUROC (MSP)"})
@@ -360,7 +366,8 @@ def sweep_bars(df: pd.DataFrame, label_col: str = "variant") -> Figure:
     grouped = df.groupby(label_col, sort=False)
     mean = grouped[["mean_auroc", "accuracy"]].mean()
     labels = list(mean.index)
-    fig, ax = _barh([f"{v}  (acc {a:.3f})" for v, a in zip(labels, mean["accuracy"])],
+    fig, ax = _barh([f"{readers_label(v)}  (acc {a:.3f})" for v, a in zip(labels,
+                                                                           mean["accuracy"])],
                     mean["mean_auroc"], "mean AUROC (MSP)",
                     ["C7" if v == "no fine-tuning" else "C3" if str(v).startswith("control")
                      else "C0" for v in labels])
@@ -430,8 +437,8 @@ def runtime_bars(df: pd.DataFrame) -> Figure:
     gives a figure that says so (a log axis has nothing to scale)."""
     if df.empty:
         return _message_figure("no stored computations yet: run the other chapters first")
-    fig, ax = _barh([f"{w}: {d}" for w, d in zip(df["what"], df["detail"])], df["seconds"],
-                    "seconds (log scale)")
+    fig, ax = _barh([f"{w}: {readers_label(d)}" for w, d in zip(df["what"], df["detail"])],
+                    df["seconds"], "seconds (log scale)")
     ax.set_xscale("log")
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
@@ -456,7 +463,8 @@ def paper_scatter(cells: pd.DataFrame) -> Figure:
         ax.text(0.5, 0.5, "the paper reports no numbers\nfor this profile's data",
                 ha="center", va="center", transform=ax.transAxes)
     for protocol, df in paired.groupby("protocol", sort=False):
-        ax.scatter(df["paper_auroc"], df["auroc"], s=10, label=protocol, alpha=0.7)
+        ax.scatter(df["paper_auroc"], df["auroc"], s=10, label=readers_label(protocol),
+                   alpha=0.7)
     ax.plot([0.5, 1], [0.5, 1], color="0.5", lw=0.8, ls=":")
     ax.set_xlim(0.5, 1)
     ax.set_ylim(0.5, 1)

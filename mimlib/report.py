@@ -72,10 +72,11 @@ def _short(value: Any) -> str:
 
 
 def markdown_table(df: pd.DataFrame, caption: str, name: str, provenance: str,
-                   floatfmt: str = ".4f", link: str = "", cite: str = "") -> str:
+                   floatfmt: str = ".4f", link: str = "", cite: str = "",
+                   rerun: str = "") -> str:
     """A numbered, captioned MyST ``{table}`` directive (render markdown outputs as MyST);
     ``link`` (MyST inline markup, e.g. a download role) ends the caption, ``cite`` (a "cite
-    as" line) follows the table."""
+    as" line) and ``rerun`` (the command that re-runs the page) follow the table."""
     header = "| " + " | ".join(str(c).replace("|", "\\|") for c in df.columns) + " |"
     rule = "| " + " | ".join("---" for _ in df.columns) + " |"
     body = ["| " + " | ".join(_cell(v, floatfmt) for v in row) + " |"
@@ -83,7 +84,8 @@ def markdown_table(df: pd.DataFrame, caption: str, name: str, provenance: str,
     title = f"{caption} *({provenance})*" + (f" {link}" if link else "")
     # a tilde fence: a backtick fence may not hold the backticks of a role in its title
     lines = [f"~~~{{table}} {title}", f":name: {name}", "", header, rule, *body, "~~~"]
-    return "\n".join(lines + (["", f"<small>{cite}</small>"] if cite else []))
+    return "\n".join(lines + [line for text in (cite, rerun) if text
+                              for line in ("", f"<small>{text}</small>")])
 
 
 def cite_line(label: str, page: str, profile: str, git: str) -> str:

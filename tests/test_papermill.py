@@ -148,14 +148,24 @@ def _papermill(clone: Clone, source: str, out: Path, *args: str,
 
 def _table(nb: nbformat.NotebookNode, name: str) -> tuple[str, list[str]]:
     """A table the page displayed (its MyST block): its caption line and its rows."""
+    return _table_block(nb, name)[:2]
+
+
+def _table_block(nb: nbformat.NotebookNode, name: str) -> tuple[str, list[str], str]:
+    """A table's caption line, its rows and the re-run line under it."""
     for cell in nb.cells:
         for output in cell.get("outputs", []):
             text = output.get("data", {}).get("text/markdown", "")
             if f"\n:name: {name}\n" in text:
                 lines = text.splitlines()
                 rows = [line for line in lines if line.startswith("|")]
-                return lines[0], rows[2:]  # header and separator left out
+                rerun = next((line for line in lines if line.startswith("<small>Re-run: ")), "")
+                return lines[0], rows[2:], rerun  # header and separator left out
     raise AssertionError(f"no table {name} in the notebook")
+
+
+def _rerun_commands(line: str) -> list[str]:
+    return line.split("`")[1::2]  # the code spans: mimlib run, then the papermill form
 
 
 def _chosen_ks() -> list[int]:
@@ -180,6 +190,18 @@ def _check_rerun(clone: Clone, out: Path, exports: Path) -> None:
     assert provenance(caption) == provenance(page_caption)  # same profile, data, model, store
     assert provenance(caption).startswith(f"*(profile {PROFILE}; ")
     assert (exports / PROFILE / "tbl-ablation-k.csv").is_file()
+    # under the table, the commands that re-run what this run did: the page as mimlib run made
+    # it names the profile alone; papermill's run (no MIMLIB_NOTEBOOK: the page is found by
+    # its parameters) names the page and the k it was given
+    ks = _chosen_ks()
+    assert _rerun_commands(_table_block(page, "tbl-ablation-k")[2]) == [
+        f"mimlib run {PAGE} --profile {PROFILE}",
+        f"mimlib parameters {PAGE} --profile {PROFILE} > params.yml && papermill "
+        f"notebooks/{PAGE}.ipynb out.ipynb -f params.yml"]
+    run, papermill_form = _rerun_commands(_table_block(rerun, "tbl-ablation-k")[2])
+    assert run == f"mimlib run {PAGE} --profile {PROFILE} -p ks '[{ks[0]}, {ks[1]}]'"
+    assert papermill_form.startswith(f"mimlib parameters {PAGE} --profile {PROFILE} -p ks "
+                                     f"'[{ks[0]}, {ks[1]}]' > params.yml && papermill ")
     assert clone.snapshot() == clone.store, "the store changed: something was computed"
     assert not any(Path(clone.env["MIMLIB_CACHE"]).rglob("*.*")), "data were decoded"
 

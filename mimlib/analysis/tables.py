@@ -74,7 +74,7 @@ def table1_grid(template: Experiment, id_datasets: Sequence[str], protocols: Seq
             rows = compare_with_paper(with_average(table1(exp, base, run, detectors,
                                                           control=control)),
                                       paper_id(id_data, paper_ids))
-            name = data_label(id_data)
+            name = pins.display(id_data)  # short spec: keys the cells; data_label shows it
             frames.append(rows.assign(id_data=name, protocol=protocol))
             setups[(name, protocol)] = exp.setup
             evaluations[(name, protocol)] = exp.evaluate(run)
@@ -265,13 +265,17 @@ def headline(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def slug(text: str) -> str:
-    """A label-safe version of a data-set spec, for table and figure names."""
-    return re.sub(r"[^a-z0-9]+", "-", data_label(text).lower()).strip("-")[-40:] or "x"
+    """A label-safe version of a data-set spec, for table and figure names (from the spec, as
+    :func:`mimlib.pins.display` shortens it: a label stays what it was when names change)."""
+    return re.sub(r"[^a-z0-9]+", "-", pins.display(text).lower()).strip("-")[-40:] or "x"
 
 
 def data_label(spec: str) -> str:
-    """A data-set spec as captions name it: file name for path, first digits of its pin."""
-    return pins.display(spec)
+    """A data set as captions, titles and headers name it, for readers: its display name in
+    :mod:`mimlib.catalog` (the spec, path and pin, is in the provenance line)."""
+    from ..catalog import spec_display
+
+    return spec_display(spec)
 
 
 def published_oe_key(id_data: str, arch: str) -> str | None:

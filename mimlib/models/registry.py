@@ -30,6 +30,15 @@ ARCHITECTURES: dict[str, Callable[[int], nn.Module]] = {
     "densenet100": lambda c: DenseNet(check_classes(c), depth=100, growth=12),
 }
 
+#: What figures and tables call each architecture (the key stays in the provenance line).
+ARCHITECTURE_NAMES: dict[str, str] = {
+    "wrn40_2": "WRN-40-2",
+    "resnet18": "ResNet-18",
+    "small_cnn": "small CNN",
+    **{f"resnet{d}": f"ResNet-{d}" for d in (20, 32, 44, 56)},
+    "densenet100": "DenseNet-BC-100",
+}
+
 
 def build_model(arch: str, num_classes: int) -> nn.Module:
     """A freshly initialised model of a registered architecture (see ``ARCHITECTURES``)."""
@@ -52,6 +61,7 @@ class PublishedWeights:
     licence: str
     source: str
     reported_top1: float | None = None  # on the original (lossless) test set, per its authors
+    display: str = ""  # what figures and tables call these weights (the key: provenance)
 
 
 _AKAMASTER = ("https://github.com/akamaster/pytorch_resnet_cifar10/raw/"
@@ -70,13 +80,15 @@ PUBLISHED: dict[str, PublishedWeights] = {
         f"resnet{d}/cifar10", f"resnet{d}", 10, name, _AKAMASTER + name, digest, IMAGENET,
         "BSD-2-Clause (Yerlan Idelbayev)",
         "akamaster/pytorch_resnet_cifar10 at d5489e8 (He et al. 2016, option-A CIFAR ResNet)",
-        top1) for d, (name, digest, top1) in _RESNETS.items()},
+        top1, f"ResNet-{d}, CIFAR-10 (He et al., published)")
+        for d, (name, digest, top1) in _RESNETS.items()},
     "densenet100/cifar10": PublishedWeights(
         "densenet100/cifar10", "densenet100", 10, "densenet100-dice-cifar10.pth.tar",
         "https://github.com/deeplearning-wisc/dice/raw/8acfb8d52eee997a7bf6f9d17ff5363fd91ba47b/"
         "checkpoints/CIFAR-10/densenet/checkpoint_100.pth.tar",
         "deaefd082911a1c6c92aacdcfecf03c71b932acc5c08b779c85c44eccdc0c817", DICE_CIFAR10, "MIT",
-        "deeplearning-wisc/dice at 8acfb8d (the DICE paper's DenseNet-BC-100, growth 12)"),
+        "deeplearning-wisc/dice at 8acfb8d (the DICE paper's DenseNet-BC-100, growth 12)",
+        display="DenseNet-BC-100, CIFAR-10 (DICE paper, published)"),
 }
 
 
@@ -87,3 +99,24 @@ def published_weights(key: str) -> PublishedWeights:
                           f"{sorted(PUBLISHED)} (pytorch-ood's keys, such as "
                           "'wrn-40-2/cifar10/crossentropy', work too)")
     return PUBLISHED[key]
+
+
+def architecture_display(arch: str) -> str:
+    """The readers' name of an architecture (its key when it has none)."""
+    return ARCHITECTURE_NAMES.get(arch, arch)
+
+
+def weights_display(base: str) -> str:
+    """The readers' name of a starting point (:class:`mimlib.experiment.Setup`'s ``base``):
+    trained here, the paper's published WRN-40-2, a registry entry, or a checkpoint file."""
+    if base == "pretrain":
+        return "trained here"
+    if base == "published":
+        return "published WRN-40-2 (the paper's, pytorch-ood)"
+    if base.startswith("registry:"):
+        key = base[len("registry:"):]
+        entry = PUBLISHED.get(key)
+        return entry.display if entry and entry.display else f"{key} (pytorch-ood, published)"
+    if base.startswith("checkpoint:"):
+        return f"checkpoint {base[len('checkpoint:'):].rstrip('/').rsplit('/', 1)[-1]}"
+    return base
