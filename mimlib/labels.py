@@ -3,7 +3,7 @@
 Each name lives next to what it names: data sets in :mod:`mimlib.catalog` (store names, and the
 files a profile's specs read, known by their checksum), architectures and published weights in
 :mod:`mimlib.models.registry` (``ARCHITECTURE_NAMES``, ``PublishedWeights.display``), protocols
-in :data:`PROTOCOL_NAMES` below (:mod:`mimlib.protocol` registers them). This module applies
+in :data:`mimlib.protocol.PROTOCOL_NAMES`. This module applies
 them: to a table's headers and label cells (:func:`readers_table`, which the notebooks' tables
 go through) and to any one label (:func:`readers_label`, which :mod:`mimlib.plots` uses for
 titles, legends and tick labels).
@@ -21,9 +21,7 @@ from typing import Any
 import pandas as pd
 
 from .catalog import spec_display
-
-#: What figures and tables call each protocol of :data:`mimlib.protocol.PROTOCOLS`.
-PROTOCOL_NAMES = {"faithful": "faithful (authors' code)", "corrected": "corrected (quirks fixed)"}
+from .protocol import PROTOCOL_NAMES
 
 #: Metrics as column headers name them (``auroc[SET]`` becomes ``AUROC: <set's name>``).
 METRIC_NAMES = {"auroc": "AUROC", "aupr_in": "AUPR-IN", "aupr_out": "AUPR-OUT",

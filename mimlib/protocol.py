@@ -16,6 +16,8 @@ from .detectors import DetectorOptions
 from .errors import ConfigError
 
 PROTOCOLS = ("faithful", "corrected")
+#: What figures and tables call each protocol.
+PROTOCOL_NAMES = {"faithful": "faithful (authors' code)", "corrected": "corrected (quirks fixed)"}
 
 #: k of the paper per ID set (CIFAR-10: 10, CIFAR-100: 5); other ID sets use 10.
 PAPER_K = {"cifar10": 10, "cifar100": 5}
