@@ -21,7 +21,7 @@ def test_a_short_mim_fine_tune_raises_the_mean_msp_auroc(experiment: Experiment)
     base = experiment.base_model()
     before = experiment.evaluate(base)
     assert before.accuracy > 0.95
-    mim = experiment.mim_model(base, steps=200, k=5, lr=1e-2, eval_every=100)
+    mim = experiment.mim_model(base, steps=200, k=5, lr=1e-3, eval_every=100)
     after = experiment.evaluate(mim)
     assert after.accuracy > 0.95  # MIM keeps the classifier
     gain = after.mean("MSP") - before.mean("MSP")
@@ -36,7 +36,7 @@ def test_a_short_mim_fine_tune_raises_the_mean_msp_auroc(experiment: Experiment)
 
 def test_stored_results_are_reused_and_carry_provenance(experiment: Experiment) -> None:
     base = experiment.base_model()
-    mim = experiment.mim_model(base, steps=200, k=5, lr=1e-2, eval_every=100)  # from the store
+    mim = experiment.mim_model(base, steps=200, k=5, lr=1e-3, eval_every=100)  # from the store
     evaluation = experiment.evaluate(mim)
     record = evaluation.record
     assert record["provenance"]["data_sha256"]["id_test"] == experiment.id_test.sha256()
@@ -52,7 +52,7 @@ def test_stored_results_are_reused_and_carry_provenance(experiment: Experiment) 
 def test_a_per_set_curve_holds_each_sets_auroc_and_serves_the_mean_curve(
         experiment: Experiment) -> None:
     base = experiment.base_model()
-    per_set = experiment.mim_model(base, steps=20, k=5, lr=1e-2, eval_every=10,
+    per_set = experiment.mim_model(base, steps=20, k=5, lr=1e-3, eval_every=10,
                                    per_set_curve=True)
     names = list(experiment.ood)
     for point in per_set.evals:
@@ -60,11 +60,11 @@ def test_a_per_set_curve_holds_each_sets_auroc_and_serves_the_mean_curve(
         assert point["mean_auroc"] == pytest.approx(np.mean(values), abs=1e-12)
     # asking for the mean curve alone reuses the stored run: no second training
     created = per_set.record["created"]
-    assert experiment.mim_model(base, steps=20, k=5, lr=1e-2,
+    assert experiment.mim_model(base, steps=20, k=5, lr=1e-3,
                                 eval_every=10).record["created"] == created
     # a mean-only curve does not serve a per-set request: the run is repeated with it
-    mean_only = experiment.mim_model(base, steps=21, k=5, lr=1e-2, eval_every=10)
+    mean_only = experiment.mim_model(base, steps=21, k=5, lr=1e-3, eval_every=10)
     assert "auroc[" not in "".join(mean_only.evals[0])
-    again = experiment.mim_model(base, steps=21, k=5, lr=1e-2, eval_every=10,
+    again = experiment.mim_model(base, steps=21, k=5, lr=1e-3, eval_every=10,
                                  per_set_curve=True)
     assert {f"auroc[{name}]" for name in names} <= set(again.evals[0])
