@@ -106,7 +106,7 @@ def test_the_prepared_device_call_runs_end_to_end_and_returns_what_the_book_read
     out.mkdir()
     _archives(data)
     env = {**device_like_env, "OUT": str(out), "CARRY": str(data), "BUDGET": "0.001",
-           "BENCHMARK_ARGS": "--quick --skip b c d",
+           "BENCHMARK_ARGS": "--quick --skip b c d g",
            "OFFLINE_ARGS": "--arch small_cnn --device cpu --probe-steps 2"}
     run = subprocess.run(["bash", "scripts/gpu_run.sh"], cwd=ROOT, env=env, capture_output=True,
                          text=True, timeout=600)
@@ -178,7 +178,7 @@ def test_a_failed_device_call_still_returns_its_logs(tmp_path: Path,
     out = tmp_path / "out"
     out.mkdir()
     env = {**device_like_env, "OUT": str(out), "CARRY": str(tmp_path),
-           "BENCHMARK_ARGS": "--skip a b c d", "OFFLINE_ARGS": "--arch vgg16 --device cpu"}
+           "BENCHMARK_ARGS": "--skip a b c d g", "OFFLINE_ARGS": "--arch vgg16 --device cpu"}
     run = subprocess.run(["bash", "scripts/gpu_run.sh"], cwd=ROOT, env=env, capture_output=True,
                          text=True, timeout=300)
     assert run.returncode != 0
@@ -242,7 +242,7 @@ def test_a_device_call_past_its_deadline_stops_and_returns_its_logs(
     out.mkdir()
     _archives(data)
     env = {**device_like_env, "OUT": str(out), "CARRY": str(data), "CALL_LIMIT": "20",
-           "BENCHMARK_ARGS": "--skip a b c d",  # a probe that would run for hours:
+           "BENCHMARK_ARGS": "--skip a b c d g",  # a probe that would run for hours:
            "OFFLINE_ARGS": "--arch small_cnn --device cpu --probe-steps 1000000"}
     run = subprocess.run(["bash", "scripts/gpu_run.sh"], cwd=ROOT, env=env, capture_output=True,
                          text=True, timeout=120)
