@@ -262,7 +262,7 @@ def k_above_five(template: Experiment, column: Column, params: dict[str, Any],
                  ks: Sequence[int], seeds: Sequence[int]) -> Judgement:
     """The k ablation: the best k > 5 against the best k <= 5, per group."""
     if not column.ablations:
-        return Judgement(NOT_RUN, "the k ablation runs in the corrected protocol only")
+        return Judgement(NOT_RUN, "no k-ablation runs in this setting (see the k ablation page)")
     large, small = [{"k": k} for k in ks if k > 5], [{"k": k} for k in ks if k <= 5]
     if not large or not small:
         return Judgement(NOT_RUN, f"ks {list(ks)} do not straddle 5")
@@ -276,7 +276,7 @@ def augmentation_helps(template: Experiment, column: Column, params: dict[str, A
                        seeds: Sequence[int]) -> Judgement:
     """Post-mix augmentation always on against off, all else equal, per group."""
     if not column.ablations:
-        return Judgement(NOT_RUN, "the augmentation ablation runs in the corrected protocol only")
+        return Judgement(NOT_RUN, "no augmentation-ablation runs in this setting (see its page)")
     verdicts, parts, intervals = _variant_difference(
         template, column, params, {"on": [{"aug_p": 1.0}], "off": [{"aug_p": 0.0}]}, seeds)
     return Judgement(combine(verdicts), "; ".join(parts) + _ablation_note(params, seeds),
