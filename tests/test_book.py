@@ -121,6 +121,16 @@ def test_chapter_renders_its_figures_and_tables(browser, html_root: Path, chapte
         assert f"page {chapter}, profile " in figure and ", git " in figure
     everything = browser.execute_script("return document.querySelector('main').textContent")
     assert everything.count("Cite as: mimlib book, Table ") == len(tables)  # folded ones too
+    # readers' labels: no spec or checksum in a figure title, legend or tick (the images' alt
+    # text is the title) or in a table header; the provenance line keeps them
+    headers = browser.execute_script(
+        "return Array.from(document.querySelectorAll('main table th')).map(h => h.textContent)")
+    titles = browser.execute_script(
+        "return Array.from(document.querySelectorAll('figure img')).map(i => i.alt || '')")
+    for label in headers + titles:
+        assert "folder:" not in label and "sha256" not in label, label
+    # each table and figure carries the command that re-runs its own page
+    assert everything.count(f"mimlib run {chapter}") >= len(tables) + len(figures)
     # each table links its CSV and each figure its PDF, copied into the built book
     for kind, selector, suffix in (("table", "table caption", ".csv"), ("figure", "figure", ".pdf")):
         hrefs = browser.execute_script(
@@ -150,8 +160,10 @@ def test_front_matter_and_bibliography(browser, html_root: Path) -> None:
     # the landing page opens with the result: the paper's claim, ours, a link to the claims
     headline = browser.execute_script(
         "const h = document.querySelector('.mimlib-headline'); return h && h.innerText")
-    assert headline and "The paper's claim:" in headline and "Our measurement:" in headline
-    assert "Verdict:" in headline
+    assert headline and "The paper's claim:" in headline and "What we measure" in headline
+    # per protocol: near- and far-OOD against the control and the best baseline, then the count
+    assert "corrected:" in headline and "faithful:" in headline
+    assert headline.count("against its control") >= 4 and "of the paper's 6 claims hold" in headline
     link = browser.execute_script(
         "return document.querySelector('.mimlib-headline a').href")
     assert link.endswith("executed/15_claims.html")
