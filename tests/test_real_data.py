@@ -1,12 +1,18 @@
 """Real images from ../shared/data (skipped when absent): the JPEG CIFAR-10 and Tiny ImageNet.
 
 A small CNN is trained briefly on a CIFAR-10 subset, MIM-fine-tuned for one epoch, and scored
-with MSP against the Tiny-ImageNet crop and resize sets rebuilt from the test images.
+with MSP against the Tiny-ImageNet crop and resize sets rebuilt from the test images. MIM must
+lower its confidence on k-image means (what it trains); on Tiny ImageNet it may not help a model
+this weak, so only a bound on the change is asserted (the measured values are in the test).
 """
 
 import pytest
+import torch
 
+from mimlib.data import ImageSet
+from mimlib.detectors import extract
 from mimlib.experiment import Experiment, Setup
+from mimlib.mixing import multi_input_mixup
 from mimlib.store import Store
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
@@ -34,8 +40,19 @@ def test_small_cnn_on_jpeg_cifar10_against_tiny_imagenet(cifar10_jpeg, tinyimage
     auroc = {(name, r["ood"]): r["auroc"] for name, ev in (("before", before), ("after", after))
              for r in ev.rows}
     # measured on this recipe: crop ~0.50 (a weak 60% model is as confident on crops of natural
-    # images as on CIFAR), resize ~0.67; MIM for one epoch adds about a point to both
+    # images as on CIFAR), resize ~0.67
     for when in ("before", "after"):
         assert auroc[(when, "tinyimagenet_resize")] > 0.6
         assert auroc[(when, "tinyimagenet_crop")] > 0.45
-    assert after.mean("MSP") > before.mean("MSP") - 0.02
+    # what MIM trains: means of ten test images get a lower confidence than before (measured:
+    # mean MSP 0.44 -> 0.21 with batch norm frozen, lr 1e-3)
+    generator = torch.Generator().manual_seed(0)
+    mixed = multi_input_mixup(exp.id_test.images[:1000].float(), 10, generator=generator)
+    mixes = ImageSet("mixes", mixed.round().to(torch.uint8), torch.full((1000,), -1))
+    confidence = {when: extract(run.model, mixes, device="cpu").logits.softmax(1).amax(1).mean()
+                  for when, run in (("before", base), ("after", mim))}
+    assert confidence["after"] < confidence["before"] - 0.1
+    # Tiny ImageNet itself barely moves, and not always up: with batch norm frozen (the authors'
+    # mode) this weak model loses 0.015-0.023 mean AUROC at lr 3e-4 and 1e-3 (2 seeds each; crop
+    # 0.51 -> 0.47-0.49) and none at 1e-4; with mixed-stats it gains 0.006-0.014 (measured)
+    assert abs(after.mean("MSP") - before.mean("MSP")) < 0.05
