@@ -437,3 +437,30 @@ def test_the_runtime_page_of_an_empty_store_says_so_instead_of_crashing(tmp_path
     assert costs.empty and list(costs.columns)[:2] == ["chapter", "device"]
     fig = plots.chapter_cost_bars(costs)
     assert "no chapter has recorded" in fig.axes[0].texts[0].get_text()
+
+
+def test_a_sweep_per_batch_norm_mode_has_a_control_per_mode_and_the_model_before_once(
+        monkeypatch):
+    monkeypatch.setattr(analysis.tables, "summary_row",
+                        lambda exp, run, **labels: {**labels, "mean_auroc": 0.5})
+    asked = []
+
+    class Runs:  # records the MIM settings of every run it is asked for
+        def mim_model(self, base, **settings):
+            asked.append(settings)
+            return settings
+
+    df = analysis.sweep_bn_modes(Runs(), None, {"k": 10}, [{"k": 1}], seeds=[0],
+                                 bn_modes=["frozen", "mixed-stats"])
+    assert df["variant"].tolist() == [
+        "no fine-tuning", f"{analysis.CONTROL}, BN frozen", "k=1, BN frozen",
+        f"{analysis.CONTROL}, BN mixed-stats", "k=1, BN mixed-stats"]
+    assert df["bn_mode"].tolist()[1:] == ["frozen"] * 2 + ["mixed-stats"] * 2
+    assert df["bn_mode"].isna()[0]
+    assert sorted((a["bn_mode"], a["k"], a.get("lam")) for a in asked) == [
+        ("frozen", 1, None), ("frozen", 10, 0.0), ("mixed-stats", 1, None),
+        ("mixed-stats", 10, 0.0)]
+    one = analysis.sweep_bn_modes(Runs(), None, {"k": 10}, [{"k": 1}], seeds=[0])
+    assert one["variant"].tolist() == ["no fine-tuning", analysis.CONTROL, "k=1"]
+    with pytest.raises(ConfigError, match="bn_modes is empty"):
+        analysis.sweep_bn_modes(Runs(), None, {}, [{"k": 1}], bn_modes=[])

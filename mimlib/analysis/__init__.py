@@ -25,7 +25,7 @@ from .tables import (CONTROL, NOT_ADAPTED, Table1Grid, across_setups, agreement,
                      architecture_setups, collapse_warnings, data_label, evaluation_frame,
                      headline, mean_and_std, num_classes, oe_comparison, paper_id,
                      per_class_accuracy, published_not_run, published_oe_key, replace_setup,
-                     slug, starting_points, summary_row, test_set_selection, sweep, sweep_spread, table1,
+                     slug, starting_points, summary_row, test_set_selection, sweep, sweep_bn_modes, sweep_spread, table1,
                      table1_grid, wide_table)
 
 __all__ = ["PostMixAugment", "extract", "claims_table", "columns_from", "landing_headline", "gpu_overview",
@@ -33,7 +33,7 @@ __all__ = ["PostMixAugment", "extract", "claims_table", "columns_from", "landing
            "penultimate_features", "umap_available", "gallery", "mixed_batches",
            "mixing_statistics", "msp_of", "precision_effect", "precision_verdict", "QUIRK_DETECTORS", "design_choices", "quirk_effects", "quirk_list",
            "benchmark_provenance", "benchmark_table", "chapter_costs", "runtime_summary",
-           "runtime_table", "short_git", "CONTROL", "NOT_ADAPTED", "Table1Grid", "across_setups",
+           "runtime_table", "short_git", "sweep_bn_modes", "CONTROL", "NOT_ADAPTED", "Table1Grid", "across_setups",
            "agreement",
            "architecture_setups", "collapse_warnings", "data_label", "evaluation_frame",
            "headline", "mean_and_std", "oe_comparison", "num_classes", "paper_id",

@@ -133,6 +133,25 @@ def sweep(exp: Experiment, base: ModelRun, mim: dict[str, Any],
     return df.reset_index(drop=True)
 
 
+def sweep_bn_modes(exp: Experiment, base: ModelRun, mim: dict[str, Any],
+                   variants: Iterable[dict[str, Any]], *, seeds: Sequence[int] = (0,),
+                   bn_modes: Sequence[str] = ("frozen",)) -> pd.DataFrame:
+    """A :func:`sweep` once per batch-norm mode (its ``bn_mode`` column; the control once per
+    mode, the model before once); with more than one mode each variant's name ends with it."""
+    variants, bn_modes = list(variants), list(bn_modes)
+    if not bn_modes:
+        raise ConfigError("bn_modes is empty: give at least one, e.g. ['frozen']")
+    df = pd.concat([sweep(exp, base, {**mim, "bn_mode": mode}, variants, seeds=seeds)
+                    .assign(bn_mode=mode) for mode in bn_modes], ignore_index=True)
+    before = df.variant == "no fine-tuning"
+    df = df[~before | ~before.cumsum().gt(1)].reset_index(drop=True)  # the model before: once
+    before = df.variant == "no fine-tuning"
+    df.loc[before, "bn_mode"] = None
+    if len(bn_modes) > 1:  # name the mode only where a page compares modes
+        df.loc[~before, "variant"] = df.variant + ", BN " + df.bn_mode
+    return df
+
+
 def sweep_spread(df: pd.DataFrame, columns: Sequence[str] = ("mean_auroc", "mean_fpr95",
                                                               "accuracy")) -> pd.DataFrame:
     """One row per variant of a :func:`sweep` (in its order, with its swept settings): the mean
