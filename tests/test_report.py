@@ -275,14 +275,8 @@ def test_what_each_chapter_costs_comes_from_the_entries_its_run_used(tmp_path, m
 
 def test_sweeps_keep_whole_number_settings_whole(monkeypatch):
     """The no-fine-tuning row has no k, which made k a float column printed as 5.0000."""
-    monkeypatch.setattr(analysis.tables, "summary_row",
-                        lambda exp, run, **labels: {**labels, "mean_auroc": 0.5})
-
-    class Runs:  # stands in for an Experiment: returns the MIM settings it was asked for
-        def mim_model(self, base, **settings):
-            return settings
-
-    df = analysis.sweep(Runs(), None, {"k": 10}, ({"k": k, "aug_p": p} for k, p in ((1, 0.5),
+    runs = _recording_runs(monkeypatch)
+    df = analysis.sweep(runs, None, {"k": 10}, ({"k": k, "aug_p": p} for k, p in ((1, 0.5),
                                                                                (5, 1.0))))
     assert df["variant"].tolist() == ["no fine-tuning", analysis.CONTROL, "k=1, aug_p=0.5",
                                       "k=5, aug_p=1.0"]
@@ -291,17 +285,28 @@ def test_sweeps_keep_whole_number_settings_whole(monkeypatch):
     assert "| — | 0.5000 | — |" in markdown_table(df[["k", "mean_auroc", "aug_p"]], "c", "n", "p")
 
 
-def test_a_sweep_runs_every_variant_once_per_seed_and_the_model_before_once(monkeypatch):
+class _RecordingRuns:
+    """Stands in for an Experiment: records the MIM settings of every run it is asked for."""
+
+    def __init__(self) -> None:
+        self.asked: list[dict] = []
+
+    def mim_model(self, base, **settings):
+        self.asked.append(settings)
+        return settings
+
+
+def _recording_runs(monkeypatch) -> _RecordingRuns:
+    """A recorder, with each sweep row reduced to its labels and a fixed AUROC."""
     monkeypatch.setattr(analysis.tables, "summary_row",
                         lambda exp, run, **labels: {**labels, "mean_auroc": 0.5})
-    asked = []
+    return _RecordingRuns()
 
-    class Runs:  # records the MIM settings of every run it is asked for
-        def mim_model(self, base, **settings):
-            asked.append(settings)
-            return settings
 
-    df = analysis.sweep(Runs(), None, {"k": 10, "seed": 7}, [{"k": 1}, {"k": 5}], seeds=[0, 1])
+def test_a_sweep_runs_every_variant_once_per_seed_and_the_model_before_once(monkeypatch):
+    runs = _recording_runs(monkeypatch)
+    asked = runs.asked
+    df = analysis.sweep(runs, None, {"k": 10, "seed": 7}, [{"k": 1}, {"k": 5}], seeds=[0, 1])
     assert df["variant"].tolist() == ["no fine-tuning", analysis.CONTROL, analysis.CONTROL,
                                       "k=1", "k=1", "k=5", "k=5"]  # grouped by variant
     assert df["seed"].isna().tolist() == [True] + [False] * 6
@@ -309,7 +314,7 @@ def test_a_sweep_runs_every_variant_once_per_seed_and_the_model_before_once(monk
     assert sorted((a["k"], a["seed"], a.get("lam")) for a in asked) == [
         (1, 0, None), (1, 1, None), (5, 0, None), (5, 1, None), (10, 0, 0.0), (10, 1, 0.0)]
     with pytest.raises(ConfigError, match="seeds is empty"):
-        analysis.sweep(Runs(), None, {}, [{"k": 1}], seeds=[])
+        analysis.sweep(runs, None, {}, [{"k": 1}], seeds=[])
 
 
 def test_the_spread_of_a_sweep_is_the_mean_and_sample_sd_over_its_seeds():
@@ -441,16 +446,9 @@ def test_the_runtime_page_of_an_empty_store_says_so_instead_of_crashing(tmp_path
 
 def test_a_sweep_per_batch_norm_mode_has_a_control_per_mode_and_the_model_before_once(
         monkeypatch):
-    monkeypatch.setattr(analysis.tables, "summary_row",
-                        lambda exp, run, **labels: {**labels, "mean_auroc": 0.5})
-    asked = []
-
-    class Runs:  # records the MIM settings of every run it is asked for
-        def mim_model(self, base, **settings):
-            asked.append(settings)
-            return settings
-
-    df = analysis.sweep_bn_modes(Runs(), None, {"k": 10}, [{"k": 1}], seeds=[0],
+    runs = _recording_runs(monkeypatch)
+    asked = runs.asked
+    df = analysis.sweep_bn_modes(runs, None, {"k": 10}, [{"k": 1}], seeds=[0],
                                  bn_modes=["frozen", "mixed-stats"])
     assert df["variant"].tolist() == [
         "no fine-tuning", f"{analysis.CONTROL}, BN frozen", "k=1, BN frozen",
@@ -460,7 +458,7 @@ def test_a_sweep_per_batch_norm_mode_has_a_control_per_mode_and_the_model_before
     assert sorted((a["bn_mode"], a["k"], a.get("lam")) for a in asked) == [
         ("frozen", 1, None), ("frozen", 10, 0.0), ("mixed-stats", 1, None),
         ("mixed-stats", 10, 0.0)]
-    one = analysis.sweep_bn_modes(Runs(), None, {"k": 10}, [{"k": 1}], seeds=[0])
+    one = analysis.sweep_bn_modes(runs, None, {"k": 10}, [{"k": 1}], seeds=[0])
     assert one["variant"].tolist() == ["no fine-tuning", analysis.CONTROL, "k=1"]
     with pytest.raises(ConfigError, match="bn_modes is empty"):
-        analysis.sweep_bn_modes(Runs(), None, {}, [{"k": 1}], bn_modes=[])
+        analysis.sweep_bn_modes(runs, None, {}, [{"k": 1}], bn_modes=[])
