@@ -7,12 +7,9 @@ this weak, so only a bound on the change is asserted (the measured values are in
 """
 
 import pytest
-import torch
 
-from mimlib.data import ImageSet
-from mimlib.detectors import extract
+from mimlib.analysis.mixed_images import mixed_batches, msp_of
 from mimlib.experiment import Experiment, Setup
-from mimlib.mixing import multi_input_mixup
 from mimlib.store import Store
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
@@ -45,12 +42,10 @@ def test_small_cnn_on_jpeg_cifar10_against_tiny_imagenet(cifar10_jpeg, tinyimage
         assert auroc[(when, "tinyimagenet_resize")] > 0.6
         assert auroc[(when, "tinyimagenet_crop")] > 0.45
     # what MIM trains: means of ten test images get a lower confidence than before (measured:
-    # mean MSP 0.44 -> 0.21 with batch norm frozen, lr 1e-3)
-    generator = torch.Generator().manual_seed(0)
-    mixed = multi_input_mixup(exp.id_test.images[:1000].float(), 10, generator=generator)
-    mixes = ImageSet("mixes", mixed.round().to(torch.uint8), torch.full((1000,), -1))
-    confidence = {when: extract(run.model, mixes, device="cpu").logits.softmax(1).amax(1).mean()
-                  for when, run in (("before", base), ("after", mim))}
+    # mean MSP 0.44 -> 0.21 with batch norm frozen, lr 1e-3, seeds 0 and 1)
+    mixes = mixed_batches(exp.id_test, [10], 500, augment=False)[10]
+    confidence = {when: msp_of(run.model, mixes).mean() for when, run in (("before", base),
+                                                                         ("after", mim))}
     assert confidence["after"] < confidence["before"] - 0.1
     # Tiny ImageNet itself barely moves, and not always up: with batch norm frozen (the authors'
     # mode) this weak model loses 0.015-0.023 mean AUROC at lr 3e-4 and 1e-3 (2 seeds each; crop

@@ -143,8 +143,8 @@ def sweep_bn_modes(exp: Experiment, base: ModelRun, mim: dict[str, Any],
         raise ConfigError("bn_modes is empty: give at least one, e.g. ['frozen']")
     df = pd.concat([sweep(exp, base, {**mim, "bn_mode": mode}, variants, seeds=seeds)
                     .assign(bn_mode=mode) for mode in bn_modes], ignore_index=True)
-    before = df.variant == "no fine-tuning"
-    df = df[~before | ~before.cumsum().gt(1)].reset_index(drop=True)  # the model before: once
+    df = df[~(df.variant == "no fine-tuning") | ~df.duplicated("variant")]  # the model before once
+    df = df.reset_index(drop=True)
     before = df.variant == "no fine-tuning"
     df.loc[before, "bn_mode"] = None
     if len(bn_modes) > 1:  # name the mode only where a page compares modes
