@@ -86,6 +86,38 @@ def test_a_fresh_clone_builds_the_real_book_from_the_committed_results(committed
     assert {entry["profile"] for entry in manifest.values()} == {PROFILE}  # the default
 
 
+#: The numbers that book/own_model.md quotes, each with the table, row and column it comes from.
+OWN_MODEL_QUOTES = [
+    ("tbl-ablation-k", "k=2, BN frozen", "mean_auroc_near", "0.854"),
+    ("tbl-ablation-k", "k=3, BN frozen", "mean_auroc_near", "0.852"),
+    ("tbl-ablation-k", "k=10, BN frozen", "mean_auroc_near", "0.842"),
+    ("tbl-ablation-k", "k=20, BN frozen", "mean_auroc_near", "0.836"),
+    ("tbl-ablation-k", "k=1, BN frozen", "accuracy", "0.815"),
+    ("tbl-ablation-k", "k=10, BN frozen", "accuracy", "0.851"),
+    ("tbl-ablation-k", "control (λ=0), BN frozen", "accuracy", "0.878"),
+    ("tbl-ablation-augment", "aug_p=0.0, BN frozen", "mean_auroc_far", "0.802"),
+    ("tbl-ablation-augment", "aug_p=1.0, aug_affine=False, BN frozen", "mean_auroc_far", "0.821"),
+    ("tbl-ablation-augment", "aug_p=1.0, aug_colour=False, BN frozen", "mean_auroc_far", "0.923"),
+    ("tbl-ablation-augment", "aug_p=1.0, BN frozen", "mean_auroc_far", "0.932"),
+    ("tbl-ablation-augment", "aug_p=0.0, BN frozen", "mean_auroc_near", "0.826"),
+    ("tbl-ablation-augment", "aug_p=1.0, BN frozen", "mean_auroc_near", "0.842"),
+]
+
+
+def test_the_advice_for_your_own_model_quotes_the_committed_ablations(committed_book) -> None:
+    """Every number book/own_model.md gives is in the table the fresh clone's book exported."""
+    import csv
+
+    advice = (ROOT / "book" / "own_model.md").read_text()
+    exports = committed_book.root / "book" / "exports" / PROFILE
+    for table, variant, column, quoted in OWN_MODEL_QUOTES:
+        with open(exports / f"{table}.csv", newline="") as f:
+            rows = {row["variant"]: row for row in csv.DictReader(
+                line for line in f if not line.startswith("#"))}
+        assert f"{float(rows[variant][column]):.3f}" == quoted, (table, variant, column)
+        assert quoted in advice, quoted
+
+
 @pytest.mark.slow
 @pytest.mark.shared
 def test_committed_numbers_are_recomputed_from_the_data() -> None:
