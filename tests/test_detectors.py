@@ -6,6 +6,7 @@ from mimlib import TABLE1_DETECTORS, FittedDetectors, build_model, extract
 from mimlib.data import load_id, load_ood, normalize
 from mimlib.detectors import DetectorOptions, check_detectors
 from mimlib.errors import ConfigError
+from mimlib.store import canonical_json
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +138,39 @@ def test_evaluation_precision_is_fp32_by_default_and_part_of_keys_where_it_acts(
     monkeypatch.setattr(experiment, "resolve_device", lambda device: torch.device("cuda"))
     assert experiment._precision_key(fp32) == {}
     assert experiment._precision_key(bf16) == {"eval_precision": "bf16"}
+
+
+#: What DetectorOptions.relevant gives each Table 1 detector under four sets of options, as the
+#: store's keys hold it (canonical JSON, so 0 and 0.0 differ): these strings must never change.
+PINNED_KEY_OPTIONS = {
+    "default": ({}, {
+        "MSP": '{"features_as_logits":false}', "ODIN": '{"eps":0.002,"temperature":1000.0}',
+        "Mahalanobis": '{"eps":0.0}', "Entropy": '{"features_as_logits":false}',
+        "Energy": '{"features_as_logits":false}', "MaxLogit": '{"features_as_logits":false}',
+        "KL-Matching": "{}", "DICE": '{"p":0.65}', "RMD": "{}", "ViM": '{"d":64}'}),
+    "faithful CIFAR-100": ({"mahalanobis_eps": 0.002, "features_as_logits": ("Entropy", "Energy")}, {
+        "MSP": '{"features_as_logits":false}', "ODIN": '{"eps":0.002,"temperature":1000.0}',
+        "Mahalanobis": '{"eps":0.002}', "Entropy": '{"features_as_logits":true}',
+        "Energy": '{"features_as_logits":true}', "MaxLogit": '{"features_as_logits":false}',
+        "KL-Matching": "{}", "DICE": '{"p":0.65}', "RMD": "{}", "ViM": '{"d":64}'}),
+    "every option changed": ({"odin_eps": 0.01, "odin_temperature": 10.0, "mahalanobis_eps": 0.001,
+                              "dice_p": 0.5, "vim_d": 3, "features_as_logits": ("MSP", "MaxLogit")}, {
+        "MSP": '{"features_as_logits":true}', "ODIN": '{"eps":0.01,"temperature":10.0}',
+        "Mahalanobis": '{"eps":0.001}', "Entropy": '{"features_as_logits":false}',
+        "Energy": '{"features_as_logits":false}', "MaxLogit": '{"features_as_logits":true}',
+        "KL-Matching": "{}", "DICE": '{"p":0.5}', "RMD": "{}", "ViM": '{"d":3}'}),
+    "whole numbers": ({"odin_eps": 0, "odin_temperature": 1, "mahalanobis_eps": 0, "vim_d": 2}, {
+        "MSP": '{"features_as_logits":false}', "ODIN": '{"eps":0,"temperature":1}',
+        "Mahalanobis": '{"eps":0}', "Entropy": '{"features_as_logits":false}',
+        "Energy": '{"features_as_logits":false}', "MaxLogit": '{"features_as_logits":false}',
+        "KL-Matching": "{}", "DICE": '{"p":0.65}', "RMD": "{}", "ViM": '{"d":2}'}),
+}
+
+
+@pytest.mark.parametrize("case", PINNED_KEY_OPTIONS)
+def test_the_options_in_each_detectors_store_key_are_pinned(case) -> None:
+    """relevant() is each detector's part of its scores' store key: a change would orphan
+    every stored score, so its output is pinned for every Table 1 detector."""
+    kwargs, expected = PINNED_KEY_OPTIONS[case]
+    options = DetectorOptions(**kwargs)
+    assert {name: canonical_json(options.relevant(name)) for name in TABLE1_DETECTORS} == expected
