@@ -4,7 +4,8 @@ import torch
 
 from mimlib import TABLE1_DETECTORS, FittedDetectors, build_model, extract
 from mimlib.data import load_id, load_ood, normalize
-from mimlib.detectors import DetectorOptions, check_detectors
+from mimlib import detectors
+from mimlib.detectors import DetectorOptions, DetectorSpec, check_detectors, register_detector
 from mimlib.errors import ConfigError
 from mimlib.store import canonical_json
 
@@ -83,6 +84,53 @@ def test_features_as_logits_reproduces_the_authors_cifar100_quirk(setting) -> No
         features_as_logits=("Energy",)), device="cpu")
     np.testing.assert_allclose(quirky.score("Energy", reps),
                                torch.logsumexp(reps.features, 1).numpy(), rtol=1e-5)
+
+
+def test_mahalanobis_with_a_vanishing_perturbation_is_mahalanobis_on_the_features(setting) -> None:
+    """The perturbing Mahalanobis (pytorch-ood's MahalanobisODIN, fitted with its public
+    fit_features) holds the same Gaussians as the one on cached features."""
+    model, train, test, _ = setting
+    fit, reps = extract(model, train, device="cpu"), extract(model, test, device="cpu")
+    cached = FittedDetectors(("Mahalanobis",), model, fit, device="cpu")
+    perturbing = FittedDetectors(("Mahalanobis",), model, fit,
+                                 DetectorOptions(mahalanobis_eps=1e-30), device="cpu")
+    np.testing.assert_allclose(perturbing.score("Mahalanobis", reps, test),
+                               cached.score("Mahalanobis", reps), rtol=1e-5)
+
+
+def test_a_new_detector_is_one_row_of_the_table(setting, monkeypatch) -> None:
+    """Registering one row is all a detector needs: its name is accepted, it is fitted on the
+    ID representations and scores others, and its options go into its store key."""
+    monkeypatch.setattr(detectors, "DETECTORS", dict(detectors.DETECTORS))  # undone after
+    model, train, test, _ = setting
+
+    def clipped_norm(fit):  # the feature norm, clipped at the p-quantile of the ID norms
+        clip = torch.quantile(fit.reps.features.norm(dim=1), fit.options.dice_p)
+        return lambda z: -z.norm(dim=1).clamp(max=clip)
+
+    register_detector(DetectorSpec("ClippedNorm", "features", clipped_norm, fitted=True,
+                                   options={"p": "dice_p"}))
+    assert check_detectors(["MSP", "ClippedNorm"]) == ("MSP", "ClippedNorm")
+    assert DetectorOptions(dice_p=0.5).relevant("ClippedNorm") == {"p": 0.5}
+    assert detectors.detector_spec("ClippedNorm").fitted
+    fit, reps = extract(model, train, device="cpu"), extract(model, test, device="cpu")
+    fitted = FittedDetectors(("MSP", "ClippedNorm"), model, fit, DetectorOptions(dice_p=0.5),
+                             device="cpu")
+    clip = torch.quantile(fit.features.norm(dim=1), 0.5)
+    np.testing.assert_array_equal(fitted.score("ClippedNorm", reps),
+                                  reps.features.norm(dim=1).clamp(max=clip).double().numpy())
+    with pytest.raises(ConfigError, match="exists already"):
+        register_detector(DetectorSpec("ClippedNorm", "features", clipped_norm))
+    with pytest.raises(ConfigError, match="features_as_logits accepts"):
+        DetectorOptions(features_as_logits=("ClippedNorm",))
+
+
+def test_a_detector_row_names_only_real_options() -> None:
+    with pytest.raises(ConfigError, match="no field"):
+        DetectorSpec("Toy", "logits", lambda fit: None, options={"t": "toy_temperature"})
+    with pytest.raises(ConfigError, match="reads logits, features or images"):
+        DetectorSpec("Toy", "pixels", lambda fit: None)
+    assert "ClippedNorm" not in detectors.DETECTORS  # the registration above was undone
 
 
 def test_gradient_detectors_need_images(setting) -> None:
