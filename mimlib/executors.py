@@ -124,7 +124,7 @@ def compute_bases(root: str, planned: list[dict[str, Any]]) -> int:
     """The shared prerequisites, once, before the notebooks: every base model that the planned
     notebooks' setups start from (stored; a later ask reads it). Returns how many there are."""
     from .experiment import Experiment
-    from .needs import setups_of
+    from .setups import setups_of
     from .store import Store
 
     os.chdir(root)  # the profiles' paths (store, data) are relative to the project
