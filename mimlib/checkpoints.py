@@ -28,6 +28,13 @@ PAPER_CHECKPOINTS = {"cifar10": "wrn-40-2/cifar10/crossentropy",
 _REGISTRY_ARCHS = {"wrn-40-2": "wrn40_2", "resnet-18": "resnet18"}
 
 
+def published_oe_key(id_data: str, arch: str) -> str | None:
+    """The registry key of the OE authors' own OE-tuned weights, where they exist."""
+    if arch == "wrn40_2" and id_data in ("cifar10", "cifar100"):
+        return f"wrn-40-2/{id_data}/oe"
+    return None
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """torch.save to a temporary file in the same folder, then rename: never a half file."""
     path = Path(path)

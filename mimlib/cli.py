@@ -20,7 +20,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import MimlibError
+from .book_build import build_book
+from .errors import ConfigError, MimlibError
+from .pages import notebook_names, resolve_notebook
+from .profiles import load_profile, profile_names
 
 #: The profile of ``mimlib reproduce`` and ``mimlib run`` when none is given.
 DEFAULT_PROFILE = "cifar10-cpu"
@@ -98,27 +101,29 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    # imported when a command runs, not for --help or a usage error: checking and running
+    # notebooks imports torch and papermill, seconds of start-up
     from . import orchestrate as orc
 
     root = Path(args.root).resolve()
     if args.command == "profiles":
-        for name in orc.profile_names():
-            print(f"{name:16s} {orc.load_profile(name).get('description', '')}")
+        for name in profile_names():
+            print(f"{name:16s} {load_profile(name).get('description', '')}")
         return 0
     if args.command == "parameters":
-        name = orc.resolve_notebook(root, args.notebook)
-        params = orc.notebook_parameters(root, name, orc.load_profile(args.profile),
+        name = resolve_notebook(root, args.notebook)
+        params = orc.notebook_parameters(root, name, load_profile(args.profile),
                                          [tuple(p) for p in args.parameter])
         print(orc.parameters_yaml(name, args.profile, params), end="")
         return 0
     if args.command == "book":
-        print(orc.build_book(root))
+        print(build_book(root))
         return 0
     if args.command == "reproduce":
-        names = ([orc.resolve_notebook(root, n) for n in args.only] if args.only
-                 else orc.notebook_names(root))
+        names = ([resolve_notebook(root, n) for n in args.only] if args.only
+                 else notebook_names(root))
     else:
-        names = [orc.resolve_notebook(root, args.notebook)]
+        names = [resolve_notebook(root, args.notebook)]
     overrides = [tuple(p) for p in args.parameter]
     terminal = sys.stderr.isatty()  # bars on a terminal, plain lines in a log
     results = orc.run_notebooks(root, names, args.profile, overrides, force=args.force,
@@ -132,14 +137,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"book: not built, {len(failed)} notebook(s) failed ({', '.join(failed)}); fix "
               "the cause above and run again (finished notebooks are skipped)", file=sys.stderr)
     elif not args.no_book:
-        print(f"book: {orc.build_book(root)}")
+        print(f"book: {build_book(root)}")
     return 1 if failed else 0
 
 
 def _executor(args: argparse.Namespace):  # -> mimlib.executors.ExecutorSettings
-    from .errors import ConfigError
-    from .executors import executor_settings
-    from .orchestrate import load_profile
+    from .executors import executor_settings  # imports torch: see _dispatch
 
     options = {}
     for option in args.slurm_option:

@@ -2,7 +2,9 @@
 
 The model runs once per data set (:func:`extract`); every post-hoc detector is fitted on, and
 scores, the cached features and logits with pytorch-ood's ``fit_features`` / ``predict_logits``
-API. Only detectors that perturb their inputs along a gradient (ODIN, and Mahalanobis with
+API. Each detector is one row of :data:`DETECTORS` (what it reads, whether it is fitted, the
+options in its store key, how it is built); :func:`register_detector` adds one. Only detectors
+that perturb their inputs along a gradient (ODIN, and Mahalanobis with
 ``mahalanobis_eps > 0`` as in pytorch-ood 0.1.6) run the network again. Scores are returned in the
 MSP convention (higher = more in-distribution), i.e. pytorch-ood's outlier scores negated.
 """
@@ -10,8 +12,9 @@ MSP convention (higher = more in-distribution), i.e. pytorch-ood's outlier score
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
-from typing import Callable, Iterator
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Literal, Mapping
 
 import numpy as np
 import torch
@@ -22,12 +25,6 @@ from .device import (eval_precision, in_layout, out_of_memory_as_error, resolve_
                      resolve_layout)
 from .errors import ConfigError
 from .models import CIFAR, features_and_logits, input_normalization, linear_head
-
-#: The rows of the paper's Table 1 (MIM is MSP on the fine-tuned model).
-TABLE1_DETECTORS = ("MSP", "ODIN", "Mahalanobis", "Entropy", "Energy", "MaxLogit", "KL-Matching",
-                    "DICE", "RMD", "ViM")
-#: Detectors fitted on ID data (the rest are functions of one input's logits or gradients).
-FITTED_DETECTORS = ("KL-Matching", "Mahalanobis", "DICE", "RMD", "ViM")
 
 
 @dataclass(frozen=True)
@@ -47,9 +44,10 @@ class DetectorOptions:
     features_as_logits: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        unknown = set(self.features_as_logits) - {"Entropy", "Energy", "MaxLogit", "MSP"}
+        swappable = [n for n, spec in DETECTORS.items() if spec.logits_from_features]
+        unknown = set(self.features_as_logits) - set(swappable)
         if unknown:
-            raise ConfigError(f"features_as_logits accepts Entropy, Energy, MaxLogit, MSP; got "
+            raise ConfigError(f"features_as_logits accepts {', '.join(swappable)}; got "
                               f"{sorted(unknown)}")
         if not 0 <= self.dice_p < 1:
             raise ConfigError(f"dice_p must lie in [0, 1), got {self.dice_p}")
@@ -58,11 +56,11 @@ class DetectorOptions:
 
     def relevant(self, name: str) -> dict[str, object]:
         """The options that change detector ``name``'s scores (its part of a store key)."""
-        if name in ("MSP", "Entropy", "Energy", "MaxLogit"):
-            return {"features_as_logits": name in self.features_as_logits}
-        return {"ODIN": {"eps": self.odin_eps, "temperature": self.odin_temperature},
-                "Mahalanobis": {"eps": self.mahalanobis_eps}, "DICE": {"p": self.dice_p},
-                "ViM": {"d": self.vim_d}}.get(name, {})
+        spec = detector_spec(name)
+        key: dict[str, object] = {k: getattr(self, option) for k, option in spec.options.items()}
+        if spec.logits_from_features:
+            key["features_as_logits"] = name in self.features_as_logits
+        return key
 
 
 @dataclass
@@ -74,14 +72,184 @@ class Representations:
     labels: Tensor
 
 
+@dataclass(frozen=True)
+class Fit:
+    """What a detector is built from: the model, its linear head (float32, CPU), the ID
+    representations it may be fitted on, the options, and where gradient detectors run."""
+
+    model: nn.Module
+    weight: Tensor
+    bias: Tensor
+    reps: Representations
+    options: DetectorOptions
+    device: torch.device
+    batch_size: int
+
+
+#: What a detector reads: logits, penultimate features, or the images (it perturbs them).
+Reads = Literal["logits", "features", "images"]
+#: A built detector: its input (as its spec reads it) to outlier scores (higher = more OOD).
+Scorer = Callable[[Any], Tensor]
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """One detector as one row: what it reads, whether it is fitted on ID data, which
+    :class:`DetectorOptions` fields change its scores, and how it is built.
+
+    ``options`` maps each name in the detector's store key to the option it holds;
+    ``logits_from_features`` lets ``features_as_logits`` hand it the features; ``perturbation``
+    names an option that, when non-zero, makes it read images instead of ``reads``.
+    """
+
+    name: str
+    reads: Reads
+    build: Callable[[Fit], Scorer]
+    fitted: bool = False
+    per_class: bool = False  # fits one Gaussian per class: the fit set needs every class
+    options: Mapping[str, str] = field(default_factory=dict)
+    logits_from_features: bool = False
+    perturbation: str | None = None
+
+    def __post_init__(self) -> None:
+        known = {f.name for f in dataclasses.fields(DetectorOptions)}
+        unknown = set(self.options.values()) - known | ({self.perturbation} - known - {None})
+        if unknown:
+            raise ConfigError(f"detector {self.name}: DetectorOptions has no field(s) "
+                              f"{sorted(unknown)}")
+        if self.reads not in ("logits", "features", "images"):
+            raise ConfigError(f"detector {self.name} reads logits, features or images, "
+                              f"not {self.reads!r}")
+        if self.per_class and not self.fitted:
+            raise ConfigError(f"detector {self.name} fits a Gaussian per class, so it is fitted")
+
+    def depends_on(self, option: str) -> bool:
+        """Whether the :class:`DetectorOptions` field ``option`` changes its scores."""
+        return (option in self.options.values() or option == self.perturbation
+                or (option == "features_as_logits" and self.logits_from_features))
+
+    def reads_under(self, options: DetectorOptions) -> Reads:
+        """What it reads under ``options``: images when its perturbation is switched on."""
+        return "images" if self.perturbation and getattr(options, self.perturbation) else self.reads
+
+
+def _pod() -> Any:
+    """pytorch-ood's detectors, imported when first built (the import costs start-up time)."""
+    from pytorch_ood import detector
+
+    return detector
+
+
+def _from_cifar_units(model: nn.Module) -> Callable[[Tensor], Tensor]:
+    """CIFAR-normalised inputs to the model's own normalisation.
+
+    The perturbation is taken in the paper's CIFAR-normalised units (eps * CIFAR std in pixels)
+    whatever the model's own statistics, so eps means the same for every model: the gradient
+    detectors see a function of CIFAR-normalised inputs.
+    """
+    norm = input_normalization(model)
+    return lambda u: u if norm == CIFAR else norm.apply(CIFAR.invert(u))
+
+
+def _perturbing(fit: Fit, detector: Callable[[Tensor], Tensor]) -> Scorer:
+    """Scores images with a detector that perturbs them along the input gradient, in batches."""
+    def score(images: ImageSet) -> Tensor:
+        fit.model.eval().to(fit.device)
+        out = []
+        with _frozen_parameters(fit.model), out_of_memory_as_error(fit.batch_size):
+            for part in iter_batches(len(images), fit.batch_size):
+                x = CIFAR.apply(images.images[part].to(fit.device))
+                out.append(detector(x).detach().float().cpu())
+        return torch.cat(out)
+    return score
+
+
+def _odin(fit: Fit) -> Scorer:
+    model, to_model = fit.model, _from_cifar_units(fit.model)
+    return _perturbing(fit, _pod().ODIN(lambda u: model(to_model(u)), eps=fit.options.odin_eps,
+                                        temperature=fit.options.odin_temperature))
+
+
+def _mahalanobis(fit: Fit) -> Scorer:
+    """On the cached features, or (``mahalanobis_eps > 0``) on inputs perturbed first."""
+    z, y = fit.reps.features, fit.reps.labels
+    if not fit.options.mahalanobis_eps:
+        return _pod().Mahalanobis(None).fit_features(z, y).predict_features
+    model, to_model = fit.model, _from_cifar_units(fit.model)
+    detector = _pod().MahalanobisODIN(lambda u: features_and_logits(model, to_model(u))[0],
+                                      eps=fit.options.mahalanobis_eps)
+    return _perturbing(fit, detector.fit_features(z.to(fit.device), y.to(fit.device)))
+
+
+def _on_logits(make: Callable[[Any], Scorer]) -> Callable[[Fit], Scorer]:
+    """A detector that is a function of one input's logits (nothing to fit)."""
+    return lambda fit: make(_pod())
+
+
+def _on_features(make: Callable[[Any, Fit], Any]) -> Callable[[Fit], Scorer]:
+    """A pytorch-ood detector fitted on the ID features and labels, scoring features."""
+    return lambda fit: make(_pod(), fit).fit_features(fit.reps.features,
+                                                      fit.reps.labels).predict_features
+
+
+def _kl_matching(fit: Fit) -> Scorer:
+    return _pod().KLMatching(None).fit_logits(fit.reps.logits, fit.reps.labels).predict_logits
+
+
+#: Every detector, one row each; the first ten are the rows of the paper's Table 1 (MIM is MSP
+#: on the fine-tuned model). :func:`register_detector` adds more.
+DETECTORS: dict[str, DetectorSpec] = {spec.name: spec for spec in (
+    DetectorSpec("MSP", "logits", _on_logits(lambda pod: pod.MaxSoftmax.score),
+                 logits_from_features=True),
+    DetectorSpec("ODIN", "images", _odin,
+                 options={"eps": "odin_eps", "temperature": "odin_temperature"}),
+    DetectorSpec("Mahalanobis", "features", _mahalanobis, fitted=True, per_class=True,
+                 options={"eps": "mahalanobis_eps"}, perturbation="mahalanobis_eps"),
+    DetectorSpec("Entropy", "logits", _on_logits(lambda pod: pod.Entropy(None).predict_logits),
+                 logits_from_features=True),
+    DetectorSpec("Energy", "logits", _on_logits(lambda pod: pod.EnergyBased(None).predict_logits),
+                 logits_from_features=True),
+    DetectorSpec("MaxLogit", "logits", _on_logits(lambda pod: pod.MaxLogit(None).predict_logits),
+                 logits_from_features=True),
+    DetectorSpec("KL-Matching", "logits", _kl_matching, fitted=True),
+    DetectorSpec("DICE", "features", _on_features(
+        lambda pod, fit: pod.DICE(None, w=fit.weight, b=fit.bias, p=fit.options.dice_p)),
+        fitted=True, options={"p": "dice_p"}),
+    DetectorSpec("RMD", "features", _on_features(lambda pod, fit: pod.RMD(None)), fitted=True,
+                 per_class=True),
+    DetectorSpec("ViM", "features", _on_features(
+        lambda pod, fit: pod.ViM(None, d=min(fit.options.vim_d, fit.reps.features.shape[1] - 1),
+                                 w=fit.weight, b=fit.bias)),
+        fitted=True, options={"d": "vim_d"}),
+)}
+#: The rows of the paper's Table 1, in its order.
+TABLE1_DETECTORS = tuple(DETECTORS)
+#: Table 1's detectors fitted on ID data (the rest are functions of one input's logits or
+#: gradients).
+FITTED_DETECTORS = tuple(name for name, spec in DETECTORS.items() if spec.fitted)
+
+
+def register_detector(spec: DetectorSpec) -> DetectorSpec:
+    """Add a detector beside Table 1's: it is then checked, fitted, scored and keyed like them."""
+    if spec.name in DETECTORS:
+        raise ConfigError(f"a detector named {spec.name} exists already")
+    DETECTORS[spec.name] = spec
+    return spec
+
+
+def detector_spec(name: str) -> DetectorSpec:
+    """The row of detector ``name``, or :class:`ConfigError` naming the choices."""
+    return DETECTORS[check_detectors((name,))[0]]
+
+
 def check_detectors(names: object) -> tuple[str, ...]:
     """The names as a tuple, or :class:`ConfigError` naming the unknown ones."""
     if isinstance(names, str) or not all(isinstance(n, str) for n in names):  # type: ignore[union-attr]
         raise ConfigError(f"detectors must be a list of names, got {names!r}")
     names = tuple(names)  # type: ignore[arg-type]
-    unknown = [n for n in names if n not in TABLE1_DETECTORS]
+    unknown = [n for n in names if n not in DETECTORS]
     if unknown:
-        raise ConfigError(f"unknown detector(s) {unknown}; choose from {list(TABLE1_DETECTORS)}")
+        raise ConfigError(f"unknown detector(s) {unknown}; choose from {list(DETECTORS)}")
     return names
 
 
@@ -114,89 +282,34 @@ class FittedDetectors:
     def __init__(self, names: tuple[str, ...], model: nn.Module, fit: Representations,
                  options: DetectorOptions = DetectorOptions(), *,
                  device: str | torch.device = "auto", batch_size: int = 256) -> None:
-        from pytorch_ood import detector as pod
-
         self.names = check_detectors(names)
-        self.model, self.options = model, options
-        self.device, self.batch_size = resolve_device(device), batch_size
+        self.options = options
         head = linear_head(model)
         w = head.weight.detach().float().cpu()
         b = (torch.zeros(head.out_features) if head.bias is None
              else head.bias.detach().float().cpu())
-        z, y = fit.features, fit.labels
-        class_fitted = {"Mahalanobis", "RMD"} & set(self.names)  # a Gaussian per class
-        absent = sorted(set(range(head.out_features)) - set(y.unique().tolist()))
-        if class_fitted and absent:  # pytorch-ood would stop in a bare assertion
-            raise ConfigError(f"{', '.join(sorted(class_fitted))} fit one Gaussian per class, "
+        per_class = {name for name in self.names if DETECTORS[name].per_class}
+        absent = sorted(set(range(head.out_features)) - set(fit.labels.unique().tolist()))
+        if per_class and absent:  # pytorch-ood would stop in a bare assertion
+            raise ConfigError(f"{', '.join(sorted(per_class))} fit one Gaussian per class, "
                               f"and the fit set has no image of class(es) {absent[:10]} of "
                               f"{head.out_features}; fit on more images (a larger train_limit) "
                               "or leave these detectors out")
-        self.detectors: dict[str, object] = {}
-        for name in self.names:
-            if name == "KL-Matching":
-                self.detectors[name] = pod.KLMatching(None).fit_logits(fit.logits, y)
-            elif name == "Mahalanobis":
-                self.detectors[name] = pod.Mahalanobis(None).fit_features(z, y)
-            elif name == "RMD":
-                self.detectors[name] = pod.RMD(None).fit_features(z, y)
-            elif name == "DICE":
-                self.detectors[name] = pod.DICE(None, w=w, b=b, p=options.dice_p).fit_features(z, y)
-            elif name == "ViM":
-                d = min(options.vim_d, z.shape[1] - 1)
-                self.detectors[name] = pod.ViM(None, d=d, w=w, b=b).fit_features(z, y)
+        inputs = Fit(model, w, b, fit, options, resolve_device(device), batch_size)
+        self.scorers = {name: DETECTORS[name].build(inputs) for name in self.names}
 
     def score(self, name: str, reps: Representations, images: ImageSet | None = None) -> np.ndarray:
         """Confidence scores (higher = more ID) of one detector for a set, float64 (N,)."""
-        from pytorch_ood import detector as pod
-
-        opts = self.options
-        logits = reps.features if name in opts.features_as_logits else reps.logits
-        if name == "MSP":
-            outlier = pod.MaxSoftmax.score(logits)
-        elif name == "Entropy":
-            outlier = pod.Entropy(None).predict_logits(logits)
-        elif name == "Energy":
-            outlier = pod.EnergyBased(None).predict_logits(logits)
-        elif name == "MaxLogit":
-            outlier = pod.MaxLogit(None).predict_logits(logits)
-        elif name == "KL-Matching":
-            outlier = self.detectors[name].predict_logits(logits)
-        elif name in ("RMD", "DICE", "ViM"):
-            outlier = self.detectors[name].predict_features(reps.features)
-        elif name == "Mahalanobis" and opts.mahalanobis_eps == 0:
-            outlier = self.detectors[name].predict_features(reps.features)
-        else:  # ODIN, or Mahalanobis with input perturbation: gradients w.r.t. the inputs
-            outlier = self._gradient_scores(name, _require(images, name))
-        return (-outlier.double()).cpu().numpy()
-
-    def _gradient_scores(self, name: str, images: ImageSet) -> Tensor:
-        from pytorch_ood import detector as pod
-
-        model = self.model.eval().to(self.device)
-        opts = self.options
-        norm = input_normalization(model)
-        # The perturbation is taken in the paper's CIFAR-normalised units (eps * CIFAR std in
-        # pixels) whatever the model's own statistics, so eps means the same for every model:
-        # the detectors see a function of CIFAR-normalised inputs.
-        def to_model(u: Tensor) -> Tensor:
-            return u if norm == CIFAR else norm.apply(CIFAR.invert(u))
-
-        if name == "ODIN":
-            det: Callable[[Tensor], Tensor] = pod.ODIN(lambda u: model(to_model(u)),
-                                                        eps=opts.odin_eps,
-                                                        temperature=opts.odin_temperature)
+        if name not in self.scorers:
+            raise ConfigError(f"{name} is not among the detectors fitted here {list(self.names)}")
+        reads = DETECTORS[name].reads_under(self.options)
+        if reads == "images":
+            x: object = _require(images, name)
+        elif reads == "features" or name in self.options.features_as_logits:
+            x = reps.features
         else:
-            det = pod.MahalanobisODIN(lambda u: features_and_logits(model, to_model(u))[0],
-                                      eps=opts.mahalanobis_eps)
-            fitted = self.detectors["Mahalanobis"]
-            det._base.mu = fitted.mu.to(self.device)
-            det._base.precision = fitted.precision.to(self.device)
-        out = []
-        with _frozen_parameters(model), out_of_memory_as_error(self.batch_size):
-            for part in iter_batches(len(images), self.batch_size):
-                x = CIFAR.apply(images.images[part].to(self.device))
-                out.append(det(x).detach().float().cpu())
-        return torch.cat(out)
+            x = reps.logits
+        return (-self.scorers[name](x).double()).cpu().numpy()
 
 
 def _require(images: ImageSet | None, name: str) -> ImageSet:

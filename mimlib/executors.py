@@ -23,6 +23,10 @@ from pathlib import Path
 from typing import Any, Callable, Collection
 
 from .errors import ConfigError, MimlibError
+from .experiment import Experiment
+from .papermill_run import NotebookResult, execute_notebook
+from .setups import setups_of
+from .store import Store
 
 EXECUTORS = ("local", "processes", "slurm")
 POLL_S = 1.0
@@ -75,14 +79,12 @@ def executor_settings(profile: dict[str, Any], kind: str | None = None,
 def run_jobs(root: Path, todo: list[tuple[str, dict[str, Any], Path]],
              settings: ExecutorSettings, *, progress: bool = False,
              on_start: Callable[[str], None] = lambda name: None,
-             on_done: Callable[[Any], None] = lambda result: None,
-             record_usage: Collection[str] = ()) -> list[Any]:
+             on_done: Callable[[NotebookResult], None] = lambda result: None,
+             record_usage: Collection[str] = ()) -> list[NotebookResult]:
     """Execute the (name, parameters, executed path) notebooks; ``on_start`` and ``on_done``
     see each notebook start and each result arrive (the caller records it in the manifest);
     the notebooks named in ``record_usage`` record which store entries they used.
     Returns the results in the order of ``todo``."""
-    from .orchestrate import execute_notebook
-
     if settings.kind == "local" or not todo:
         results = []
         for name, params, out in todo:
@@ -123,10 +125,6 @@ def run_jobs(root: Path, todo: list[tuple[str, dict[str, Any], Path]],
 def compute_bases(root: str, planned: list[dict[str, Any]]) -> int:
     """The shared prerequisites, once, before the notebooks: every base model that the planned
     notebooks' setups start from (stored; a later ask reads it). Returns how many there are."""
-    from .experiment import Experiment
-    from .needs import setups_of
-    from .store import Store
-
     os.chdir(root)  # the profiles' paths (store, data) are relative to the project
     seen = set()
     for params in planned:
@@ -139,7 +137,7 @@ def compute_bases(root: str, planned: list[dict[str, Any]]) -> int:
 
 
 def _executor(root: Path, settings: ExecutorSettings) -> Any:
-    import submitit
+    import submitit  # imported for the processes and slurm executors only: a local run skips it
 
     folder = root / settings.folder / "%j"
     if settings.kind == "processes":
@@ -160,11 +158,9 @@ def _wait(jobs: list[Any]) -> None:
         time.sleep(POLL_S)
 
 
-def _result(name: str, out: Path, job: Any) -> Any:
+def _result(name: str, out: Path, job: Any) -> NotebookResult:
     """The job's NotebookResult, or a failed one naming the job's log when the job itself died
     (killed, out of time, out of memory)."""
-    from .orchestrate import NotebookResult
-
     try:
         result = job.result()
     except Exception as err:  # submitit re-raises the job's failure here

@@ -23,8 +23,8 @@ from . import data as D
 from . import pins
 from .checkpoints import (PAPER_CHECKPOINTS, atomic_torch_save, load_checkpoint, load_published,
                           weights_cache)
-from .detectors import (FITTED_DETECTORS, TABLE1_DETECTORS, FittedDetectors, Representations,
-                        check_detectors, extract)
+from .detectors import (FittedDetectors, Representations, check_detectors, detector_spec,
+                        extract)
 from .device import (EVAL_PRECISIONS, LAYOUTS, resolve_device, resolve_layout,
                      resolve_precision, seed_everything, set_deterministic)
 from .errors import ConfigError
@@ -527,7 +527,7 @@ class Experiment:
 
     def detector_config(self, run: ModelRun, name: str) -> dict[str, Any]:
         """The store key of one detector's scores for one model (see :meth:`evaluate`)."""
-        opts, fitted = self.settings.detector_options, name in FITTED_DETECTORS
+        opts, fitted = self.settings.detector_options, detector_spec(name).fitted
         return {"model": run.recipe, "detector": name, "options": opts.relevant(name),
                 "fit_split": self.settings.fit_split if fitted else None,
                 "data": _eval_data_key(self.setup), **_precision_key(self.setup)}
@@ -539,7 +539,7 @@ class Experiment:
 
     def _score(self, run: ModelRun, name: str) -> tuple[dict[str, Any], dict[str, Any], None]:
         """Fit one detector and score every set with it: (result, per-sample scores, no files)."""
-        opts, fitted = self.settings.detector_options, name in FITTED_DETECTORS
+        opts, fitted = self.settings.detector_options, detector_spec(name).fitted
         reps = {key: self._reps(run, key) for key in ("__id__", *self.ood)}
         t = time.perf_counter()
         fit = self._reps(run, "__fit__") if fitted else reps["__id__"]
@@ -665,4 +665,4 @@ def _load_ood(spec: str, options: D.DataOptions) -> D.ImageSet:
     return D.load_ood(spec, options)
 
 
-__all__ = ["Setup", "Experiment", "ModelRun", "Evaluation", "TABLE1_DETECTORS", "SMOKE_OOD"]
+__all__ = ["Setup", "Experiment", "ModelRun", "Evaluation", "SMOKE_OOD"]

@@ -10,34 +10,18 @@ pinned data are absent read committed results and need nothing.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from . import data as D
 from . import fetch, pins
-from .checkpoints import PAPER_CHECKPOINTS, weights_item
+from .checkpoints import PAPER_CHECKPOINTS, published_oe_key, weights_item
 from .errors import DataError, MimlibError
-from .experiment import Setup
-
-
-def setups_of(params: dict[str, Any]) -> list[Setup]:
-    """Every setup a notebook's parameters make it run: its own, each ID set, each arch."""
-    from .analysis import architecture_setups
-
-    setup = Setup(**params["setup"])
-    setups = [setup] + [dataclasses.replace(setup, id_data=i)
-                        for i in params.get("id_datasets") or ()]
-    if params.get("archs"):
-        setups += [s for _, s in architecture_setups(setup, params["archs"],
-                                                     params.get("arch_setup") or {})]
-    return list(dict.fromkeys(setups))
+from .setups import setups_of
 
 
 def items_of(params: dict[str, Any]) -> tuple[list[tuple[fetch.Item, bool]], list[str]]:
     """The remote items one notebook's parameters need, each with whether its setup allows
     downloads, and the problems with the local paths they name."""
-    from .analysis import published_oe_key
-
     items: list[tuple[fetch.Item, bool]] = []
     problems: list[str] = []
     for setup in setups_of(params):

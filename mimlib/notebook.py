@@ -19,15 +19,19 @@ import pandas as pd
 
 from . import pins
 from .analysis.claims import columns_from
+from .analysis.runtime import short_git
 from .data import ID_SETS, check_ood_spec
 from .detectors import check_detectors
 from .errors import ConfigError
 from .experiment import Experiment, Setup
+from .labels import readers_table
 from .models import ARCHITECTURES
+from .pages import EXECUTED
+from .profiles import load_profile, profile_names
 from .protocol import PROTOCOLS
-from .orchestrate import EXECUTED
 from .report import cite_line, label, markdown_table, result_id, save_figure, save_table
-from .store import Store
+from .rerun import page_of, rerun_line
+from .store import Store, canonical_json, environment, git_revision
 from .train import BN_MODES, MIMConfig, OEConfig
 
 MIM_FIELDS = {f.name for f in dataclasses.fields(MIMConfig)} - {"device", "eval_every"}
@@ -72,8 +76,6 @@ class Session:
         CSV with the machine names, and under it the cite line and the re-run command."""
         from IPython.display import Markdown, display
 
-        from .labels import readers_table
-
         provenance = provenance or self.provenance
         csv = save_table(df, name, provenance, self.profile)
         display(Markdown(markdown_table(readers_table(df) if readers else df, caption, name,
@@ -82,15 +84,10 @@ class Session:
 
     def rerun_line(self) -> str:
         """The commands that re-run this page with its parameters (see mimlib.rerun)."""
-        from .rerun import page_of, rerun_line
-
         return rerun_line(page_of(self.params), self.profile, self.params)
 
     def cite_as(self, label: str) -> str:
         """The "cite as" line of a figure or table of this page (see report.cite_line)."""
-        from .analysis.runtime import short_git
-        from .store import git_revision
-
         page = os.environ.get("MIMLIB_NOTEBOOK", "(run outside mimlib reproduce)")
         return cite_line(label, page, self.profile, short_git(git_revision()))
 
@@ -119,8 +116,6 @@ class Session:
 
     def provenance_table(self) -> None:
         """A closing table: profile, parameters, data checksums, library versions, git revision."""
-        from .store import canonical_json, environment
-
         env = environment()
         rows = [("profile", self.profile), ("result id", result_id(self.params)),
                 ("parameters", canonical_json(self.params)),
@@ -248,8 +243,6 @@ def _check_given(params: dict[str, Any], given: set[str]) -> None:
 
 def _profile_about(profile: str) -> str:
     """The ``about`` text of a shipped profile (what its numbers are), or ''."""
-    from .orchestrate import load_profile, profile_names
-
     return str(load_profile(profile).get("about", "")) if profile in profile_names() else ""
 
 

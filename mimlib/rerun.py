@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from .profiles import load_profile, parse_value, profile_names, profile_parameters
+
 #: What the papermill form calls the parameters file and the executed copy.
 PARAMS_FILE = "params.yml"
 OUT_FILE = "out.ipynb"
@@ -68,8 +70,6 @@ def overrides(page: str, profile: str, params: dict[str, Any],
     template's defaults) into ``params``: a changed field of a mapping that the profile gives
     by its dotted name (``mimlib run`` reaches only into those), a value as the YAML that
     ``mimlib run`` reads back to the same value."""
-    from .orchestrate import load_profile, profile_parameters
-
     folder = ((root or Path.cwd()) / "notebooks").resolve()
     defaults = _templates(str(folder)).get(page, {})
     given = profile_parameters(load_profile(profile), page)
@@ -105,8 +105,6 @@ def _same(a: Any, b: Any) -> bool:
 
 def yaml_value(value: Any) -> str:
     """A value as the one-line YAML that ``-p NAME VALUE`` reads back to it."""
-    from .orchestrate import parse_value
-
     text = yaml.safe_dump(value, default_flow_style=True, width=10 ** 9,
                           allow_unicode=True).strip()
     if text.endswith("\n..."):  # a scalar document's end marker
@@ -132,8 +130,6 @@ def commands(page: str, profile: str, params: dict[str, Any],
 
 def rerun_line(page: str | None, profile: str, params: dict[str, Any]) -> str:
     """The Markdown line under a table or figure: both commands, or why there are none."""
-    from .orchestrate import profile_names
-
     if page is None:
         return ("Re-run: this run's page is not known (run it with `mimlib run`, or with "
                 "papermill from the project's root).")

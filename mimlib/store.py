@@ -159,7 +159,7 @@ class Store:
 
     def _note_use(self, kind: str, key: str) -> None:
         """Append this entry to ``$MIMLIB_USAGE`` when it is set (by
-        :func:`mimlib.orchestrate.execute_notebook`, per notebook run): which stored results a
+        :func:`mimlib.papermill_run.execute_notebook`, per notebook run): which stored results a
         chapter used, the basis of what each chapter costs (:func:`usage`)."""
         target = os.environ.get(USAGE_ENV)
         if target:

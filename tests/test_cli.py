@@ -13,8 +13,9 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from mimlib import cli
 from mimlib.errors import ConfigError, MimlibError
-from mimlib.orchestrate import (apply_overrides, build_book, load_profile, parse_value,
-                                run_notebooks, summary)
+from mimlib.book_build import build_book
+from mimlib.orchestrate import run_notebooks, summary
+from mimlib.profiles import apply_overrides, load_profile, parse_value
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -140,7 +141,7 @@ def test_a_book_that_links_a_missing_export_fails_with_what_to_do(tmp_path) -> N
 def test_a_profile_that_needs_a_gpu_stops_up_front_without_one(tmp_path, monkeypatch) -> None:
     import torch
 
-    from mimlib.orchestrate import check_gpu
+    from mimlib.profiles import check_gpu
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for name in ("paper", "paper-scratch", "offline-cifar10"):

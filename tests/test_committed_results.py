@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mimlib.orchestrate import load_profile
+from mimlib.profiles import load_profile
 from mimlib.store import Store, config_key
 
 ROOT = Path(__file__).resolve().parents[1]

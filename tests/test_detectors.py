@@ -4,8 +4,10 @@ import torch
 
 from mimlib import TABLE1_DETECTORS, FittedDetectors, build_model, extract
 from mimlib.data import load_id, load_ood, normalize
-from mimlib.detectors import DetectorOptions, check_detectors
+from mimlib import detectors
+from mimlib.detectors import DetectorOptions, DetectorSpec, check_detectors, register_detector
 from mimlib.errors import ConfigError
+from mimlib.store import canonical_json
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +86,53 @@ def test_features_as_logits_reproduces_the_authors_cifar100_quirk(setting) -> No
                                torch.logsumexp(reps.features, 1).numpy(), rtol=1e-5)
 
 
+def test_mahalanobis_with_a_vanishing_perturbation_is_mahalanobis_on_the_features(setting) -> None:
+    """The perturbing Mahalanobis (pytorch-ood's MahalanobisODIN, fitted with its public
+    fit_features) holds the same Gaussians as the one on cached features."""
+    model, train, test, _ = setting
+    fit, reps = extract(model, train, device="cpu"), extract(model, test, device="cpu")
+    cached = FittedDetectors(("Mahalanobis",), model, fit, device="cpu")
+    perturbing = FittedDetectors(("Mahalanobis",), model, fit,
+                                 DetectorOptions(mahalanobis_eps=1e-30), device="cpu")
+    np.testing.assert_allclose(perturbing.score("Mahalanobis", reps, test),
+                               cached.score("Mahalanobis", reps), rtol=1e-5)
+
+
+def test_a_new_detector_is_one_row_of_the_table(setting, monkeypatch) -> None:
+    """Registering one row is all a detector needs: its name is accepted, it is fitted on the
+    ID representations and scores others, and its options go into its store key."""
+    monkeypatch.setattr(detectors, "DETECTORS", dict(detectors.DETECTORS))  # undone after
+    model, train, test, _ = setting
+
+    def clipped_norm(fit):  # the feature norm, clipped at the p-quantile of the ID norms
+        clip = torch.quantile(fit.reps.features.norm(dim=1), fit.options.dice_p)
+        return lambda z: -z.norm(dim=1).clamp(max=clip)
+
+    register_detector(DetectorSpec("ClippedNorm", "features", clipped_norm, fitted=True,
+                                   options={"p": "dice_p"}))
+    assert check_detectors(["MSP", "ClippedNorm"]) == ("MSP", "ClippedNorm")
+    assert DetectorOptions(dice_p=0.5).relevant("ClippedNorm") == {"p": 0.5}
+    assert detectors.detector_spec("ClippedNorm").fitted
+    fit, reps = extract(model, train, device="cpu"), extract(model, test, device="cpu")
+    fitted = FittedDetectors(("MSP", "ClippedNorm"), model, fit, DetectorOptions(dice_p=0.5),
+                             device="cpu")
+    clip = torch.quantile(fit.features.norm(dim=1), 0.5)
+    np.testing.assert_array_equal(fitted.score("ClippedNorm", reps),
+                                  reps.features.norm(dim=1).clamp(max=clip).double().numpy())
+    with pytest.raises(ConfigError, match="exists already"):
+        register_detector(DetectorSpec("ClippedNorm", "features", clipped_norm))
+    with pytest.raises(ConfigError, match="features_as_logits accepts"):
+        DetectorOptions(features_as_logits=("ClippedNorm",))
+
+
+def test_a_detector_row_names_only_real_options() -> None:
+    with pytest.raises(ConfigError, match="no field"):
+        DetectorSpec("Toy", "logits", lambda fit: None, options={"t": "toy_temperature"})
+    with pytest.raises(ConfigError, match="reads logits, features or images"):
+        DetectorSpec("Toy", "pixels", lambda fit: None)
+    assert "ClippedNorm" not in detectors.DETECTORS  # the registration above was undone
+
+
 def test_gradient_detectors_need_images(setting) -> None:
     model, train, test, _ = setting
     reps = extract(model, test, device="cpu")
@@ -137,3 +186,39 @@ def test_evaluation_precision_is_fp32_by_default_and_part_of_keys_where_it_acts(
     monkeypatch.setattr(experiment, "resolve_device", lambda device: torch.device("cuda"))
     assert experiment._precision_key(fp32) == {}
     assert experiment._precision_key(bf16) == {"eval_precision": "bf16"}
+
+
+#: What DetectorOptions.relevant gives each Table 1 detector under four sets of options, as the
+#: store's keys hold it (canonical JSON, so 0 and 0.0 differ): these strings must never change.
+PINNED_KEY_OPTIONS = {
+    "default": ({}, {
+        "MSP": '{"features_as_logits":false}', "ODIN": '{"eps":0.002,"temperature":1000.0}',
+        "Mahalanobis": '{"eps":0.0}', "Entropy": '{"features_as_logits":false}',
+        "Energy": '{"features_as_logits":false}', "MaxLogit": '{"features_as_logits":false}',
+        "KL-Matching": "{}", "DICE": '{"p":0.65}', "RMD": "{}", "ViM": '{"d":64}'}),
+    "faithful CIFAR-100": ({"mahalanobis_eps": 0.002, "features_as_logits": ("Entropy", "Energy")}, {
+        "MSP": '{"features_as_logits":false}', "ODIN": '{"eps":0.002,"temperature":1000.0}',
+        "Mahalanobis": '{"eps":0.002}', "Entropy": '{"features_as_logits":true}',
+        "Energy": '{"features_as_logits":true}', "MaxLogit": '{"features_as_logits":false}',
+        "KL-Matching": "{}", "DICE": '{"p":0.65}', "RMD": "{}", "ViM": '{"d":64}'}),
+    "every option changed": ({"odin_eps": 0.01, "odin_temperature": 10.0, "mahalanobis_eps": 0.001,
+                              "dice_p": 0.5, "vim_d": 3, "features_as_logits": ("MSP", "MaxLogit")}, {
+        "MSP": '{"features_as_logits":true}', "ODIN": '{"eps":0.01,"temperature":10.0}',
+        "Mahalanobis": '{"eps":0.001}', "Entropy": '{"features_as_logits":false}',
+        "Energy": '{"features_as_logits":false}', "MaxLogit": '{"features_as_logits":true}',
+        "KL-Matching": "{}", "DICE": '{"p":0.5}', "RMD": "{}", "ViM": '{"d":3}'}),
+    "whole numbers": ({"odin_eps": 0, "odin_temperature": 1, "mahalanobis_eps": 0, "vim_d": 2}, {
+        "MSP": '{"features_as_logits":false}', "ODIN": '{"eps":0,"temperature":1}',
+        "Mahalanobis": '{"eps":0}', "Entropy": '{"features_as_logits":false}',
+        "Energy": '{"features_as_logits":false}', "MaxLogit": '{"features_as_logits":false}',
+        "KL-Matching": "{}", "DICE": '{"p":0.65}', "RMD": "{}", "ViM": '{"d":2}'}),
+}
+
+
+@pytest.mark.parametrize("case", PINNED_KEY_OPTIONS)
+def test_the_options_in_each_detectors_store_key_are_pinned(case) -> None:
+    """relevant() is each detector's part of its scores' store key: a change would orphan
+    every stored score, so its output is pinned for every Table 1 detector."""
+    kwargs, expected = PINNED_KEY_OPTIONS[case]
+    options = DetectorOptions(**kwargs)
+    assert {name: canonical_json(options.relevant(name)) for name in TABLE1_DETECTORS} == expected

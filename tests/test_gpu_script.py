@@ -156,7 +156,9 @@ def test_the_prepared_device_call_runs_end_to_end_and_returns_what_the_book_read
 def _the_chapter_shows(results: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The offline CIFAR-10 chapter, run on these results as the book runs it (smoke profile),
     shows them with their origin and warns that one epoch is not the recipe's hundred."""
-    from mimlib.orchestrate import execute_notebook, load_profile, notebook_parameters
+    from mimlib.orchestrate import notebook_parameters
+    from mimlib.papermill_run import execute_notebook
+    from mimlib.profiles import load_profile
 
     name = "14_offline_cifar10"
     params = notebook_parameters(ROOT, name, load_profile("smoke"),

@@ -30,7 +30,8 @@ from mimlib import analysis, cli, pins, plots  # noqa: E402
 from mimlib.catalog import CATALOG, spec_display  # noqa: E402
 from mimlib.labels import PROTOCOL_NAMES, readers_label, readers_table  # noqa: E402
 from mimlib.models import ARCHITECTURE_NAMES, ARCHITECTURES, PUBLISHED  # noqa: E402
-from mimlib.orchestrate import load_profile, notebook_parameters  # noqa: E402
+from mimlib.orchestrate import notebook_parameters  # noqa: E402
+from mimlib.profiles import load_profile  # noqa: E402
 from mimlib.protocol import PROTOCOLS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,9 @@ import nbformat
 import pytest
 
 from mimlib.notebook import check_parameters
-from mimlib.orchestrate import load_profile, notebook_names, notebook_parameters, profile_names
+from mimlib.orchestrate import notebook_parameters
+from mimlib.pages import notebook_names
+from mimlib.profiles import load_profile, profile_names
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = notebook_names(ROOT)

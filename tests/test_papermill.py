@@ -20,8 +20,10 @@ import nbformat
 import pytest
 import yaml
 
-from mimlib.orchestrate import (fold_values, load_profile, notebook_names, notebook_parameters,
-                                profile_names)
+from mimlib.orchestrate import notebook_parameters
+from mimlib.pages import notebook_names
+from mimlib.parameters_cell import fold_values
+from mimlib.profiles import load_profile, profile_names
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = "cifar10-cpu"

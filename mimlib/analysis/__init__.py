@@ -13,6 +13,7 @@ tidy :class:`pandas.DataFrame` objects for a notebook to show.
 
 from ..augment import PostMixAugment
 from ..detectors import extract
+from ..setups import architecture_setups
 from .claims import claims_table, columns_from, landing_headline
 from .gpu import gpu_overview, gpu_plan, gpu_provenance, gpu_summary, gpu_tables, gpu_warnings
 from .manifold import embed_2d, penultimate_features, umap_available
@@ -23,9 +24,9 @@ from .runtime import (benchmark_provenance, benchmark_table, chapter_costs, from
                       from_scratch_sentence, numerics_speedups, runtime_summary, runtime_table,
                       short_git)
 from .tables import (CONTROL, NOT_ADAPTED, Table1Grid, across_setups, agreement,
-                     architecture_setups, collapse_warnings, data_label, evaluation_frame,
+                     collapse_warnings, data_label, evaluation_frame,
                      headline, mean_and_std, num_classes, oe_comparison, paper_id,
-                     per_class_accuracy, published_not_run, published_oe_key, replace_setup,
+                     per_class_accuracy, published_not_run, replace_setup,
                      slug, starting_points, summary_row, test_set_selection, sweep, sweep_bn_modes, sweep_spread, table1,
                      table1_grid, wide_table)
 
@@ -39,6 +40,6 @@ __all__ = ["PostMixAugment", "extract", "claims_table", "columns_from", "landing
            "agreement",
            "architecture_setups", "collapse_warnings", "data_label", "evaluation_frame",
            "headline", "mean_and_std", "oe_comparison", "num_classes", "paper_id",
-           "per_class_accuracy", "published_not_run", "published_oe_key", "replace_setup",
+           "per_class_accuracy", "published_not_run", "replace_setup",
            "slug", "starting_points", "summary_row", "test_set_selection", "sweep", "sweep_spread", "table1",
            "table1_grid", "wide_table"]

@@ -7,14 +7,23 @@ from typing import Any
 
 import pandas as pd
 
+from ..detectors import DETECTORS, FITTED_DETECTORS, TABLE1_DETECTORS
 from ..experiment import Experiment, ModelRun
+from ..protocol import DESIGN_CHOICES, QUIRKS, protocol_settings
 from .tables import replace_setup, summary_row
 
+#: The detectors the authors' CIFAR-100 notebook hands the features as logits.
+_FEATURES_AS_LOGITS = protocol_settings("faithful", "cifar100").detector_options.features_as_logits
+#: The order of the fit-split quirk's rows in the committed report; other fitted detectors follow.
+_FIT_SPLIT_ROWS = ("Mahalanobis", "RMD", "ViM", "DICE", "KL-Matching")
 
-#: Detectors whose scores each detector-side quirk changes.
-QUIRK_DETECTORS = {"fit_split": ("Mahalanobis", "RMD", "ViM", "DICE", "KL-Matching"),
-                   "mahalanobis_eps": ("Mahalanobis",),
-                   "features_as_logits": ("Entropy", "Energy")}
+#: Detectors whose scores each detector-side quirk changes, read off the detector table.
+QUIRK_DETECTORS = {
+    "fit_split": tuple(sorted(FITTED_DETECTORS, key=lambda name: _FIT_SPLIT_ROWS.index(name)
+                              if name in _FIT_SPLIT_ROWS else len(_FIT_SPLIT_ROWS))),
+    "mahalanobis_eps": tuple(name for name in TABLE1_DETECTORS
+                             if DETECTORS[name].depends_on("mahalanobis_eps")),
+    "features_as_logits": _FEATURES_AS_LOGITS}
 
 
 def quirk_effects(template: Experiment, base: ModelRun, mim: dict[str, Any]) -> pd.DataFrame:
@@ -23,8 +32,6 @@ def quirk_effects(template: Experiment, base: ModelRun, mim: dict[str, Any]) -> 
     Training quirks change the MIM run (effect on its mean MSP AUROC); detector quirks change
     the baselines (effect on each affected detector's mean AUROC, on the base model).
     """
-    from ..protocol import QUIRKS, protocol_settings
-
     corrected = protocol_settings("corrected", template.setup.id_data)
     faithful = protocol_settings("faithful", template.setup.id_data)
     exp = template.derive(replace_setup(template.setup, protocol="corrected"))
@@ -61,8 +68,6 @@ def quirk_effects(template: Experiment, base: ModelRun, mim: dict[str, Any]) -> 
 
 def quirk_list() -> pd.DataFrame:
     """Every quirk of the authors' code, once: what the code does and what ``corrected`` does."""
-    from ..protocol import QUIRKS
-
     return pd.DataFrame([{"quirk": q.setting, "authors' code": q.faithful,
                           "corrected": q.corrected} for q in QUIRKS])
 
@@ -70,8 +75,6 @@ def quirk_list() -> pd.DataFrame:
 def design_choices() -> pd.DataFrame:
     """Settings that change the method itself (not quirks): the authors' value, which both
     protocols keep, the alternatives measured as a sensitivity, and why."""
-    from ..protocol import DESIGN_CHOICES
-
     return pd.DataFrame([{"setting": d.setting, "authors' code (both protocols)": d.authors,
                           "measured beside it": d.alternatives, "why it is no quirk": d.why}
                          for d in DESIGN_CHOICES])
@@ -81,7 +84,7 @@ def _detector_change(field: str, faithful: Any) -> dict[str, Any]:
     if field == "mahalanobis_eps":
         return {"mahalanobis_eps": faithful.detector_options.mahalanobis_eps or 0.002}
     if field == "features_as_logits":
-        return {"features_as_logits": ("Entropy", "Energy")}
+        return {"features_as_logits": _FEATURES_AS_LOGITS}
     return {}
 
 

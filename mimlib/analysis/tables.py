@@ -11,6 +11,7 @@ import pandas as pd
 
 from .. import pins
 from ..catalog import groups_of
+from ..checkpoints import published_oe_key
 from ..detectors import extract
 from ..errors import ConfigError
 from ..experiment import Evaluation, Experiment, ModelRun, Setup
@@ -295,39 +296,6 @@ def data_label(spec: str) -> str:
     from ..catalog import spec_display
 
     return spec_display(spec)
-
-
-def published_oe_key(id_data: str, arch: str) -> str | None:
-    """The registry key of the OE authors' own OE-tuned weights, where they exist."""
-    if arch == "wrn40_2" and id_data in ("cifar10", "cifar100"):
-        return f"wrn-40-2/{id_data}/oe"
-    return None
-
-
-def architecture_setups(setup: Setup, archs: Sequence[str],
-                        changes: dict[str, Any]) -> list[tuple[str, Setup]]:
-    """One setup per architecture. A published base follows the architecture: the paper's
-    weights exist for WRN-40-2 only (others are pretrained here), and ``registry:ARCH/DATA``
-    becomes the registry's entry for each architecture on the same data."""
-    from ..models import PUBLISHED
-
-    out = []
-    for arch in archs:
-        changed = {**changes, "arch": arch}
-        base = changed.get("base", setup.base)
-        if base == "published" and arch != "wrn40_2":
-            changed["base"] = "pretrain"
-        elif base.startswith("registry:") and "/" in base:
-            key = f"{arch}/{base.split('/', 1)[1]}"
-            if key not in PUBLISHED:
-                raise ConfigError(f"no published {arch} weights for {base.split('/', 1)[1]} "
-                                  f"in mimlib's registry ({sorted(PUBLISHED)}); give "
-                                  "arch_setup: {base: pretrain} to train them here")
-            changed["base"] = f"registry:{key}"
-        if changed.get("base") == "pretrain":
-            changed["adapt_epochs"] = 0  # a model trained here needs no adaptation
-        out.append((arch, replace_setup(setup, **changed)))
-    return out
 
 
 def published_not_run(setup: Setup, archs: Sequence[str]) -> list[str]:

@@ -1,0 +1,94 @@
+"""mimlib's modules import one another one way: no circle, at module level or inside a function
+(an import inside a function that closes a circle only hides it)."""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "mimlib"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _imported(node: ast.ImportFrom | ast.Import, here: str, is_package: bool,
+              modules: dict[str, Path]) -> set[str]:
+    """The mimlib modules one import statement names (a name in ``from X import name`` counts
+    as the submodule X.name where there is one, else as X)."""
+    if isinstance(node, ast.Import):
+        return {a.name for a in node.names if a.name in modules}
+    if node.level:
+        base = here.split(".") if is_package else here.split(".")[:-1]
+        base = base[:len(base) - node.level + 1]
+        target = ".".join(base + ([node.module] if node.module else []))
+    else:
+        target = node.module or ""
+    if target not in modules:
+        return set()
+    found = {f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in modules}
+    return found | ({target} if len(found) < len(node.names) else set())
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Each mimlib module to the mimlib modules it imports, anywhere in its file; importing a
+    submodule from outside its subpackage also runs (so depends on) the subpackage's
+    ``__init__``. The top package's ``__init__`` is left out: every module runs it."""
+    modules = _modules()
+    graph: dict[str, set[str]] = {}
+    for here, path in modules.items():
+        tree = ast.parse(path.read_text(), str(path))
+        targets: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                targets |= _imported(node, here, path.name == "__init__.py", modules)
+        for target in set(targets):
+            parts = target.split(".")
+            for n in range(2, len(parts)):
+                package = ".".join(parts[:n])
+                if not here.startswith(package + ".") and here != package:
+                    targets.add(package)
+        graph[here] = targets - {here, "mimlib"}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One circle of imports as a path that ends where it starts, or None."""
+    state: dict[str, str] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        state[node] = "done"
+        stack.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_the_graph_sees_imports_at_module_level_and_inside_functions() -> None:
+    graph = import_graph()
+    assert "mimlib.detectors" in graph["mimlib.experiment"]  # module level
+    assert "mimlib.detectors" in graph["mimlib.analysis.quirks"]  # from ..detectors
+    assert "mimlib.executors" in graph["mimlib.cli"]  # inside a function
+    assert "mimlib.analysis" in graph["mimlib.notebook"]  # via analysis.claims: runs its __init__
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_mimlib_imports_have_no_circle() -> None:
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import circle: " + " -> ".join(cycle)
