@@ -45,6 +45,7 @@ from mimlib.mixing import mixing_indices
 from mimlib.data import CIFAR_MEAN, CIFAR_STD, ImageSet
 from mimlib.detectors import DetectorOptions, TABLE1_DETECTORS
 from mimlib.device import resolve_device
+from mimlib.models import architecture_display
 from mimlib.store import git_revision
 
 
@@ -71,9 +72,6 @@ def authors_mix_and_augment(x: torch.Tensor, k: int, p: float = 1.0) -> torch.Te
             pil = to_pil_image((mixed[i] * std + mean).cpu())
             mixed[i] = transform(pil).to(x.device)
     return mixed
-
-
-ARCH_NAMES = {"wrn40_2": "WRN-40-2", "resnet20": "ResNet-20", "resnet18": "ResNet-18"}
 
 
 def _timed(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
@@ -139,7 +137,7 @@ def step_ratio(device: torch.device, batch: int, k: int, quick: bool, arch: str 
     own = _timed(lambda: aug(multi_input_mixup(x, k, generator=gen), generator=gen), device,
                  5 if quick else 20)
     bound = 1 + own / (plain / steps)
-    name = ARCH_NAMES.get(arch, arch)
+    name = architecture_display(arch)
     target = 1.05 if arch == "wrn40_2" else 1.1
     epoch = 50_000 // batch + 1  # steps of one CIFAR-10 epoch at this batch
     return [
@@ -249,10 +247,12 @@ def cpu_peak(flops_per_cycle: float | None = None) -> dict:
 
 
 def numerics(device: torch.device, arch: str, quick: bool, peak: dict,
-             eval_batches: tuple[int, ...] = (128, 256, 1024)) -> list[dict]:
+             eval_batches: tuple[int, ...] = (128, 256, 1024),
+             compile_model: bool = False) -> list[dict]:
     """A training step (batch 256, SGD) and an evaluation forward pass of ``arch`` in each
-    precision x memory layout, and the forward at several evaluation batch sizes, in ms and in
-    GFLOP/s (FLOPs counted by torch's FlopCounterMode) against this CPU's peak."""
+    precision x memory layout (and, with ``compile_model``, through torch.compile's inductor),
+    and the forward at several evaluation batch sizes, in ms and in GFLOP/s (FLOPs counted by
+    torch's FlopCounterMode) against this CPU's peak."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from mimlib.device import autocast
@@ -262,42 +262,52 @@ def numerics(device: torch.device, arch: str, quick: bool, peak: dict,
     gen = torch.Generator().manual_seed(0)
     x256 = torch.randn(256, 3, 32, 32, generator=gen).to(device)
     y256 = torch.randint(0, 10, (256,), generator=gen).to(device)
-    name = ARCH_NAMES.get(arch, arch)
+    name = architecture_display(arch)
 
     def flops(fn: Callable[[], object]) -> float:
         with FlopCounterMode(display=False) as counter:
             fn()
         return float(counter.get_total_flops())
 
-    for precision in ("fp32", "bf16"):
+    counted: dict[tuple[str, str], float] = {}
+    variants = [(p, layout, False) for p in ("fp32", "bf16")
+                for layout in ("contiguous", "channels_last")]
+    if compile_model:
+        variants += [("fp32", "channels_last", True), ("bf16", "channels_last", True)]
+    for precision, layout, compiled in variants:
         if precision == "bf16" and not peak["bf16_instructions"] and device.type == "cpu":
             continue  # emulated bf16: slower than fp32, nothing to measure
-        for layout in ("contiguous", "channels_last"):
-            fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-            model = build_model(arch, 10).to(device).to(memory_format=fmt)
-            opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-            x = x256.contiguous(memory_format=fmt)
+        fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+        eager = build_model(arch, 10).to(device).to(memory_format=fmt)
+        model = torch.compile(eager) if compiled else eager
+        opt = torch.optim.SGD(eager.parameters(), lr=1e-3, momentum=0.9)
+        x = x256.contiguous(memory_format=fmt)
 
-            def step() -> None:
-                opt.zero_grad(set_to_none=True)
-                with autocast(device, precision):
-                    loss = torch.nn.functional.cross_entropy(model(x), y256)
-                loss.backward()
-                opt.step()
+        def step() -> None:
+            opt.zero_grad(set_to_none=True)
+            with autocast(device, precision):
+                loss = torch.nn.functional.cross_entropy(model(x), y256)
+            loss.backward()
+            opt.step()
 
-            def forward() -> None:
-                with torch.no_grad(), autocast(device, precision):
-                    model(x)
+        def forward() -> None:
+            with torch.no_grad(), autocast(device, precision):
+                model(x)
 
-            peak_now = peak[f"peak_gflops_{precision}"]
-            for what, fn in (("training step", step), ("forward", forward)):
-                seconds = min(_timed(fn, device, 1) for _ in range(repeats))
-                rate = flops(fn) / seconds / 1e9
-                rows.append(_row(f"(g) {name} {what}, batch 256, {precision}, {layout}",
-                                 seconds * 1e3, "ms"))
-                rows.append(_row(f"(g) {name} {what}, {precision}, {layout}: GFLOP/s "
-                                 f"(of peak {peak_now:.0f})", rate, "GFLOP/s",
-                                 f"{rate / peak_now:.0%} of peak"))
+        peak_now = peak[f"peak_gflops_{precision}"]
+        label = f"{precision}, {layout}" + (", torch.compile" if compiled else "")
+        for what, fn in (("training step", step), ("forward", forward)):
+            if compiled:  # the eager variant's FLOPs (the same arithmetic); compile first
+                fn(), fn()
+            else:
+                counted[precision, what] = flops(fn)
+            work = counted[precision, what]
+            seconds = min(_timed(fn, device, 1) for _ in range(repeats))
+            rate = work / seconds / 1e9
+            rows.append(_row(f"(g) {name} {what}, batch 256, {label}", seconds * 1e3, "ms"))
+            rows.append(_row(f"(g) {name} {what}, {label}: GFLOP/s "
+                             f"(of peak {peak_now:.0f})", rate, "GFLOP/s",
+                             f"{rate / peak_now:.0%} of peak"))
     model = build_model(arch, 10).to(device).eval()
     for batch in eval_batches:
         xb = torch.randn(batch, 3, 32, 32, generator=gen).to(device)
@@ -339,7 +349,8 @@ def main(argv: list[str] | None = None) -> dict:
                 "c": lambda: detector_ratio(device, args.quick),
                 "d": lambda: training_throughput(device, args.batch_size, args.quick, False),
                 "f": lambda: mixing_methods(device, args.batch_size, args.k, args.quick),
-                "g": lambda: numerics(device, args.arch, args.quick, peak)}
+                "g": lambda: numerics(device, args.arch, args.quick, peak,
+                                      compile_model=args.compile)}
     peak = cpu_peak(args.flops_per_cycle) if device.type == "cpu" else {}
     if device.type != "cpu":
         del sections["g"]  # the ratio to a stated peak is this CPU's measure

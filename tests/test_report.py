@@ -236,6 +236,43 @@ def test_runtime_table_counts_a_shared_forward_pass_once(tmp_path):
     assert summary["seconds"].is_monotonic_decreasing
 
 
+def test_from_scratch_scales_training_and_forward_passes_by_the_measured_speed_ups(tmp_path):
+    def row(what, numerics, ms):
+        return {"measure": f"(g) ResNet-20 {what}, batch 256, {numerics}", "value": ms,
+                "unit": "ms", "target": "", "ok": None}
+
+    (tmp_path / "cpu.json").write_text(json.dumps({"device": "cpu: x86_64", "arch": "resnet20",
+        "rows": [row("training step", "fp32, contiguous", 700.0),
+                 row("forward", "fp32, contiguous", 200.0),
+                 row("training step", "bf16, channels_last", 350.0),
+                 row("forward", "bf16, channels_last", 80.0),
+                 {"measure": "(g) ResNet-20 forward, fp32, contiguous: GFLOP/s (of peak 100)",
+                  "value": 50.0, "unit": "GFLOP/s", "target": "", "ok": None}]}))
+    (tmp_path / "gpu.json").write_text(json.dumps({"device": "cuda: H200", "arch": "resnet20",
+        "rows": [row("training step", "bf16, channels_last", 1.0)]}))  # another machine
+    speedups = analysis.numerics_speedups(str(tmp_path), "resnet20")
+    assert speedups == {"fp32, contiguous": {"training step": 1.0, "forward": 1.0},
+                        "bf16, channels_last": {"training step": 2.0, "forward": 2.5}}
+    assert analysis.numerics_speedups(str(tmp_path), "wrn40_2") == {}
+    runtime = pd.DataFrame({"what": ["mim", "control (lam=0)", "adapt", "forward", "score"],
+                            "seconds": [3600.0, 1800.0, 1800.0, 3600.0, 360.0]})
+    table = analysis.from_scratch(runtime, speedups).set_index("part")
+    assert table.loc["training runs"].tolist() == pytest.approx([2.0, 1.0])
+    assert table.loc["forward passes"].tolist() == pytest.approx([1.0, 0.4])
+    assert table.loc["detectors"].tolist() == pytest.approx([0.1, 0.1])  # not scaled
+    assert table.loc["total"].tolist() == pytest.approx([3.1, 1.5])
+    assert analysis.from_scratch_sentence(table.reset_index()) == (
+        "Computed again from scratch on the machine that made them, the stored computations take "
+        "3.1 hours in fp32, contiguous (training runs 2.0 h, forward passes 1.0 h, detectors "
+        "0.1 h); with training and forward passes in bf16, channels_last, the fastest numerics "
+        "measured in section (g), about 1.5 hours: within the 90-minute target.")
+    assert analysis.from_scratch_sentence(table.reset_index(), target_hours=0.75).endswith(
+        "about 1.5 hours: 2.0 times the 45-minute target.")
+    empty = analysis.from_scratch(runtime.iloc[:0], speedups)
+    assert empty.part.tolist() == ["total"] and empty.iloc[0, 1:].tolist() == [0.0, 0.0]
+    assert analysis.from_scratch_sentence(empty).startswith("The store holds no computation yet")
+
+
 def test_what_each_chapter_costs_comes_from_the_entries_its_run_used(tmp_path, monkeypatch):
     """01 pretrains and scores MSP; 02 re-uses both and adds Energy (on the same forward pass)
     and a MIM run: 02 alone costs everything, in order only what 01 had not computed."""

@@ -19,8 +19,9 @@ from .manifold import embed_2d, penultimate_features, umap_available
 from .mixed_images import gallery, mixed_batches, mixing_statistics, msp_of
 from .numerics import precision_effect, precision_verdict
 from .quirks import QUIRK_DETECTORS, design_choices, quirk_effects, quirk_list
-from .runtime import (benchmark_provenance, benchmark_table, chapter_costs, runtime_summary,
-                      runtime_table, short_git)
+from .runtime import (benchmark_provenance, benchmark_table, chapter_costs, from_scratch,
+                      from_scratch_sentence, numerics_speedups, runtime_summary, runtime_table,
+                      short_git)
 from .tables import (CONTROL, NOT_ADAPTED, Table1Grid, across_setups, agreement,
                      architecture_setups, collapse_warnings, data_label, evaluation_frame,
                      headline, mean_and_std, num_classes, oe_comparison, paper_id,
@@ -32,7 +33,8 @@ __all__ = ["PostMixAugment", "extract", "claims_table", "columns_from", "landing
            "gpu_plan", "gpu_provenance", "gpu_summary", "gpu_tables", "gpu_warnings", "embed_2d",
            "penultimate_features", "umap_available", "gallery", "mixed_batches",
            "mixing_statistics", "msp_of", "precision_effect", "precision_verdict", "QUIRK_DETECTORS", "design_choices", "quirk_effects", "quirk_list",
-           "benchmark_provenance", "benchmark_table", "chapter_costs", "runtime_summary",
+           "benchmark_provenance", "benchmark_table", "chapter_costs", "from_scratch", "from_scratch_sentence",
+           "numerics_speedups", "runtime_summary",
            "runtime_table", "short_git", "sweep_bn_modes", "CONTROL", "NOT_ADAPTED", "Table1Grid", "across_setups",
            "agreement",
            "architecture_setups", "collapse_warnings", "data_label", "evaluation_frame",

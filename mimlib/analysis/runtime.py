@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..models import architecture_display
 from ..store import Entry, Store
 
 
@@ -102,6 +103,61 @@ def runtime_summary(runtime: pd.DataFrame) -> pd.DataFrame:
     out = grouped.agg(runs="count", total="sum", mean="mean").reset_index()
     out = out.rename(columns={"total": "seconds", "mean": "seconds per run"})
     return out.sort_values("seconds", ascending=False, ignore_index=True)
+
+
+#: What each kind of stored step runs: a training step or the evaluation forward pass.
+_TRAINING = ("mim", "control (lam=0)", "adapt", "pretrain", "oe")
+
+
+def numerics_speedups(folder: str, arch: str) -> dict[str, dict[str, float]]:
+    """Per numerics of the benchmark's section (g) on this model (e.g. ``bf16, channels_last``),
+    how much faster a training step and a forward pass run than in fp32, contiguous."""
+    prefix = f"(g) {architecture_display(arch)} "
+    ms = {row["measure"][len(prefix):]: row["value"] for row in benchmark_rows(folder, "cpu", arch)
+          if row["measure"].startswith(prefix) and row["unit"] == "ms"}
+    out: dict[str, dict[str, float]] = {}
+    for measure, value in ms.items():
+        what, numerics = measure.split(", batch 256, ")
+        base = ms.get(f"{what}, batch 256, fp32, contiguous")
+        if base:
+            out.setdefault(numerics, {})[what] = base / value
+    return out
+
+
+def from_scratch(runtime: pd.DataFrame, speedups: dict[str, dict[str, float]]) -> pd.DataFrame:
+    """The whole store computed again from scratch on its machine, in hours: training runs,
+    forward passes and detectors as stored (fp32, contiguous), and at each measured numerics
+    (training at its step's speed-up, forward passes at its forward's; detectors unchanged)."""
+    kind = np.where(runtime["what"].isin(_TRAINING), "training runs",
+                    np.where(runtime["what"] == "forward", "forward passes", "detectors"))
+    hours = runtime.assign(kind=kind).groupby("kind", sort=False)["seconds"].sum() / 3600
+    table = pd.DataFrame({"part": hours.index, "fp32, contiguous (as stored)": hours.values})
+    scale = {"training runs": "training step", "forward passes": "forward"}
+    for numerics, ratio in speedups.items():
+        if numerics != "fp32, contiguous":
+            table[numerics] = [h / ratio.get(scale.get(part, ""), 1.0)
+                               for part, h in zip(table["part"], table.iloc[:, 1])]
+    total = table.drop(columns="part").sum().to_frame().T.assign(part="total")
+    return pd.concat([table, total], ignore_index=True)
+
+
+def from_scratch_sentence(table: pd.DataFrame, target_hours: float = 1.5) -> str:
+    """What the from-scratch table says, in one sentence: the stored total, the fastest
+    measured numerics' total, and how far that is from the target."""
+    rows = table.set_index("part")
+    stored = rows.columns[0]
+    if len(rows) == 1:  # the total alone: an empty store
+        return "The store holds no computation yet, so there is nothing to compute again."
+    fastest = rows.loc["total"].idxmin()
+    total = rows.loc["total", fastest]
+    parts = ", ".join(f"{part} {rows.loc[part, stored]:.1f} h" for part in rows.index[:-1])
+    reach = ("within" if total <= target_hours else
+             f"{total / target_hours:.1f} times") + f" the {target_hours * 60:.0f}-minute target"
+    return (f"Computed again from scratch on the machine that made them, the stored computations "
+            f"take {rows.loc['total', stored]:.1f} hours in {stored.split(' (')[0]} ({parts})"
+            + ("" if fastest == stored else
+               f"; with training and forward passes in {fastest}, the fastest numerics measured "
+               f"in section (g), about {total:.1f} hours") + f": {reach}.")
 
 
 def _arch_of(config: dict[str, Any]) -> str | None:
