@@ -104,6 +104,8 @@ OWN_MODEL_QUOTES = [
 ]
 
 
+@pytest.mark.slow
+@pytest.mark.book
 def test_the_advice_for_your_own_model_quotes_the_committed_ablations(committed_book) -> None:
     """Every number book/own_model.md gives is in the table the fresh clone's book exported."""
     import csv
