@@ -255,12 +255,18 @@ def test_from_scratch_scales_training_and_forward_passes_by_the_measured_speed_u
                         "bf16, channels_last": {"training step": 2.0, "forward": 2.5}}
     assert analysis.numerics_speedups(str(tmp_path), "wrn40_2") == {}
     runtime = pd.DataFrame({"what": ["mim", "control (lam=0)", "adapt", "forward", "score"],
-                            "seconds": [3600.0, 1800.0, 1800.0, 3600.0, 360.0]})
+                            "seconds": [3600.0, 1800.0, 1800.0, 3600.0, 360.0],
+                            "device": ["cpu"] * 5})
     table = analysis.from_scratch(runtime, speedups).set_index("part")
     assert table.loc["training runs"].tolist() == pytest.approx([2.0, 1.0])
     assert table.loc["forward passes"].tolist() == pytest.approx([1.0, 0.4])
     assert table.loc["detectors"].tolist() == pytest.approx([0.1, 0.1])  # not scaled
     assert table.loc["total"].tolist() == pytest.approx([3.1, 1.5])
+    # a run made on a GPU is not sped up by what the CPU benchmark measured
+    on_gpu = pd.concat([runtime, pd.DataFrame({"what": ["mim"], "seconds": [3600.0],
+                                               "device": ["cuda"]})], ignore_index=True)
+    assert analysis.from_scratch(on_gpu, speedups).set_index("part").loc[
+        "training runs"].tolist() == pytest.approx([3.0, 2.0])
     assert analysis.from_scratch_sentence(table.reset_index()) == (
         "Computed again from scratch on the machine that made them, the stored computations take "
         "3.1 hours in fp32, contiguous (training runs 2.0 h, forward passes 1.0 h, detectors "

@@ -125,18 +125,21 @@ def numerics_speedups(folder: str, arch: str) -> dict[str, dict[str, float]]:
 
 
 def from_scratch(runtime: pd.DataFrame, speedups: dict[str, dict[str, float]]) -> pd.DataFrame:
-    """The whole store computed again from scratch on its machine, in hours: training runs,
-    forward passes and detectors as stored (fp32, contiguous), and at each measured numerics
-    (training at its step's speed-up, forward passes at its forward's; detectors unchanged)."""
+    """The whole store computed again from scratch on its machines, in hours: training runs,
+    forward passes and detectors as stored (fp32, contiguous), and at each numerics the CPU
+    benchmark measured (CPU training at its step's speed-up, CPU forward passes at its
+    forward's; detectors and computations made on other devices unchanged)."""
     kind = np.where(runtime["what"].isin(_TRAINING), "training runs",
                     np.where(runtime["what"] == "forward", "forward passes", "detectors"))
-    hours = runtime.assign(kind=kind).groupby("kind", sort=False)["seconds"].sum() / 3600
-    table = pd.DataFrame({"part": hours.index, "fp32, contiguous (as stored)": hours.values})
-    scale = {"training runs": "training step", "forward passes": "forward"}
+    parts = runtime.assign(part=kind, cpu=runtime["device"].astype(str).str.startswith("cpu"))
+    step = parts["part"].map({"training runs": "training step", "forward passes": "forward"})
+    columns = {"fp32, contiguous (as stored)": parts["seconds"]}
     for numerics, ratio in speedups.items():
         if numerics != "fp32, contiguous":
-            table[numerics] = [h / ratio.get(scale.get(part, ""), 1.0)
-                               for part, h in zip(table["part"], table.iloc[:, 1])]
+            factor = step.map(ratio).fillna(1.0).where(parts["cpu"], 1.0)
+            columns[numerics] = parts["seconds"] / factor
+    hours = pd.DataFrame(columns).groupby(parts["part"], sort=False).sum() / 3600
+    table = hours.rename_axis("part").reset_index()
     total = table.drop(columns="part").sum().to_frame().T.assign(part="total")
     return pd.concat([table, total], ignore_index=True)
 
