@@ -62,14 +62,21 @@ def precision_effect(exp: Experiment, mim: dict[str, Any], seeds: Sequence[int],
 
 
 def precision_verdict(effect: pd.DataFrame, precision: str = "bf16") -> str:
-    """One sentence: how the largest differences compare with the seed spread."""
+    """One sentence: the largest differences, and the largest one relative to the seed spread
+    (each named by its arm and group, since the two need not be the same)."""
     groups = effect[effect.measure.str.startswith("AUROC, mean")]
-    ratio = (groups["difference"].abs() / groups["seed sd (fp32)"]).max()
+    ratios = groups["difference"].abs() / groups["seed sd (fp32)"]
     accuracy = effect[effect.measure == "ID accuracy"]
     worst = groups.loc[groups["difference"].abs().idxmax()]
+    relative = groups.loc[ratios.idxmax()]
+
+    def where(row: pd.Series) -> str:
+        return f"{row['arm']}, {row['measure'][len('AUROC, mean, '):]}"
+
     return (f"Training in {precision} instead of fp32 moves a group's mean AUROC by at most "
-            f"{abs(worst['difference']):.4f} ({worst['arm']}, {worst['measure'][len('AUROC, mean, '):]}), "
-            f"{ratio:.2f} times the spread over fine-tuning seeds, and ID accuracy by at most "
+            f"{abs(worst['difference']):.4f} ({where(worst)}); relative to the spread over "
+            f"fine-tuning seeds in fp32, the largest move is {ratios.max():.2f} times it "
+            f"({where(relative)}). ID accuracy moves by at most "
             f"{accuracy['difference'].abs().max():.4f} (seed spread "
             f"{accuracy['seed sd (fp32)'].max():.4f}).")
 
