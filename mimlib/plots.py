@@ -360,27 +360,38 @@ def _barh(labels: Sequence[str], values: Sequence[float], xlabel: str,
 
 
 def sweep_bars(df: pd.DataFrame, label_col: str = "variant") -> Figure:
-    """Mean AUROC per variant as horizontal bars (accuracy in the labels); with several seeds
-    per variant, the bar is their mean, the error bar one standard deviation and each seed a
-    dot."""
+    """Mean AUROC (MSP) per variant as horizontal bars, one panel per OOD group (near, far,
+    noise; the mean over all sets where the rows have no groups), ID accuracy in the labels;
+    with several seeds per variant, the bar is their mean, the error bar one standard
+    deviation and each seed a dot."""
+    from .catalog import GROUP_LABELS
+
+    panels = {f"mean_auroc_{g}": GROUP_LABELS[g] for g in GROUP_LABELS
+              if f"mean_auroc_{g}" in df} or {"mean_auroc": "all OOD sets"}
     grouped = df.groupby(label_col, sort=False)
-    mean = grouped[["mean_auroc", "accuracy"]].mean()
+    mean = grouped[[*panels, "accuracy"]].mean()
     labels = list(mean.index)
-    fig, ax = _barh([f"{readers_label(v)}  (acc {a:.3f})" for v, a in zip(labels,
-                                                                           mean["accuracy"])],
-                    mean["mean_auroc"], "mean AUROC (MSP)",
-                    ["C7" if v == "no fine-tuning" else "C3" if str(v).startswith("control")
-                     else "C0" for v in labels])
-    if _several_seeds(df):
-        y = np.arange(len(labels))
-        sd = grouped["mean_auroc"].std(ddof=1)
-        spread = sd.notna().to_numpy()  # a single run (the model before) has no error bar
-        ax.errorbar(mean["mean_auroc"][spread], y[spread], xerr=sd[spread], fmt="none",
-                    ecolor="k", elinewidth=0.8, capsize=2)
-        ax.scatter(df["mean_auroc"], df[label_col].map(dict(zip(labels, y))), s=5, color="k",
-                   alpha=0.6, zorder=3)
-    lo = max(0.0, float(df["mean_auroc"].min()) - 0.05)
-    ax.set_xlim(lo, min(1.0, float(df["mean_auroc"].max()) + 0.02))
+    y = np.arange(len(labels))
+    colors = ["C7" if v == "no fine-tuning" else "C3" if str(v).startswith("control") else "C0"
+              for v in labels]
+    fig, axes = plt.subplots(1, len(panels), sharey=True, squeeze=False,
+                             figsize=(3.6 + 2.2 * len(panels), 0.32 * max(len(labels), 1) + 1.3))
+    for ax, (column, title) in zip(axes[0], panels.items()):
+        ax.barh(y, mean[column], color=colors)
+        if _several_seeds(df):
+            sd = grouped[column].std(ddof=1)
+            spread = sd.notna().to_numpy()  # a single run (the model before) has no error bar
+            ax.errorbar(mean[column][spread], y[spread], xerr=sd[spread], fmt="none",
+                        ecolor="k", elinewidth=0.8, capsize=2)
+            ax.scatter(df[column], df[label_col].map(dict(zip(labels, y))), s=5, color="k",
+                       alpha=0.6, zorder=3)
+        lo = max(0.0, float(df[column].min()) - 0.05)
+        ax.set_xlim(lo, min(1.0, float(df[column].max()) + 0.02))
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("mean AUROC (MSP)")
+    axes[0][0].set_yticks(y, [f"{readers_label(v)}  (acc {a:.3f})"
+                              for v, a in zip(labels, mean["accuracy"])], fontsize=7)
+    axes[0][0].invert_yaxis()
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 

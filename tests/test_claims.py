@@ -274,3 +274,6 @@ def test_columns_come_from_plain_mappings_and_bad_ones_say_what_is_wrong() -> No
             {"label": "x", "protocol": "corrected", "overrides": {"bn_mode": "train-ish"}}]})
     with pytest.raises(ConfigError, match="batch-norm modes"):
         check_parameters("07_ablation_k", {"bn_modes": ["eval-ish"]})
+    check_parameters("09_ablation_training", {"steps_grid": [30, None]})  # None: one epoch
+    with pytest.raises(ConfigError, match=r"whole numbers >= 1 or None"):
+        check_parameters("09_ablation_training", {"steps_grid": [0]})

@@ -434,6 +434,20 @@ def test_sweep_figures_draw_the_spread_over_seeds_and_each_seed():
     plt.close(bars)
 
 
+def test_sweep_bars_draw_one_panel_per_ood_group_with_the_groups_own_means():
+    import matplotlib.pyplot as plt
+
+    df = _seeded_sweep().assign(mean_auroc_near=lambda d: d.mean_auroc - 0.2,
+                                mean_auroc_far=lambda d: d.mean_auroc + 0.1)
+    fig = plots.sweep_bars(df)
+    assert [ax.get_title() for ax in fig.axes] == ["near-OOD", "far-OOD"]  # no noise column
+    near, far = fig.axes
+    assert [p.get_width() for p in near.patches] == pytest.approx([0.40, 0.51, 0.61])
+    assert [p.get_width() for p in far.patches] == pytest.approx([0.70, 0.81, 0.91])
+    assert [t.get_text() for t in near.get_yticklabels()][0] == "no fine-tuning  (acc 0.900)"
+    plt.close(fig)
+
+
 def test_the_per_set_heatmap_shows_each_variants_mean_over_seeds_per_set():
     import matplotlib.pyplot as plt
 
@@ -520,5 +534,10 @@ def test_a_sweep_per_batch_norm_mode_has_a_control_per_mode_and_the_model_before
         ("mixed-stats", 10, 0.0)]
     one = analysis.sweep_bn_modes(runs, None, {"k": 10}, [{"k": 1}], seeds=[0])
     assert one["variant"].tolist() == ["no fine-tuning", analysis.CONTROL, "k=1"]
+    asked.clear()  # without the references: only the variants, once per mode
+    bare = analysis.sweep_bn_modes(runs, None, {"steps": 130}, [{"steps": None}], seeds=[0],
+                                   include_base=False, bn_modes=["frozen", "id-stats"])
+    assert bare["variant"].tolist() == ["steps=one epoch, BN frozen", "steps=one epoch, BN id-stats"]
+    assert [(a["bn_mode"], a["steps"]) for a in asked] == [("frozen", None), ("id-stats", None)]
     with pytest.raises(ConfigError, match="bn_modes is empty"):
         analysis.sweep_bn_modes(runs, None, {}, [{"k": 1}], bn_modes=[])

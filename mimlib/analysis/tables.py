@@ -104,6 +104,17 @@ def summary_row(exp: Experiment, run: ModelRun, **labels: Any) -> dict[str, Any]
             "accuracy": ev.accuracy, **per_set}
 
 
+#: How a variant names a setting left at ``None`` (the setting's own default).
+NONE_NAMES = {"steps": "one epoch"}
+
+
+def variant_name(variant: dict[str, Any]) -> str:
+    """A variant's label in tables and figures: ``k=v`` for each changed setting
+    (``steps=one epoch`` where ``steps`` is None: the length comes from ``epochs``)."""
+    return ", ".join(f"{k}={NONE_NAMES.get(k, v) if v is None else v}"
+                     for k, v in variant.items()) or "default"
+
+
 def sweep(exp: Experiment, base: ModelRun, mim: dict[str, Any],
           variants: Iterable[dict[str, Any]], *, include_base: bool = True,
           seeds: Sequence[int] = (0,)) -> pd.DataFrame:
@@ -122,7 +133,7 @@ def sweep(exp: Experiment, base: ModelRun, mim: dict[str, Any],
                                     variant=CONTROL, seed=seed))
         for variant in variants:
             run = exp.mim_model(base, **{**mim, **variant, "seed": seed})
-            name = ", ".join(f"{k}={v}" for k, v in variant.items()) or "default"
+            name = variant_name(variant)
             rows.append(summary_row(exp, run, variant=name, seed=seed, **variant))
     df = pd.DataFrame(rows).astype({"seed": "Int64"})
     order = {name: i for i, name in enumerate(dict.fromkeys(df["variant"]))}
@@ -135,14 +146,16 @@ def sweep(exp: Experiment, base: ModelRun, mim: dict[str, Any],
 
 
 def sweep_bn_modes(exp: Experiment, base: ModelRun, mim: dict[str, Any],
-                   variants: Iterable[dict[str, Any]], *, seeds: Sequence[int] = (0,),
+                   variants: Iterable[dict[str, Any]], *, include_base: bool = True,
+                   seeds: Sequence[int] = (0,),
                    bn_modes: Sequence[str] = ("frozen",)) -> pd.DataFrame:
     """A :func:`sweep` once per batch-norm mode (its ``bn_mode`` column; the control once per
     mode, the model before once); with more than one mode each variant's name ends with it."""
     variants, bn_modes = list(variants), list(bn_modes)
     if not bn_modes:
         raise ConfigError("bn_modes is empty: give at least one, e.g. ['frozen']")
-    df = pd.concat([sweep(exp, base, {**mim, "bn_mode": mode}, variants, seeds=seeds)
+    df = pd.concat([sweep(exp, base, {**mim, "bn_mode": mode}, variants, seeds=seeds,
+                          include_base=include_base)
                     .assign(bn_mode=mode) for mode in bn_modes], ignore_index=True)
     df = df[~(df.variant == "no fine-tuning") | ~df.duplicated("variant")]  # the model before once
     df = df.reset_index(drop=True)
@@ -171,17 +184,24 @@ def sweep_spread(df: pd.DataFrame, columns: Sequence[str] = ("mean_auroc", "mean
 
 
 def across_setups(template: Experiment, setups: Iterable[tuple[str, Setup]],
-                  mim: dict[str, Any]) -> pd.DataFrame:
-    """For each named setup (on the template's store and profile): the base model and MIM,
-    summarised (cross-architecture, seeds)."""
+                  mim: dict[str, Any], bn_modes: Sequence[str] = ()) -> pd.DataFrame:
+    """For each named setup (on the template's store and profile): the base model, MIM and
+    its control, summarised (cross-architecture, seeds); MIM and the control once per
+    batch-norm mode of ``bn_modes`` (its ``bn_mode`` column, and in ``model`` when there are
+    several), or once with ``mim``'s own mode when ``bn_modes`` is empty."""
+    modes = list(bn_modes) or [mim.get("bn_mode")]
     rows = []
     for name, setup in setups:
         exp = template.derive(setup)
         base = exp.base_model()
-        rows.append(summary_row(exp, base, setup=name, model="base"))
-        rows.append(summary_row(exp, exp.mim_model(base, **mim), setup=name, model="MIM"))
-        rows.append(summary_row(exp, exp.mim_model(base, **{**mim, "lam": 0.0}), setup=name,
-                                model=CONTROL))
+        rows.append(summary_row(exp, base, setup=name, model="base", bn_mode=None))
+        for mode in modes:
+            changed = {**mim, **({"bn_mode": mode} if mode else {})}
+            suffix = f", BN {mode}" if len(modes) > 1 else ""
+            rows.append(summary_row(exp, exp.mim_model(base, **changed), setup=name,
+                                    model="MIM" + suffix, bn_mode=mode))
+            rows.append(summary_row(exp, exp.mim_model(base, **{**changed, "lam": 0.0}),
+                                    setup=name, model=CONTROL + suffix, bn_mode=mode))
     return pd.DataFrame(rows)
 
 
