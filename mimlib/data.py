@@ -25,10 +25,12 @@ the files are verified before they are read, and store keys name the data by the
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import os
 import tarfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -360,9 +362,6 @@ def _mnist(spec: str, options: DataOptions, name: str) -> ImageSet:
 
 
 def _decode_mnist(path: Path, name: str) -> ImageSet:
-    import gzip
-    import zlib
-
     try:
         raw = gzip.decompress(path.read_bytes())
     except (OSError, EOFError, zlib.error) as err:

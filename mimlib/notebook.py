@@ -8,6 +8,7 @@ book.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import math
 import os
@@ -191,8 +192,6 @@ PAPERMILL_HEADER = "# Parameters"
 def papermill_given() -> set[str] | None:
     """The names papermill assigned in this kernel (its injected cell), empty when it was
     given none; None outside an IPython kernel (a script, a test)."""
-    import ast
-
     try:
         from IPython import get_ipython
     except ImportError:
@@ -384,7 +383,7 @@ _CHECKS: dict[str, Callable[[Any], None]] = {
 def _plot_style() -> None:
     """One theme for every figure of the book: seaborn's, with the book's sizes on top."""
     import matplotlib
-    import seaborn as sns
+    import seaborn as sns  # here, not at the top: a page that draws nothing skips its second
 
     sns.set_theme(context="paper", style="whitegrid", palette="deep")
     matplotlib.rcParams.update({"figure.dpi": 110, "axes.spines.top": False,

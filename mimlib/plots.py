@@ -1,6 +1,9 @@
 """The book's figures, each built from a tidy table (one source per figure); data sets,
 models and protocols in their titles, legends and ticks by their readers' names
-(:func:`mimlib.labels.readers_label`), whatever names the table carries."""
+(:func:`mimlib.labels.readers_label`), whatever names the table carries.
+
+seaborn is imported inside the figures that draw with it: it takes about a second, which a
+script plotting one bar chart (or ``import mimlib.plots`` in a test) need not pay."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
+from .catalog import GROUP_LABELS
 from .labels import readers_label
 
 PALETTE = {"ID": "#1f77b4", "mixed": "#ff7f0e", "OOD": "#7f7f7f"}
@@ -288,8 +292,6 @@ def sweep_groups(df: pd.DataFrame, x: str, *, hue: str = "bn_mode", log_x: bool 
     ``variant`` is ``reference`` (the control), its mean over seeds."""
     import seaborn as sns
 
-    from .catalog import GROUP_LABELS
-
     groups = [g for g in GROUP_LABELS if f"mean_auroc_{g}" in df]
     swept = df[df[x].notna()].astype({x: float})
     spread = "sd" if _several_seeds(swept) else None
@@ -364,8 +366,6 @@ def sweep_bars(df: pd.DataFrame, label_col: str = "variant") -> Figure:
     noise; the mean over all sets where the rows have no groups), ID accuracy in the labels;
     with several seeds per variant, the bar is their mean, the error bar one standard
     deviation and each seed a dot."""
-    from .catalog import GROUP_LABELS
-
     panels = {f"mean_auroc_{g}": GROUP_LABELS[g] for g in GROUP_LABELS
               if f"mean_auroc_{g}" in df} or {"mean_auroc": "all OOD sets"}
     grouped = df.groupby(label_col, sort=False)

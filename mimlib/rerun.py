@@ -13,6 +13,7 @@ exactly its own, and no two templates have the same names.
 
 from __future__ import annotations
 
+import ast
 import functools
 import json
 import os
@@ -48,9 +49,7 @@ def page_of(params: dict[str, Any], root: Path | None = None) -> str | None:
 def _templates(folder: str) -> dict[str, dict[str, Any]]:
     """Each template's parameters and their defaults (``_MISSING`` where one is not plain
     data), read from its parameters cell without running it."""
-    import ast
-
-    import papermill as pm
+    import papermill as pm  # imported when templates are read: seconds of start-up
 
     out = {}
     for path in sorted(Path(folder).glob("[0-9][0-9]_*.ipynb")):

@@ -14,6 +14,7 @@ the ID batch; OE's are a batch of an auxiliary image set; pretraining has none.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import math
 import time
@@ -247,8 +248,6 @@ def adapt(model: nn.Module, id_train: ImageSet, accuracy: Callable[[nn.Module], 
     weights of the best epoch (epoch 0 = the model as given), ``evals`` the accuracy after each
     epoch, and ``log`` the steps of every epoch run.
     """
-    import copy
-
     cfg = _with_overrides(config or AdaptConfig(), overrides)
     epoch_cfg = dataclasses.replace(cfg, epochs=1.0, steps=None, eval_every=0)
     start = time.perf_counter()

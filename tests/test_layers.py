@@ -92,3 +92,50 @@ def test_the_graph_sees_imports_at_module_level_and_inside_functions() -> None:
 def test_mimlib_imports_have_no_circle() -> None:
     cycle = find_cycle(import_graph())
     assert cycle is None, "import circle: " + " -> ".join(cycle)
+
+
+#: The layers, lowest first: a module imports only from its own layer and those below. The
+#: method (what a user imports to apply MIM to their own model) sits below the companion's
+#: machinery (the results store, the analyses of the book, the notebooks' orchestration).
+LAYERS: dict[str, tuple[str, ...]] = {
+    "foundation": ("errors", "progress", "paper", "fetch", "pins", "catalog", "device",
+                   "synthetic", "models"),
+    "method": ("mixing", "augment", "data", "metrics", "detectors", "train", "checkpoints",
+               "protocol"),
+    "results": ("store", "report", "experiment", "setups", "needs", "labels", "rederive"),
+    "analysis": ("analysis", "plots"),
+    "orchestration": ("notebook", "pages", "manifest", "papermill_run", "parameters_cell",
+                      "book_build", "executors", "orchestrate", "rerun", "profiles", "cli"),
+}
+
+
+def layer_of(module: str) -> int:
+    """The index in :data:`LAYERS` of a mimlib module (``mimlib.analysis.claims`` is in the
+    layer of ``analysis``)."""
+    top = module.split(".")[1]
+    for index, names in enumerate(LAYERS.values()):
+        if top in names:
+            return index
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS in tests/test_layers.py")
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Every import that points from a lower layer to a higher one."""
+    return [f"{here} -> {there}" for here, targets in sorted(graph.items())
+            for there in sorted(targets) if layer_of(there) > layer_of(here)]
+
+
+def test_no_import_points_up_a_layer() -> None:
+    graph = {k: v for k, v in import_graph().items() if k != "mimlib"}
+    assert upward_imports(graph) == []
+    assert upward_imports({"mimlib.train": {"mimlib.store"}}) == [
+        "mimlib.train -> mimlib.store"]  # the check sees one
+    names = [n for layer in LAYERS.values() for n in layer]
+    assert len(names) == len(set(names)), "a module is in two layers"
+
+
+def test_the_package_exports_only_the_method() -> None:
+    """``import mimlib`` gives what applying MIM to one's own model needs, nothing of the
+    book's machinery."""
+    method = LAYERS["method"] + LAYERS["foundation"]
+    assert all(t.split(".")[1] in method for t in import_graph().get("mimlib", set()))

@@ -14,6 +14,7 @@ handling, a design choice rather than a quirk, as a sensitivity column.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from html import escape
 from typing import Any, Sequence
 
 import numpy as np
@@ -21,7 +22,11 @@ import pandas as pd
 
 from ..catalog import GROUP_LABELS, display_name, groups_of
 from ..device import resolve_device
+from ..errors import ConfigError
 from ..experiment import Experiment, ModelRun
+from ..protocol import check_protocol
+from ..report import paper_numbers
+from .runtime import benchmark_rows
 from .stats import Interval, auroc_difference, mean_difference, seed_difference
 from .tables import replace_setup
 
@@ -49,9 +54,6 @@ class Column:
 def columns_from(specs: Sequence[dict[str, Any]]) -> list[Column]:
     """Columns from plain mappings (a notebook parameter): ``label``, ``protocol`` and the
     optional ``overrides`` (MIM settings), ``ablations``, ``curves``, ``per_image_accuracy``."""
-    from ..errors import ConfigError
-    from ..protocol import check_protocol
-
     known = {f for f in Column.__dataclass_fields__}
     columns = []
     for spec in specs:
@@ -296,8 +298,6 @@ def costs_little(exp: Experiment, mim: dict[str, Any], benchmark: str | None = N
     batch): the extra is mixing and augmentation. Their cost per step comes from the speed
     benchmark when one is committed (an idle machine); the step time from the stored control
     run (the same steps on the ID batch alone). Without a benchmark, the two runs' wall times."""
-    from .runtime import benchmark_rows
-
     base = exp.base_model()
     runs = {name: exp.mim_model(base, **params).record["result"]
             for name, params in (("MIM", mim), ("control", {**mim, "lam": 0.0}))}
@@ -410,10 +410,6 @@ def landing_headline(claims: pd.DataFrame, provenance: str,
     """The book's opening result as HTML (the landing page pastes it): the paper's claim, then
     per protocol what MIM does to near- and far-OOD AUROC against its control and against the
     best baseline, with the interval, then how many claims hold; the details one link away."""
-    from html import escape
-
-    from ..report import paper_numbers
-
     paper = paper_numbers()
     mim = paper[(paper.table == "table1") & (paper.method == "MIM")
                 & (paper.ood_dataset == "average")].set_index("id_dataset")["auroc"]

@@ -12,9 +12,11 @@ import pandas as pd
 from .. import pins
 from ..catalog import groups_of
 from ..checkpoints import published_oe_key
+from ..data import known_num_classes
 from ..detectors import extract
 from ..errors import ConfigError
 from ..experiment import Evaluation, Experiment, ModelRun, Setup
+from ..report import compare_with_paper, with_average
 
 
 def evaluation_frame(evaluation: Evaluation, method: str | None = None) -> pd.DataFrame:
@@ -62,8 +64,6 @@ def table1_grid(template: Experiment, id_datasets: Sequence[str], protocols: Seq
                 paper_ids: dict[str, str] | None = None) -> Table1Grid:
     """:func:`table1` (with its control) for every ID set and protocol, as the main table and
     the reproduction report show it; each run comes from the store when it is there."""
-    from ..report import compare_with_paper, with_average
-
     frames, setups, evaluations, classes = [], {}, {}, {}
     for id_data in id_datasets:
         for protocol in protocols:
@@ -401,6 +401,4 @@ def test_set_selection(exp: Experiment) -> str:
 
 def num_classes(exp: Experiment) -> int:
     """The number of ID classes, known from the spec or from the stored per-class accuracy."""
-    from ..data import known_num_classes
-
     return known_num_classes(exp.setup.id_data) or len(per_class_accuracy(exp, exp.base_model()))
