@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Collection
 
+from .checks import choice, whole
 from .errors import ConfigError, MimlibError
 from .experiment import Experiment
 from .papermill_run import NotebookResult, execute_notebook
@@ -46,16 +47,10 @@ class ExecutorSettings:
     folder: str = "results/jobs"
 
     def __post_init__(self) -> None:
-        if self.kind not in EXECUTORS:
-            raise ConfigError(f"unknown executor {self.kind!r}; choose one of {list(EXECUTORS)}")
+        choice(self.kind, "executor", EXECUTORS)
         for name in ("workers", "cpus_per_job", "time_min"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"executor {name} must be a whole number >= 1, got {value!r}")
-        if isinstance(self.gpus_per_job, bool) or not isinstance(self.gpus_per_job, int) \
-                or self.gpus_per_job < 0:
-            raise ConfigError(f"executor gpus_per_job must be a whole number >= 0, got "
-                              f"{self.gpus_per_job!r}")
+            whole(getattr(self, name), f"executor {name}")
+        whole(self.gpus_per_job, "executor gpus_per_job", minimum=0)
         if not isinstance(self.sbatch, dict):
             raise ConfigError(f"executor sbatch must be a mapping of sbatch options, got "
                               f"{self.sbatch!r}")

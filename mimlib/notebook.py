@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from . import pins
+from .checks import is_number, is_whole
 from .analysis.claims import columns_from
 from .analysis.runtime import short_git
 from .data import ID_SETS, check_ood_spec
@@ -304,14 +304,6 @@ def _one(kind: str, check: Callable[[Any], bool]) -> Callable[[Any], None]:
     return checker
 
 
-def _whole(v: Any, minimum: int = 1) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= minimum
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _id_spec(v: Any) -> bool:
     return isinstance(v, str) and (v in ID_SETS or v.startswith("folder:"))
 
@@ -342,19 +334,19 @@ _CHECKS: dict[str, Callable[[Any], None]] = {
     "setup": _setup,
     "mim": _mim,
     "store": _one("a folder path or None", lambda v: v is None or isinstance(v, str)),
-    "ks": _list_of("whole numbers >= 1", _whole),
-    "seeds": _list_of("whole numbers >= 0", lambda v: _whole(v, 0)),
-    "ablation_seeds": _list_of("whole numbers >= 0", lambda v: _whole(v, 0)),
+    "ks": _list_of("whole numbers >= 1", is_whole),
+    "seeds": _list_of("whole numbers >= 0", lambda v: is_whole(v, 0)),
+    "ablation_seeds": _list_of("whole numbers >= 0", lambda v: is_whole(v, 0)),
     "steps_grid": _list_of("whole numbers >= 1 or None (one whole epoch)",
-                           lambda v: v is None or _whole(v)),
-    "n_gallery": _one("a whole number >= 1", _whole),
-    "n_stats": _one("a whole number >= 1", _whole),
-    "n_points": _one("a whole number >= 1", _whole),
-    "eval_every": _one("a whole number >= 1", _whole),
-    "ps": _list_of("probabilities in [0, 1]", lambda v: _number(v) and 0 <= v <= 1),
-    "lrs": _list_of("numbers > 0", lambda v: _number(v) and v > 0),
-    "lams": _list_of("numbers >= 0", lambda v: _number(v) and v >= 0),
-    "alphas": _list_of("numbers > 0", lambda v: _number(v) and v > 0),
+                           lambda v: v is None or is_whole(v)),
+    "n_gallery": _one("a whole number >= 1", is_whole),
+    "n_stats": _one("a whole number >= 1", is_whole),
+    "n_points": _one("a whole number >= 1", is_whole),
+    "eval_every": _one("a whole number >= 1", is_whole),
+    "ps": _list_of("probabilities in [0, 1]", lambda v: is_number(v) and 0 <= v <= 1),
+    "lrs": _list_of("numbers > 0", lambda v: is_number(v) and v > 0),
+    "lams": _list_of("numbers >= 0", lambda v: is_number(v) and v >= 0),
+    "alphas": _list_of("numbers > 0", lambda v: is_number(v) and v > 0),
     "id_datasets": _list_of(f"ID data sets ({list(ID_SETS)} or folder:PATH)", _id_spec),
     "protocols": _list_of(f"protocols {list(PROTOCOLS)}", lambda v: v in PROTOCOLS),
     "detectors": _detectors,
@@ -375,7 +367,7 @@ _CHECKS: dict[str, Callable[[Any], None]] = {
     "gpu_results": _one("a folder path", lambda v: isinstance(v, str)),
     "columns": _columns,
     "precision_seeds": _one("a list of whole numbers >= 0 (empty: no comparison)",
-                            lambda v: isinstance(v, list) and all(_whole(x, 0) for x in v)),
+                            lambda v: isinstance(v, list) and all(is_whole(x, 0) for x in v)),
     "bn_modes": _list_of(f"batch-norm modes {list(BN_MODES)}", lambda v: v in BN_MODES),
 }
 

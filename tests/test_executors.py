@@ -32,7 +32,7 @@ def test_settings_come_from_the_profile_then_the_command_line() -> None:
     assert (s.kind, s.partition, s.gpus_per_job, s.time_min, s.sbatch) == \
         ("slurm", "gpu", 2, 30, {"account": "lab"})
     assert executor_settings({}, None) == ExecutorSettings()  # local, today's behaviour
-    with pytest.raises(ConfigError, match="unknown executor 'mpi'"):
+    with pytest.raises(ConfigError, match=r"executor must be one of \['local', 'processes', 'slurm'\], got 'mpi'"):
         executor_settings({}, "mpi")
     with pytest.raises(ConfigError, match=r"unknown executor setting\(s\) \['gpus'\]"):
         executor_settings({"executor": {"slurm": {"gpus": 1}}}, "slurm")

@@ -204,7 +204,7 @@ def _bad_inputs(tmp: Path) -> list[tuple[list[str], str]]:
         (["run", "03", "-p", "mim.aug_p", "1.5"], "aug_p"),
         (["run", "08", "-p", "ps", "[-0.5]"], "probabilities in [0, 1]"),
         (["run", "03", "-p", "mim.lr", "-0.001"], "lr must be a finite number > 0"),
-        (["run", "03", "-p", "mim.epochs", "-1"], "epochs must be > 0"),
+        (["run", "03", "-p", "mim.epochs", "-1"], "epochs (steps, when given, override it) must be a finite number > 0"),
         (["run", "03", "-p", "mim.steps", "0"], "steps must be a whole number >= 1"),
         (["run", "03", "-p", "mim.batch_size", "0"], "batch_size"),
         (["run", "02", "-p", "setup.pretrain_epochs", "-5"], "pretrain_epochs"),
