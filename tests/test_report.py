@@ -541,3 +541,23 @@ def test_a_sweep_per_batch_norm_mode_has_a_control_per_mode_and_the_model_before
     assert [(a["bn_mode"], a["steps"]) for a in asked] == [("frozen", None), ("id-stats", None)]
     with pytest.raises(ConfigError, match="bn_modes is empty"):
         analysis.sweep_bn_modes(runs, None, {}, [{"k": 1}], bn_modes=[])
+
+
+def test_the_batch_norm_effect_is_each_modes_mean_over_seeds_and_its_change_from_frozen(
+        monkeypatch):
+    near = {("frozen", 0): 0.80, ("frozen", 1): 0.82, ("id-stats", 0): 0.84,
+            ("id-stats", 1): 0.86, ("mixed-stats", 0): 0.70, ("mixed-stats", 1): 0.74}
+
+    def row(exp, run, **labels):
+        value = near[(labels["bn_mode"], labels["seed"])]
+        return {**labels, "mean_auroc_near": value, "accuracy": 0.9}
+
+    monkeypatch.setattr(analysis.tables, "summary_row", row)
+    runs = _RecordingRuns()
+    table = analysis.bn_mode_effect(runs, None, {"steps": 130}, [0, 1])
+    assert table["bn_mode"].tolist() == ["frozen", "id-stats", "mixed-stats"]
+    assert table["mean_auroc_near"].tolist() == pytest.approx([0.81, 0.85, 0.72])
+    assert table["mean_auroc_near_vs_frozen"].tolist() == pytest.approx([0.0, 0.04, -0.09])
+    assert table["seeds"].tolist() == [2, 2, 2]
+    assert sorted((a["bn_mode"], a["seed"], a["steps"]) for a in runs.asked) == [
+        (m, s, 130) for m in ("frozen", "id-stats", "mixed-stats") for s in (0, 1)]

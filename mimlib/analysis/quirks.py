@@ -10,7 +10,8 @@ import pandas as pd
 from ..detectors import DETECTORS, FITTED_DETECTORS, TABLE1_DETECTORS
 from ..experiment import Experiment, ModelRun
 from ..protocol import DESIGN_CHOICES, QUIRKS, protocol_settings
-from .tables import replace_setup, summary_row
+from ..train import BN_MODES
+from .tables import replace_setup, summary_row, sweep, sweep_spread
 
 #: The detectors the authors' CIFAR-100 notebook hands the features as logits.
 _FEATURES_AS_LOGITS = protocol_settings("faithful", "cifar100").detector_options.features_as_logits
@@ -78,6 +79,22 @@ def design_choices() -> pd.DataFrame:
     return pd.DataFrame([{"setting": d.setting, "authors' code (both protocols)": d.authors,
                           "measured beside it": d.alternatives, "why it is no quirk": d.why}
                          for d in DESIGN_CHOICES])
+
+
+def bn_mode_effect(exp: Experiment, base: ModelRun, mim: dict[str, Any],
+                   seeds: list[int]) -> pd.DataFrame:
+    """The batch-norm design choice measured: MIM with ``mim`` in each mode of
+    :data:`~mimlib.train.BN_MODES`, per OOD group and ID accuracy, the mean over ``seeds`` and
+    its standard deviation, with each group's change from the authors' mode (``frozen``)."""
+    runs = sweep(exp, base, mim, [{"bn_mode": mode} for mode in BN_MODES], include_base=False,
+                 seeds=seeds)
+    groups = [c for c in runs if c.startswith("mean_auroc_")]
+    table = sweep_spread(runs, [*groups, "accuracy"])
+    frozen = table[table.bn_mode == "frozen"].iloc[0]
+    for column in [*groups, "accuracy"]:
+        table[f"{column}_vs_frozen"] = table[column] - frozen[column]
+    return table.drop(columns=[c for c in table if c not in (
+        "bn_mode", "seeds", *groups, "accuracy") and not c.endswith(("_sd", "_vs_frozen"))])
 
 
 def _detector_change(field: str, faithful: Any) -> dict[str, Any]:
