@@ -139,3 +139,19 @@ def test_the_package_exports_only_the_method() -> None:
     book's machinery."""
     method = LAYERS["method"] + LAYERS["foundation"]
     assert all(t.split(".")[1] in method for t in import_graph().get("mimlib", set()))
+
+
+def test_the_readme_draws_the_same_layers() -> None:
+    """The README's drawing of the layers is this table's, top layer first."""
+    text = (PACKAGE.parent / "README.md").read_text()
+    block = text.split("```\norchestration", 1)[1].split("```", 1)[0]
+    drawn: dict[str, list[str]] = {}
+    layer = "orchestration"
+    for line in ("orchestration" + block).splitlines():
+        head, _, rest = line.partition("  ")
+        if head.strip():
+            layer = head.strip()
+        drawn.setdefault(layer, []).extend(
+            n.strip().rstrip("/") for n in rest.split(",") if n.strip())
+    assert list(drawn) == list(reversed(LAYERS))
+    assert {k: sorted(v) for k, v in drawn.items()} == {k: sorted(v) for k, v in LAYERS.items()}
