@@ -21,15 +21,15 @@ from torch import nn
 
 from . import data as D
 from . import pins
-from .checkpoints import (PAPER_CHECKPOINTS, atomic_torch_save, load_checkpoint, load_published,
-                          weights_cache)
+from .checkpoints import atomic_torch_save, load_checkpoint, load_published, weights_cache
 from .detectors import (FittedDetectors, Representations, check_detectors, detector_spec,
                         extract)
 from .device import (EVAL_PRECISIONS, LAYOUTS, resolve_device, resolve_layout,
                      resolve_precision, seed_everything, set_deterministic)
 from .errors import ConfigError
 from .metrics import METRIC_KEYS, mean_metrics, ood_metrics
-from .models import ARCHITECTURES, build_model, linear_head
+from .models import ARCHITECTURES, build_model, linear_head, paper_weights
+from .specs import BaseSpec
 from .protocol import ProtocolSettings, check_protocol, paper_k, protocol_settings
 from .store import Entry, Store, canonical_json
 from .train import (LEGACY_BN_MODES, AdaptConfig, MIMConfig, OEConfig, PretrainConfig,
@@ -48,9 +48,7 @@ class Setup:
     id_data: str = "synthetic"
     ood_sets: tuple[str, ...] = SMOKE_OOD
     arch: str = "small_cnn"
-    # "pretrain", "published" (the paper's), "registry:KEY" (mimlib's or pytorch-ood's
-    # registry), "checkpoint:PATH"
-    base: str = "pretrain"
+    base: str = "pretrain"  # a base spec (see mimlib.specs); parsed: base_spec
     pretrain_epochs: float = 100.0
     pretrain_lr: float = 0.1
     adapt_epochs: int = 0  # >0: adapt a loaded base to the ID data first (at most this many epochs)
@@ -89,15 +87,11 @@ class Setup:
             raise ConfigError("ood_sets is empty: give at least one OOD data set")
         for spec in self.ood_sets:
             D.check_ood_spec(spec)
-        if not (self.base in ("pretrain", "published")
-                or self.base.startswith(("checkpoint:", "registry:"))):
-            raise ConfigError("base must be 'pretrain', 'published', 'registry:KEY' (a pytorch-ood "
-                              f"registry key) or 'checkpoint:PATH', got {self.base!r}")
-        if self.base == "published" and (self.id_data not in PAPER_CHECKPOINTS
-                                         or self.arch != "wrn40_2"):
+        paper = paper_weights(self.id_data)
+        if self.base_spec.kind == "published" and (paper is None or paper.arch != self.arch):
             raise ConfigError("published checkpoints exist for WRN-40-2 on cifar10 and cifar100 "
                               f"only, not {self.arch} on {self.id_data}; use base='pretrain'")
-        if self.adapt_epochs and self.base == "pretrain":
+        if self.adapt_epochs and not self.base_spec.loaded:
             raise ConfigError("adapt_epochs adapts a loaded base (published, registry:, "
                               "checkpoint:) to the ID data; a model pretrained here needs none")
         if isinstance(self.adapt_epochs, bool) or not isinstance(self.adapt_epochs, int) \
@@ -133,6 +127,20 @@ class Setup:
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         resolve_device(self.device)
 
+    @functools.cached_property
+    def base_spec(self) -> BaseSpec:
+        """``base`` parsed (checked when the setup is made)."""
+        return BaseSpec.parse(self.base)
+
+    @property
+    def published_key(self) -> str | None:
+        """The registry key of the published weights a ``published`` or ``registry:`` base
+        loads (None for one trained here or read from a file)."""
+        spec = self.base_spec
+        if spec.kind == "published":
+            return paper_weights(self.id_data).key  # type: ignore[union-attr]  # checked
+        return spec.value if spec.kind == "registry" else None
+
     @property
     def results_only(self) -> bool:
         """Whether pinned data are absent: stored results named by their pins are read, and
@@ -150,19 +158,18 @@ class Setup:
         D.check_available(self.id_data, options, role="id")
         for spec in self.ood_sets:
             D.check_available(spec, options)
-        if self.base == "published" or self.base.startswith("registry:"):
+        if self.published_key is not None:
             from .checkpoints import check_published
 
-            key = PAPER_CHECKPOINTS[self.id_data] if self.base == "published" else self.base[9:]
-            check_published(key, self.weights_folder, self.download)
+            check_published(self.published_key, self.weights_folder, self.download)
         self.check_checkpoint()
 
     def check_checkpoint(self) -> None:
         """A ``checkpoint:PATH`` base loads and fits the model (nothing to check otherwise)."""
-        if self.base.startswith("checkpoint:"):
+        if self.base_spec.kind == "checkpoint":
             from .checkpoints import load_into, load_state_dict_file
 
-            path = self.base[len("checkpoint:"):]
+            path = self.base_spec.value
             state = load_state_dict_file(path)
             classes = D.known_num_classes(self.id_data)
             if classes is not None:
@@ -283,7 +290,7 @@ class Experiment:
         """The classifier MIM and the baselines start from: pretrained here (stored), or a
         loaded one (published, a file) adapted to the ID data when ``adapt_epochs`` > 0."""
         s = self.setup
-        if s.base == "pretrain":
+        if not s.base_spec.loaded:
             return self._pretrained(force)
         loaded = self.loaded_model()
         if not s.adapt_epochs:
@@ -293,11 +300,11 @@ class Experiment:
     def loaded_model(self) -> ModelRun:
         """The published or given classifier as it is, before any training here."""
         s = self.setup
-        if s.base == "published" or s.base.startswith("registry:"):
-            key = PAPER_CHECKPOINTS[s.id_data] if s.base == "published" else s.base[9:]
+        key = s.published_key
+        if key is not None:
             return ModelRun({"base": "published", "key": key}, load=lambda: self._published(key))
-        if s.base.startswith("checkpoint:"):
-            path = s.base[len("checkpoint:"):]
+        if s.base_spec.kind == "checkpoint":
+            path = s.base_spec.value
             return ModelRun({"base": "checkpoint", "path": path}, load=lambda: load_checkpoint(
                 build_model(s.arch, self.id_train.num_classes), path))
         raise ConfigError(f"base {s.base!r} is trained here, not loaded")

@@ -14,8 +14,9 @@ from typing import Any
 
 from . import data as D
 from . import fetch, pins
-from .checkpoints import PAPER_CHECKPOINTS, published_oe_key, weights_item
+from .checkpoints import weights_item
 from .errors import DataError, MimlibError
+from .models import published_oe_weights
 from .setups import setups_of
 
 
@@ -50,14 +51,10 @@ def items_of(params: dict[str, Any]) -> tuple[list[tuple[fetch.Item, bool]], lis
             setup.check_checkpoint()
         except MimlibError as err:
             problems.append(f"- {setup.base}: {err}")
-        keys = []
-        if setup.base == "published":
-            keys.append(PAPER_CHECKPOINTS[setup.id_data])
-        elif setup.base.startswith("registry:"):
-            keys.append(setup.base[len("registry:"):])
-        oe_key = published_oe_key(setup.id_data, setup.arch)
-        if params.get("published_oe") and oe_key:
-            keys.append(oe_key)
+        keys = [setup.published_key] if setup.published_key is not None else []
+        oe = published_oe_weights(setup.id_data, setup.arch)
+        if params.get("published_oe") and oe:
+            keys.append(oe.key)
         remote += [weights_item(key, setup.weights_folder) for key in keys]
         items += [(item, setup.download) for item in remote]
     return items, problems
