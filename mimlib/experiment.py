@@ -29,13 +29,13 @@ from .device import (EVAL_PRECISIONS, LAYOUTS, resolve_device, resolve_layout,
 from .errors import ConfigError
 from .metrics import METRIC_KEYS, mean_metrics, ood_metrics
 from .models import ARCHITECTURES, build_model, linear_head, paper_weights
-from .specs import BaseSpec
+from .specs import NOISE_SETS, SYNTHETIC_OOD_SETS, BaseSpec, DataSpec
 from .protocol import ProtocolSettings, check_protocol, paper_k, protocol_settings
 from .store import Entry, Store, canonical_json
 from .train import (LEGACY_BN_MODES, AdaptConfig, MIMConfig, OEConfig, PretrainConfig,
                     TrainResult, adapt, mim_finetune, oe_finetune, pretrain)
 
-SMOKE_OOD = D.SYNTHETIC_OOD_SETS + D.NOISE_SETS
+SMOKE_OOD = SYNTHETIC_OOD_SETS + NOISE_SETS
 MODEL_FILE = "model.pt"
 
 
@@ -45,8 +45,8 @@ class Setup:
     result (data by checksum); device, paths, downloads and batch sizes only decide where and
     how fast it is computed."""
 
-    id_data: str = "synthetic"
-    ood_sets: tuple[str, ...] = SMOKE_OOD
+    id_data: str = "synthetic"  # a data spec (see mimlib.specs); parsed: id_spec
+    ood_sets: tuple[str, ...] = SMOKE_OOD  # parsed: ood_specs
     arch: str = "small_cnn"
     base: str = "pretrain"  # a base spec (see mimlib.specs); parsed: base_spec
     pretrain_epochs: float = 100.0
@@ -78,15 +78,9 @@ class Setup:
         if self.arch not in ARCHITECTURES:
             raise ConfigError(f"unknown architecture {self.arch!r}; choose one of "
                               f"{sorted(ARCHITECTURES)}")
-        for spec in (self.id_data, *self.ood_sets):
-            pins.split_pin(spec)  # a malformed pin fails here
-        if not (self.id_data in D.ID_SETS or self.id_data.startswith("folder:")):
-            raise ConfigError(f"unknown ID data set {self.id_data!r}; choose one of "
-                              f"{list(D.ID_SETS)} or 'folder:PATH'")
         if not self.ood_sets:
             raise ConfigError("ood_sets is empty: give at least one OOD data set")
-        for spec in self.ood_sets:
-            D.check_ood_spec(spec)
+        self.id_spec, self.ood_specs, self.base_spec  # noqa: B018  # each spec parses
         paper = paper_weights(self.id_data)
         if self.base_spec.kind == "published" and (paper is None or paper.arch != self.arch):
             raise ConfigError("published checkpoints exist for WRN-40-2 on cifar10 and cifar100 "
@@ -128,6 +122,16 @@ class Setup:
         resolve_device(self.device)
 
     @functools.cached_property
+    def id_spec(self) -> DataSpec:
+        """``id_data`` parsed (checked when the setup is made)."""
+        return DataSpec.parse(self.id_data, "id")
+
+    @functools.cached_property
+    def ood_specs(self) -> tuple[DataSpec, ...]:
+        """``ood_sets`` parsed (checked when the setup is made)."""
+        return tuple(DataSpec.parse(spec, "ood") for spec in self.ood_sets)
+
+    @functools.cached_property
     def base_spec(self) -> BaseSpec:
         """``base`` parsed (checked when the setup is made)."""
         return BaseSpec.parse(self.base)
@@ -145,8 +149,7 @@ class Setup:
     def results_only(self) -> bool:
         """Whether pinned data are absent: stored results named by their pins are read, and
         only a step that needs the data themselves fails (with a message saying so)."""
-        return any(pins.split_pin(spec)[1] is not None and not pins.source_path(spec).exists()
-                   for spec in (self.id_data, *self.ood_sets))
+        return any(pins.is_absent(spec) for spec in (self.id_spec, *self.ood_specs))
 
     def preflight(self) -> None:
         """Checks that touch the file system but do no heavy work: data paths exist, data
@@ -155,8 +158,8 @@ class Setup:
         if self.results_only:
             return
         options = D.DataOptions(self.data_root, self.download)
-        D.check_available(self.id_data, options, role="id")
-        for spec in self.ood_sets:
+        D.check_available(self.id_spec, options, role="id")
+        for spec in self.ood_specs:
             D.check_available(spec, options)
         if self.published_key is not None:
             from .checkpoints import check_published
@@ -171,7 +174,7 @@ class Setup:
 
             path = self.base_spec.value
             state = load_state_dict_file(path)
-            classes = D.known_num_classes(self.id_data)
+            classes = D.known_num_classes(self.id_spec)
             if classes is not None:
                 load_into(build_model(self.arch, classes), state, path)
 
@@ -254,18 +257,18 @@ class Experiment:
 
     @functools.cached_property
     def id_train(self) -> D.ImageSet:
-        return _load_id(self.setup.id_data, "train", self.options).subset(
+        return _load_id(self.setup.id_spec, "train", self.options).subset(
             self.setup.train_limit, self.setup.seed)
 
     @functools.cached_property
     def id_test(self) -> D.ImageSet:
-        return _load_id(self.setup.id_data, "test", self.options).subset(
+        return _load_id(self.setup.id_spec, "test", self.options).subset(
             self.setup.test_limit, self.setup.seed)
 
     @functools.cached_property
     def ood(self) -> dict[str, D.ImageSet]:
         sets = {}
-        for spec in self.setup.ood_sets:
+        for spec in self.setup.ood_specs:
             s = _load_ood(spec, self.options)
             sets[s.name] = s.subset(self.setup.ood_limit, self.setup.seed)
         return sets
@@ -325,7 +328,8 @@ class Experiment:
         cfg = AdaptConfig(max_epochs=s.adapt_epochs, lr=s.adapt_lr, seed=s.seed,
                           **_numerics(s))
         recipe = {"method": "adapt", "base": loaded.recipe, "data": _train_data_key(s),
-                  "selected_on": {"id_test": _data_id(s.id_data), "test_limit": s.test_limit},
+                  "selected_on": {"id_test": pins.identity(s.id_spec),
+                                  "test_limit": s.test_limit},
                   "train": _train_key(cfg)}
 
         def run() -> TrainResult:
@@ -583,25 +587,17 @@ class Experiment:
         return cache[key]
 
 
-def _data_id(spec: str) -> str:
-    """A data set as store keys name it: by checksum, not path (see :mod:`mimlib.pins`)."""
-    return pins.identity(spec)
-
-
-def _ood_ids(specs: tuple[str, ...] | list[str]) -> list[str]:
-    return [pins.identity(spec) for spec in specs]
-
-
 def _train_data_key(setup: Setup) -> dict[str, Any]:
     """What decides the training data: the ID set, its subset size and the subset seed."""
-    return {"id_data": _data_id(setup.id_data), "train_limit": setup.train_limit,
+    return {"id_data": pins.identity(setup.id_spec), "train_limit": setup.train_limit,
             "seed": setup.seed}
 
 
 def _eval_data_key(setup: Setup) -> dict[str, Any]:
     """What decides the evaluation data (the fit set may be the training set)."""
-    return {"id_data": _data_id(setup.id_data), "train_limit": setup.train_limit,
-            "test_limit": setup.test_limit, "ood_sets": _ood_ids(setup.ood_sets),
+    return {"id_data": pins.identity(setup.id_spec), "train_limit": setup.train_limit,
+            "test_limit": setup.test_limit,
+            "ood_sets": [pins.identity(spec) for spec in setup.ood_specs],
             "ood_limit": setup.ood_limit, "seed": setup.seed}
 
 
@@ -663,12 +659,12 @@ def _copy_model(model: nn.Module) -> nn.Module:
 
 
 @functools.lru_cache(maxsize=16)
-def _load_id(spec: str, split: str, options: D.DataOptions) -> D.ImageSet:
+def _load_id(spec: DataSpec, split: str, options: D.DataOptions) -> D.ImageSet:
     return D.load_id(spec, split, options)
 
 
 @functools.lru_cache(maxsize=32)
-def _load_ood(spec: str, options: D.DataOptions) -> D.ImageSet:
+def _load_ood(spec: str | DataSpec, options: D.DataOptions) -> D.ImageSet:
     return D.load_ood(spec, options)
 
 

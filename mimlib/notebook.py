@@ -20,7 +20,6 @@ import pandas as pd
 from . import pins
 from .analysis.claims import columns_from
 from .analysis.runtime import short_git
-from .data import ID_SETS, check_ood_spec
 from .detectors import check_detectors
 from .errors import ConfigError
 from .experiment import Experiment, Setup
@@ -31,6 +30,7 @@ from .profiles import load_profile, profile_names
 from .protocol import PROTOCOLS
 from .report import cite_line, label, markdown_table, result_id, save_figure, save_table
 from .rerun import page_of, rerun_line
+from .specs import ID_SETS, DataSpec
 from .store import Store, canonical_json, environment, git_revision
 from .train import BN_MODES, MIMConfig, OEConfig
 
@@ -313,16 +313,18 @@ def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _id_spec(v: Any) -> bool:
-    return isinstance(v, str) and (v in ID_SETS or v.startswith("folder:"))
+def _is_spec(role: str) -> Callable[[Any], bool]:
+    """Whether a value is a data spec that ``role`` (id, ood) accepts."""
+    def check(v: Any) -> bool:
+        try:
+            DataSpec.parse(v, role)
+        except ConfigError:
+            return False
+        return True
+    return check
 
 
-def _ood_spec(v: Any) -> bool:
-    try:
-        check_ood_spec(v)
-    except ConfigError:
-        return False
-    return True
+_id_spec, _ood_spec = _is_spec("id"), _is_spec("ood")
 
 
 def _detectors(value: Any) -> None:

@@ -11,17 +11,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from mimlib import catalog, pins
+from mimlib.errors import ConfigError
 from mimlib.experiment import Experiment, Setup, _eval_data_key, _train_data_key
 from mimlib.labels import readers_label
 from mimlib.models import weights_display
 from mimlib.needs import items_of
 from mimlib.profiles import load_profile, profile_parameters
 from mimlib.setups import setups_of
+from mimlib.specs import BaseSpec, DataSpec
 from mimlib.store import Store, config_key
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,6 +91,33 @@ def _observed(store: Store, folder: Path) -> dict[str, Any]:
         out[f"base/{base}"] = _setup_keys(dataclasses.replace(cifar10, base=base, arch=arch),
                                           store)
     return out
+
+
+def test_a_spec_is_parsed_once_into_its_parts_and_gives_back_its_text() -> None:
+    spec = DataSpec.parse(f"digits=mnist:~/mnist-test{PIN[:8]}{PIN[8:].upper()} ", "ood")
+    assert (spec.kind, spec.where, spec.name, spec.pin) == ("mnist", "~/mnist-test", "digits",
+                                                            "ab" * 32)
+    assert spec.text == str(spec) == f"digits=mnist:~/mnist-test{PIN}"
+    assert spec.source_path == Path("~/mnist-test").expanduser() / "t10k-images-idx3-ubyte.gz"
+    assert DataSpec.parse("svhn").reads_files is False
+    assert BaseSpec.parse("registry:resnet20/cifar10") == BaseSpec("registry", "resnet20/cifar10")
+    assert BaseSpec.parse("checkpoint:/a/b.pt").text == "checkpoint:/a/b.pt"
+    assert not BaseSpec.parse("pretrain").loaded and BaseSpec.find("svhn") is None
+
+
+@pytest.mark.parametrize("text, role, accepted", [
+    ("imagenet", "id", "'folder:PATH'"), ("fashion_mnist", "ood", "'crop:PATH'"),
+    ("crop:/x", "id", "'folder:PATH'"), ("own=folder:/x", "id", "no 'NAME='"),
+    ("gaussian" + PIN, "ood", "take a pin"), ("resize:/x#sha256=abc", "ood", "64 hex digits")])
+def test_a_wrong_data_spec_says_what_is_accepted(text: str, role: str, accepted: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(accepted)):
+        DataSpec.parse(text, role)
+
+
+@pytest.mark.parametrize("text", ["registry:", "checkpoint", "scratch", None])
+def test_a_wrong_base_says_what_is_accepted(text: Any) -> None:
+    with pytest.raises(ConfigError, match="'pretrain', 'published', 'registry:KEY'"):
+        BaseSpec.parse(text)
 
 
 def test_specs_name_data_and_bases_as_before(tmp_path: Path) -> None:
