@@ -21,21 +21,21 @@ from torch import nn
 
 from . import data as D
 from . import pins
-from .checkpoints import (PAPER_CHECKPOINTS, atomic_torch_save, load_checkpoint, load_published,
-                          weights_cache)
+from .checkpoints import atomic_torch_save, load_checkpoint, load_published, weights_cache
 from .detectors import (FittedDetectors, Representations, check_detectors, detector_spec,
                         extract)
 from .device import (EVAL_PRECISIONS, LAYOUTS, resolve_device, resolve_layout,
                      resolve_precision, seed_everything, set_deterministic)
 from .errors import ConfigError
 from .metrics import METRIC_KEYS, mean_metrics, ood_metrics
-from .models import ARCHITECTURES, build_model, linear_head
+from .models import ARCHITECTURES, build_model, linear_head, paper_weights
+from .specs import NOISE_SETS, SYNTHETIC_OOD_SETS, BaseSpec, DataSpec
 from .protocol import ProtocolSettings, check_protocol, paper_k, protocol_settings
 from .store import Entry, Store, canonical_json
 from .train import (LEGACY_BN_MODES, AdaptConfig, MIMConfig, OEConfig, PretrainConfig,
                     TrainResult, adapt, mim_finetune, oe_finetune, pretrain)
 
-SMOKE_OOD = D.SYNTHETIC_OOD_SETS + D.NOISE_SETS
+SMOKE_OOD = SYNTHETIC_OOD_SETS + NOISE_SETS
 MODEL_FILE = "model.pt"
 
 
@@ -45,12 +45,10 @@ class Setup:
     result (data by checksum); device, paths, downloads and batch sizes only decide where and
     how fast it is computed."""
 
-    id_data: str = "synthetic"
-    ood_sets: tuple[str, ...] = SMOKE_OOD
+    id_data: str = "synthetic"  # a data spec (see mimlib.specs); parsed: id_spec
+    ood_sets: tuple[str, ...] = SMOKE_OOD  # parsed: ood_specs
     arch: str = "small_cnn"
-    # "pretrain", "published" (the paper's), "registry:KEY" (mimlib's or pytorch-ood's
-    # registry), "checkpoint:PATH"
-    base: str = "pretrain"
+    base: str = "pretrain"  # a base spec (see mimlib.specs); parsed: base_spec
     pretrain_epochs: float = 100.0
     pretrain_lr: float = 0.1
     adapt_epochs: int = 0  # >0: adapt a loaded base to the ID data first (at most this many epochs)
@@ -80,24 +78,14 @@ class Setup:
         if self.arch not in ARCHITECTURES:
             raise ConfigError(f"unknown architecture {self.arch!r}; choose one of "
                               f"{sorted(ARCHITECTURES)}")
-        for spec in (self.id_data, *self.ood_sets):
-            pins.split_pin(spec)  # a malformed pin fails here
-        if not (self.id_data in D.ID_SETS or self.id_data.startswith("folder:")):
-            raise ConfigError(f"unknown ID data set {self.id_data!r}; choose one of "
-                              f"{list(D.ID_SETS)} or 'folder:PATH'")
         if not self.ood_sets:
             raise ConfigError("ood_sets is empty: give at least one OOD data set")
-        for spec in self.ood_sets:
-            D.check_ood_spec(spec)
-        if not (self.base in ("pretrain", "published")
-                or self.base.startswith(("checkpoint:", "registry:"))):
-            raise ConfigError("base must be 'pretrain', 'published', 'registry:KEY' (a pytorch-ood "
-                              f"registry key) or 'checkpoint:PATH', got {self.base!r}")
-        if self.base == "published" and (self.id_data not in PAPER_CHECKPOINTS
-                                         or self.arch != "wrn40_2"):
+        self.id_spec, self.ood_specs, self.base_spec  # noqa: B018  # each spec parses
+        paper = paper_weights(self.id_data)
+        if self.base_spec.kind == "published" and (paper is None or paper.arch != self.arch):
             raise ConfigError("published checkpoints exist for WRN-40-2 on cifar10 and cifar100 "
                               f"only, not {self.arch} on {self.id_data}; use base='pretrain'")
-        if self.adapt_epochs and self.base == "pretrain":
+        if self.adapt_epochs and not self.base_spec.loaded:
             raise ConfigError("adapt_epochs adapts a loaded base (published, registry:, "
                               "checkpoint:) to the ID data; a model pretrained here needs none")
         if isinstance(self.adapt_epochs, bool) or not isinstance(self.adapt_epochs, int) \
@@ -133,12 +121,35 @@ class Setup:
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         resolve_device(self.device)
 
+    @functools.cached_property
+    def id_spec(self) -> DataSpec:
+        """``id_data`` parsed (checked when the setup is made)."""
+        return DataSpec.parse(self.id_data, "id")
+
+    @functools.cached_property
+    def ood_specs(self) -> tuple[DataSpec, ...]:
+        """``ood_sets`` parsed (checked when the setup is made)."""
+        return tuple(DataSpec.parse(spec, "ood") for spec in self.ood_sets)
+
+    @functools.cached_property
+    def base_spec(self) -> BaseSpec:
+        """``base`` parsed (checked when the setup is made)."""
+        return BaseSpec.parse(self.base)
+
+    @property
+    def published_key(self) -> str | None:
+        """The registry key of the published weights a ``published`` or ``registry:`` base
+        loads (None for one trained here or read from a file)."""
+        spec = self.base_spec
+        if spec.kind == "published":
+            return paper_weights(self.id_data).key  # type: ignore[union-attr]  # checked
+        return spec.value if spec.kind == "registry" else None
+
     @property
     def results_only(self) -> bool:
         """Whether pinned data are absent: stored results named by their pins are read, and
         only a step that needs the data themselves fails (with a message saying so)."""
-        return any(pins.split_pin(spec)[1] is not None and not pins.source_path(spec).exists()
-                   for spec in (self.id_data, *self.ood_sets))
+        return any(pins.is_absent(spec) for spec in (self.id_spec, *self.ood_specs))
 
     def preflight(self) -> None:
         """Checks that touch the file system but do no heavy work: data paths exist, data
@@ -147,24 +158,23 @@ class Setup:
         if self.results_only:
             return
         options = D.DataOptions(self.data_root, self.download)
-        D.check_available(self.id_data, options, role="id")
-        for spec in self.ood_sets:
+        D.check_available(self.id_spec, options, role="id")
+        for spec in self.ood_specs:
             D.check_available(spec, options)
-        if self.base == "published" or self.base.startswith("registry:"):
+        if self.published_key is not None:
             from .checkpoints import check_published
 
-            key = PAPER_CHECKPOINTS[self.id_data] if self.base == "published" else self.base[9:]
-            check_published(key, self.weights_folder, self.download)
+            check_published(self.published_key, self.weights_folder, self.download)
         self.check_checkpoint()
 
     def check_checkpoint(self) -> None:
         """A ``checkpoint:PATH`` base loads and fits the model (nothing to check otherwise)."""
-        if self.base.startswith("checkpoint:"):
+        if self.base_spec.kind == "checkpoint":
             from .checkpoints import load_into, load_state_dict_file
 
-            path = self.base[len("checkpoint:"):]
+            path = self.base_spec.value
             state = load_state_dict_file(path)
-            classes = D.known_num_classes(self.id_data)
+            classes = D.known_num_classes(self.id_spec)
             if classes is not None:
                 load_into(build_model(self.arch, classes), state, path)
 
@@ -247,18 +257,18 @@ class Experiment:
 
     @functools.cached_property
     def id_train(self) -> D.ImageSet:
-        return _load_id(self.setup.id_data, "train", self.options).subset(
+        return _load_id(self.setup.id_spec, "train", self.options).subset(
             self.setup.train_limit, self.setup.seed)
 
     @functools.cached_property
     def id_test(self) -> D.ImageSet:
-        return _load_id(self.setup.id_data, "test", self.options).subset(
+        return _load_id(self.setup.id_spec, "test", self.options).subset(
             self.setup.test_limit, self.setup.seed)
 
     @functools.cached_property
     def ood(self) -> dict[str, D.ImageSet]:
         sets = {}
-        for spec in self.setup.ood_sets:
+        for spec in self.setup.ood_specs:
             s = _load_ood(spec, self.options)
             sets[s.name] = s.subset(self.setup.ood_limit, self.setup.seed)
         return sets
@@ -283,7 +293,7 @@ class Experiment:
         """The classifier MIM and the baselines start from: pretrained here (stored), or a
         loaded one (published, a file) adapted to the ID data when ``adapt_epochs`` > 0."""
         s = self.setup
-        if s.base == "pretrain":
+        if not s.base_spec.loaded:
             return self._pretrained(force)
         loaded = self.loaded_model()
         if not s.adapt_epochs:
@@ -293,11 +303,11 @@ class Experiment:
     def loaded_model(self) -> ModelRun:
         """The published or given classifier as it is, before any training here."""
         s = self.setup
-        if s.base == "published" or s.base.startswith("registry:"):
-            key = PAPER_CHECKPOINTS[s.id_data] if s.base == "published" else s.base[9:]
+        key = s.published_key
+        if key is not None:
             return ModelRun({"base": "published", "key": key}, load=lambda: self._published(key))
-        if s.base.startswith("checkpoint:"):
-            path = s.base[len("checkpoint:"):]
+        if s.base_spec.kind == "checkpoint":
+            path = s.base_spec.value
             return ModelRun({"base": "checkpoint", "path": path}, load=lambda: load_checkpoint(
                 build_model(s.arch, self.id_train.num_classes), path))
         raise ConfigError(f"base {s.base!r} is trained here, not loaded")
@@ -318,7 +328,8 @@ class Experiment:
         cfg = AdaptConfig(max_epochs=s.adapt_epochs, lr=s.adapt_lr, seed=s.seed,
                           **_numerics(s))
         recipe = {"method": "adapt", "base": loaded.recipe, "data": _train_data_key(s),
-                  "selected_on": {"id_test": _data_id(s.id_data), "test_limit": s.test_limit},
+                  "selected_on": {"id_test": pins.identity(s.id_spec),
+                                  "test_limit": s.test_limit},
                   "train": _train_key(cfg)}
 
         def run() -> TrainResult:
@@ -576,25 +587,17 @@ class Experiment:
         return cache[key]
 
 
-def _data_id(spec: str) -> str:
-    """A data set as store keys name it: by checksum, not path (see :mod:`mimlib.pins`)."""
-    return pins.identity(spec)
-
-
-def _ood_ids(specs: tuple[str, ...] | list[str]) -> list[str]:
-    return [pins.identity(spec) for spec in specs]
-
-
 def _train_data_key(setup: Setup) -> dict[str, Any]:
     """What decides the training data: the ID set, its subset size and the subset seed."""
-    return {"id_data": _data_id(setup.id_data), "train_limit": setup.train_limit,
+    return {"id_data": pins.identity(setup.id_spec), "train_limit": setup.train_limit,
             "seed": setup.seed}
 
 
 def _eval_data_key(setup: Setup) -> dict[str, Any]:
     """What decides the evaluation data (the fit set may be the training set)."""
-    return {"id_data": _data_id(setup.id_data), "train_limit": setup.train_limit,
-            "test_limit": setup.test_limit, "ood_sets": _ood_ids(setup.ood_sets),
+    return {"id_data": pins.identity(setup.id_spec), "train_limit": setup.train_limit,
+            "test_limit": setup.test_limit,
+            "ood_sets": [pins.identity(spec) for spec in setup.ood_specs],
             "ood_limit": setup.ood_limit, "seed": setup.seed}
 
 
@@ -656,12 +659,12 @@ def _copy_model(model: nn.Module) -> nn.Module:
 
 
 @functools.lru_cache(maxsize=16)
-def _load_id(spec: str, split: str, options: D.DataOptions) -> D.ImageSet:
+def _load_id(spec: DataSpec, split: str, options: D.DataOptions) -> D.ImageSet:
     return D.load_id(spec, split, options)
 
 
 @functools.lru_cache(maxsize=32)
-def _load_ood(spec: str, options: D.DataOptions) -> D.ImageSet:
+def _load_ood(spec: str | DataSpec, options: D.DataOptions) -> D.ImageSet:
     return D.load_ood(spec, options)
 
 

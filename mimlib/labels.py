@@ -22,6 +22,7 @@ import pandas as pd
 
 from .catalog import spec_display
 from .protocol import PROTOCOL_NAMES
+from .specs import BaseSpec
 
 #: Metrics as column headers name them (``auroc[SET]`` becomes ``AUROC: <set's name>``).
 METRIC_NAMES = {"auroc": "AUROC", "aupr_in": "AUPR-IN", "aupr_out": "AUPR-OUT",
@@ -57,8 +58,9 @@ def readers_label(text: Any) -> Any:
         return PROTOCOL_NAMES[text]
     if text in ARCHITECTURE_NAMES:
         return ARCHITECTURE_NAMES[text]
-    if text.startswith(("registry:", "checkpoint:")):
-        return weights_display(text)
+    base = BaseSpec.find(text)
+    if base is not None and base.kind in ("registry", "checkpoint"):
+        return weights_display(base)
     return spec_display(text)
 
 

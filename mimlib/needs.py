@@ -13,10 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from . import data as D
-from . import fetch, pins
-from .checkpoints import PAPER_CHECKPOINTS, published_oe_key, weights_item
+from . import fetch
+from .checkpoints import weights_item
 from .errors import DataError, MimlibError
+from .models import published_oe_weights
 from .setups import setups_of
+from .specs import DataSpec
 
 
 def items_of(params: dict[str, Any]) -> tuple[list[tuple[fetch.Item, bool]], list[str]]:
@@ -26,38 +28,33 @@ def items_of(params: dict[str, Any]) -> tuple[list[tuple[fetch.Item, bool]], lis
     problems: list[str] = []
     for setup in setups_of(params):
         options = D.DataOptions(setup.data_root, setup.download)
-        specs = [(setup.id_data, "id"), *((s, "ood") for s in setup.ood_sets)]
+        specs = [(setup.id_spec, "id"), *((s, "ood") for s in setup.ood_specs)]
         if params.get("oe_outliers"):
-            specs.append((params["oe_outliers"], "ood"))
+            specs.append((DataSpec.parse(params["oe_outliers"], "ood"), "ood"))
         if setup.results_only:
             # pinned data are absent, so stored results are read and nothing is fetched; a
             # path without a pin is named in store keys by its files, which must be there
-            specs = [(spec, role) for spec, role in specs if pins.source_path(spec) is not None
-                     and pins.split_pin(spec)[1] is None]
+            specs = [(spec, role) for spec, role in specs if spec.reads_files and not spec.pin]
         remote: list[fetch.Item] = []
         for spec, role in specs:
-            found = fetch.data_items(_target(spec), setup.data_root)
+            found = fetch.data_items(spec.target, setup.data_root)
             if found:
                 remote += found
                 continue
             try:  # a local path, a noise or an embedded set
                 D.check_available(spec, options, role=role)
             except MimlibError as err:
-                problems.append(f"- {spec}: {err}")
+                problems.append(f"- {spec.text}: {err}")
         if setup.results_only:
             continue
         try:
             setup.check_checkpoint()
         except MimlibError as err:
             problems.append(f"- {setup.base}: {err}")
-        keys = []
-        if setup.base == "published":
-            keys.append(PAPER_CHECKPOINTS[setup.id_data])
-        elif setup.base.startswith("registry:"):
-            keys.append(setup.base[len("registry:"):])
-        oe_key = published_oe_key(setup.id_data, setup.arch)
-        if params.get("published_oe") and oe_key:
-            keys.append(oe_key)
+        keys = [setup.published_key] if setup.published_key is not None else []
+        oe = published_oe_weights(setup.id_data, setup.arch)
+        if params.get("published_oe") and oe:
+            keys.append(oe.key)
         remote += [weights_item(key, setup.weights_folder) for key in keys]
         items += [(item, setup.download) for item in remote]
     return items, problems
@@ -84,9 +81,3 @@ def prepare(planned: list[dict[str, Any]], *, progress: bool = True) -> None:
             "or allow downloads (setup download: true); nothing was fetched or run.")
     fetch.ensure([i for i, allowed in items.items() if allowed], download=True,
                  progress=progress)
-
-
-def _target(spec: str) -> str:
-    """The set a spec names, without its pin and display name."""
-    target = pins.split_pin(spec)[0]
-    return target.partition("=")[2] if "=" in target else target

@@ -21,7 +21,6 @@ from . import pins
 from .checks import is_number, is_whole
 from .analysis.claims import columns_from
 from .analysis.runtime import short_git
-from .data import ID_SETS, check_ood_spec
 from .detectors import check_detectors
 from .errors import ConfigError
 from .experiment import Experiment, Setup
@@ -32,6 +31,7 @@ from .profiles import load_profile, profile_names
 from .protocol import PROTOCOLS
 from .report import cite_line, label, markdown_table, result_id, save_figure, save_table
 from .rerun import page_of, rerun_line
+from .specs import ID_SETS, DataSpec
 from .store import Store, canonical_json, environment, git_revision
 from .train import BN_MODES, MIMConfig, OEConfig
 
@@ -304,16 +304,18 @@ def _one(kind: str, check: Callable[[Any], bool]) -> Callable[[Any], None]:
     return checker
 
 
-def _id_spec(v: Any) -> bool:
-    return isinstance(v, str) and (v in ID_SETS or v.startswith("folder:"))
+def _is_spec(role: str) -> Callable[[Any], bool]:
+    """Whether a value is a data spec that ``role`` (id, ood) accepts."""
+    def check(v: Any) -> bool:
+        try:
+            DataSpec.parse(v, role)
+        except ConfigError:
+            return False
+        return True
+    return check
 
 
-def _ood_spec(v: Any) -> bool:
-    try:
-        check_ood_spec(v)
-    except ConfigError:
-        return False
-    return True
+_id_spec, _ood_spec = _is_spec("id"), _is_spec("ood")
 
 
 def _detectors(value: Any) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 from .errors import ConfigError
 from .experiment import Setup
 from .models import PUBLISHED
+from .specs import BaseSpec
 
 
 def setups_of(params: dict[str, Any]) -> list[Setup]:
@@ -33,16 +34,17 @@ def architecture_setups(setup: Setup, archs: Sequence[str],
     out = []
     for arch in archs:
         changed = {**changes, "arch": arch}
-        base = changed.get("base", setup.base)
-        if base == "published" and arch != "wrn40_2":
+        base = BaseSpec.parse(changed.get("base", setup.base))
+        if base.kind == "published" and arch != "wrn40_2":
             changed["base"] = "pretrain"
-        elif base.startswith("registry:") and "/" in base:
-            key = f"{arch}/{base.split('/', 1)[1]}"
+        elif base.kind == "registry" and "/" in base.value:
+            data = base.value.split("/", 1)[1]
+            key = f"{arch}/{data}"
             if key not in PUBLISHED:
-                raise ConfigError(f"no published {arch} weights for {base.split('/', 1)[1]} "
-                                  f"in mimlib's registry ({sorted(PUBLISHED)}); give "
-                                  "arch_setup: {base: pretrain} to train them here")
-            changed["base"] = f"registry:{key}"
+                raise ConfigError(f"no published {arch} weights for {data} in mimlib's registry "
+                                  f"({sorted(PUBLISHED)}); give arch_setup: {{base: pretrain}} "
+                                  "to train them here")
+            changed["base"] = BaseSpec("registry", key).text
         if changed.get("base") == "pretrain":
             changed["adapt_epochs"] = 0  # a model trained here needs no adaptation
         out.append((arch, dataclasses.replace(setup, **changed)))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mimlib.data import SYNTHETIC_OOD_SETS
+from mimlib.specs import SYNTHETIC_OOD_SETS
 from mimlib.experiment import Experiment, Setup
 from mimlib.store import Store
 

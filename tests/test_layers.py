@@ -98,7 +98,7 @@ def test_mimlib_imports_have_no_circle() -> None:
 #: method (what a user imports to apply MIM to their own model) sits below the companion's
 #: machinery (the results store, the analyses of the book, the notebooks' orchestration).
 LAYERS: dict[str, tuple[str, ...]] = {
-    "foundation": ("errors", "checks", "progress", "paper", "fetch", "pins", "catalog", "device",
+    "foundation": ("errors", "checks", "specs", "progress", "paper", "fetch", "pins", "catalog", "device",
                    "synthetic", "models"),
     "method": ("mixing", "augment", "data", "metrics", "detectors", "train", "checkpoints",
                "protocol"),

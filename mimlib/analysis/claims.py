@@ -336,7 +336,7 @@ def costs_little(exp: Experiment, mim: dict[str, Any], benchmark: str | None = N
 
 def _epochs_note(exp: Experiment) -> str:
     s = exp.setup
-    if s.base == "pretrain":
+    if not s.base_spec.loaded:
         return f"{s.pretrain_epochs:g} epochs of pretraining"
     return "hundreds of epochs that trained the published weights"
 

@@ -11,12 +11,13 @@ import pandas as pd
 
 from .. import pins
 from ..catalog import groups_of
-from ..checkpoints import published_oe_key
 from ..data import known_num_classes
 from ..detectors import extract
 from ..errors import ConfigError
 from ..experiment import Evaluation, Experiment, ModelRun, Setup
+from ..models import published_oe_weights
 from ..report import compare_with_paper, with_average
+from ..specs import BaseSpec
 
 
 def evaluation_frame(evaluation: Evaluation, method: str | None = None) -> pd.DataFrame:
@@ -214,9 +215,9 @@ def oe_comparison(exp: Experiment, mim: dict[str, Any], oe_outliers: str | None,
     runs = [("MSP", exp, base), ("MIM", exp, exp.mim_model(base, **mim))]
     if oe_outliers is not None:
         runs.append(("OE", exp, exp.oe_model(oe_outliers, base, **oe)))
-    key = published_oe_key(exp.setup.id_data, exp.setup.arch)
-    if published_oe and key:
-        published = exp.derive(replace_setup(exp.setup, base=f"registry:{key}"))
+    oe = published_oe_weights(exp.setup.id_data, exp.setup.arch)
+    if published_oe and oe:
+        published = exp.derive(replace_setup(exp.setup, base=BaseSpec("registry", oe.key).text))
         runs.append(("OE (published weights)", published, published.base_model()))
     return pd.concat([evaluation_frame(on.evaluate(run), method) for method, on, run in runs],
                      ignore_index=True)
@@ -323,9 +324,9 @@ def published_not_run(setup: Setup, archs: Sequence[str]) -> list[str]:
     (a page says what it did not run, rather than letting the reader assume it was all)."""
     from ..models import PUBLISHED
 
-    if not setup.base.startswith("registry:") or "/" not in setup.base:
+    if setup.base_spec.kind != "registry" or "/" not in setup.base_spec.value:
         return []
-    data = setup.base.split("/", 1)[1]
+    data = setup.base_spec.value.split("/", 1)[1]
     return [key for key, weights in PUBLISHED.items()
             if key.endswith(f"/{data}") and weights.arch not in archs]
 
