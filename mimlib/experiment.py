@@ -26,6 +26,7 @@ from .detectors import (FittedDetectors, Representations, check_detectors, detec
                         extract)
 from .device import (EVAL_PRECISIONS, LAYOUTS, resolve_device, resolve_layout,
                      resolve_precision, seed_everything, set_deterministic)
+from .checks import choice, flag, positive, whole
 from .errors import ConfigError
 from .metrics import METRIC_KEYS, mean_metrics, ood_metrics
 from .models import ARCHITECTURES, build_model, linear_head, paper_weights
@@ -88,37 +89,22 @@ class Setup:
         if self.adapt_epochs and not self.base_spec.loaded:
             raise ConfigError("adapt_epochs adapts a loaded base (published, registry:, "
                               "checkpoint:) to the ID data; a model pretrained here needs none")
-        if isinstance(self.adapt_epochs, bool) or not isinstance(self.adapt_epochs, int) \
-                or self.adapt_epochs < 0:
-            raise ConfigError(f"adapt_epochs must be a whole number >= 0, got "
-                              f"{self.adapt_epochs!r}")
+        whole(self.adapt_epochs, "adapt_epochs", minimum=0)
         for name in ("train_limit", "test_limit", "ood_limit", "curve_limit"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or value < 1):
-                raise ConfigError(f"{name} must be a whole number >= 1 or None, got {value!r}")
+            if getattr(self, name) is not None:
+                whole(getattr(self, name), f"{name} (or None: all)")
         for name in ("pretrain_epochs", "pretrain_lr", "adapt_lr"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not 0 < value < float("inf"):
-                raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
-        for name, minimum in (("eval_batch_size", 1), ("seed", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value!r}")
-        if self.eval_precision not in EVAL_PRECISIONS:
-            raise ConfigError(f"eval_precision must be one of {EVAL_PRECISIONS}, got "
-                              f"{self.eval_precision!r}")
+            positive(getattr(self, name), name)
+        whole(self.eval_batch_size, "eval_batch_size")
+        whole(self.seed, "seed", minimum=0)
+        choice(self.eval_precision, "eval_precision", EVAL_PRECISIONS)
         device = resolve_device(self.device)
         resolve_precision(device, self.precision)
         resolve_precision(device, self.eval_precision)
         for name in ("layout", "eval_layout"):
-            if getattr(self, name) not in ("auto", *LAYOUTS):
-                raise ConfigError(f"{name} must be one of {['auto', *LAYOUTS]}, got "
-                                  f"{getattr(self, name)!r}")
+            choice(getattr(self, name), name, ("auto", *LAYOUTS))
         for name in ("download", "deterministic"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+            flag(getattr(self, name), name)
         resolve_device(self.device)
 
     @functools.cached_property
