@@ -81,10 +81,10 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_graph_sees_imports_at_module_level_and_inside_functions() -> None:
     graph = import_graph()
-    assert "mimlib.detectors" in graph["mimlib.experiment"]  # module level
-    assert "mimlib.detectors" in graph["mimlib.analysis.quirks"]  # from ..detectors
-    assert "mimlib.executors" in graph["mimlib.cli"]  # inside a function
-    assert "mimlib.analysis" in graph["mimlib.notebook"]  # via analysis.claims: runs its __init__
+    assert "mimlib.detectors" in graph["mimlib.companion.experiment"]  # module level
+    assert "mimlib.detectors" in graph["mimlib.companion.analysis.quirks"]  # from ..detectors
+    assert "mimlib.companion.executors" in graph["mimlib.companion.cli"]  # inside a function
+    assert "mimlib.companion.analysis" in graph["mimlib.companion.notebook"]  # via analysis.claims: runs its __init__
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
@@ -109,10 +109,19 @@ LAYERS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: The layers of the companion's machinery, the modules under ``mimlib/companion/``; the
+#: others are the method's, the modules directly under ``mimlib/``.
+MACHINERY = ("results", "analysis", "orchestration")
+
+
 def layer_of(module: str) -> int:
-    """The index in :data:`LAYERS` of a mimlib module (``mimlib.analysis.claims`` is in the
-    layer of ``analysis``)."""
-    top = module.split(".")[1]
+    """The index in :data:`LAYERS` of a mimlib module (``mimlib.companion.analysis.claims`` is
+    in the layer of ``analysis``; the ``mimlib.companion`` package itself, which imports
+    nothing, in the machinery's lowest)."""
+    parts = module.split(".")[1:]
+    if parts == ["companion"]:
+        return list(LAYERS).index(MACHINERY[0])
+    top = parts[1] if parts[0] == "companion" else parts[0]
     for index, names in enumerate(LAYERS.values()):
         if top in names:
             return index
@@ -128,10 +137,21 @@ def upward_imports(graph: dict[str, set[str]]) -> list[str]:
 def test_no_import_points_up_a_layer() -> None:
     graph = {k: v for k, v in import_graph().items() if k != "mimlib"}
     assert upward_imports(graph) == []
-    assert upward_imports({"mimlib.train": {"mimlib.store"}}) == [
-        "mimlib.train -> mimlib.store"]  # the check sees one
+    assert upward_imports({"mimlib.train": {"mimlib.companion.store"}}) == [
+        "mimlib.train -> mimlib.companion.store"]  # the check sees one
     names = [n for layer in LAYERS.values() for n in layer]
     assert len(names) == len(set(names)), "a module is in two layers"
+
+
+def test_the_folders_show_the_layers() -> None:
+    """The method's modules sit directly in ``mimlib/``, the machinery's in
+    ``mimlib/companion/``."""
+    for module in import_graph():
+        parts = module.split(".")[1:]
+        if not parts or parts == ["companion"]:
+            continue
+        layer = list(LAYERS)[layer_of(module)]
+        assert (parts[0] == "companion") == (layer in MACHINERY), (module, layer)
 
 
 def test_the_package_exports_only_the_method() -> None:

@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mimlib import experiment, pins
+from mimlib import pins
+from mimlib.companion import experiment
 from mimlib.data import load_ood
 from mimlib.errors import ConfigError, DataError
-from mimlib.experiment import Experiment, Setup
+from mimlib.companion.experiment import Experiment, Setup
 from mimlib.specs import DataSpec
-from mimlib.store import Store
+from mimlib.companion.store import Store
 
 
 def _image_folder(root: Path, n: int = 3, seed: int = 0) -> Path:

@@ -21,8 +21,8 @@ def test_readme_has_the_two_commands_and_ci_runs_the_second() -> None:
 
 
 def test_profiles_and_notebooks_named_in_the_docs_exist() -> None:
-    from mimlib.pages import notebook_names
-    from mimlib.profiles import profile_names
+    from mimlib.companion.pages import notebook_names
+    from mimlib.companion.profiles import profile_names
 
     assert set(profile_names()) == {"smoke", "paper", "paper-scratch", "offline-cifar10",
                                     "cifar10-cpu", "cifar10-cpu-lossless"}

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mimlib import analysis, plots
+from mimlib.companion import analysis, plots
 from mimlib.errors import ConfigError
-from mimlib.experiment import Evaluation
-from mimlib.notebook import download_link
-from mimlib.report import (compare_with_paper, label, markdown_table, paper_numbers,
+from mimlib.companion.experiment import Evaluation
+from mimlib.companion.notebook import download_link
+from mimlib.companion.report import (compare_with_paper, label, markdown_table, paper_numbers,
                            save_figure, save_table, with_average)
 
 
@@ -214,7 +214,7 @@ def test_collapse_warnings_fire_only_near_chance_accuracy():
 
 
 def test_runtime_table_counts_a_shared_forward_pass_once(tmp_path):
-    from mimlib.store import Store
+    from mimlib.companion.store import Store
 
     store = Store(tmp_path)
     model = {"method": "mim", "base": {"arch": "small_cnn"}}
@@ -299,7 +299,7 @@ def test_from_scratch_scales_training_and_forward_passes_by_the_measured_speed_u
 def test_what_each_chapter_costs_comes_from_the_entries_its_run_used(tmp_path, monkeypatch):
     """01 pretrains and scores MSP; 02 re-uses both and adds Energy (on the same forward pass)
     and a MIM run: 02 alone costs everything, in order only what 01 had not computed."""
-    from mimlib.store import USAGE_ENV, Store
+    from mimlib.companion.store import USAGE_ENV, Store
 
     store = Store(tmp_path)
     base, mim = {"arch": "small_cnn"}, {"method": "mim", "base": {"arch": "small_cnn"}}
@@ -505,7 +505,7 @@ def test_msp_distributions_draw_every_set_in_its_own_style():
 
 
 def test_the_runtime_page_of_an_empty_store_says_so_instead_of_crashing(tmp_path):
-    from mimlib.store import Store
+    from mimlib.companion.store import Store
 
     table = analysis.runtime_table(Store(tmp_path / "empty"))
     summary = analysis.runtime_summary(table)

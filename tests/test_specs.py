@@ -20,14 +20,14 @@ import pytest
 
 from mimlib import catalog, pins
 from mimlib.errors import ConfigError
-from mimlib.experiment import Experiment, Setup, _eval_data_key, _train_data_key
-from mimlib.labels import readers_label
+from mimlib.companion.experiment import Experiment, Setup, _eval_data_key, _train_data_key
+from mimlib.companion.labels import readers_label
 from mimlib.models import weights_display
-from mimlib.needs import items_of
-from mimlib.profiles import load_profile, profile_parameters
-from mimlib.setups import setups_of
+from mimlib.companion.needs import items_of
+from mimlib.companion.profiles import load_profile, profile_parameters
+from mimlib.companion.setups import setups_of
 from mimlib.specs import BaseSpec, DataSpec
-from mimlib.store import Store, config_key
+from mimlib.companion.store import Store, config_key
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "data" / "spec_keys.json"

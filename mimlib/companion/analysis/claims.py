@@ -20,11 +20,11 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ..catalog import GROUP_LABELS, display_name, groups_of
-from ..device import resolve_device
-from ..errors import ConfigError
+from ...catalog import GROUP_LABELS, display_name, groups_of
+from ...device import resolve_device
+from ...errors import ConfigError
 from ..experiment import Experiment, ModelRun
-from ..protocol import check_protocol
+from ...protocol import check_protocol
 from ..report import paper_numbers
 from .runtime import benchmark_rows
 from .stats import Interval, auroc_difference, mean_difference, seed_difference

@@ -2,7 +2,7 @@
 
 Only a run that succeeds replaces the page and moves its exports into ``book/exports/``; a
 failed one lands in ``book/failed/`` with its traceback. This is the unit of work that
-:mod:`mimlib.executors` runs, here or as a job.
+:mod:`mimlib.companion.executors` runs, here or as a job.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 from .pages import FAILED, NOTEBOOKS
 from .parameters_cell import fold_parameters
-from .progress import progress_channel
+from ..progress import progress_channel
 from .report import exports_dir
 from .store import USAGE_ENV, Store
 
@@ -34,7 +34,7 @@ class NotebookResult:
     executed: str
     seconds: float
     error: str = ""
-    log: str = ""  # the job's log, when it ran as a job (mimlib.executors)
+    log: str = ""  # the job's log, when it ran as a job (mimlib.companion.executors)
 
 
 def execute_notebook(root: Path, name: str, params: dict[str, Any], out: Path,
@@ -45,7 +45,7 @@ def execute_notebook(root: Path, name: str, params: dict[str, Any], out: Path,
     ``book/exports/`` and, with ``record_usage``, records which store entries it used: a
     failed one is kept in ``book/failed/`` with its traceback, and the last good page, exports
     and records stay as they were. No manifest, no skipping: see
-    :func:`mimlib.orchestrate.run_notebooks`.
+    :func:`mimlib.companion.orchestrate.run_notebooks`.
     """
     import papermill as pm  # imported when a notebook runs: papermill is slow to import
 

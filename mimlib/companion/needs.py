@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import data as D
-from . import fetch
-from .checkpoints import weights_item
-from .errors import DataError, MimlibError
-from .models import published_oe_weights
+from .. import data as D
+from .. import fetch
+from ..checkpoints import weights_item
+from ..errors import DataError, MimlibError
+from ..models import published_oe_weights
 from .setups import setups_of
-from .specs import DataSpec
+from ..specs import DataSpec
 
 
 def items_of(params: dict[str, Any]) -> tuple[list[tuple[fetch.Item, bool]], list[str]]:

@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from .errors import MimlibError
+from ..errors import MimlibError
 
 RECORD = "record.json"
 LOCKS = ".locks"  # one lock file per key being computed (see Store.lock)
@@ -159,7 +159,7 @@ class Store:
 
     def _note_use(self, kind: str, key: str) -> None:
         """Append this entry to ``$MIMLIB_USAGE`` when it is set (by
-        :func:`mimlib.papermill_run.execute_notebook`, per notebook run): which stored results a
+        :func:`mimlib.companion.papermill_run.execute_notebook`, per notebook run): which stored results a
         chapter used, the basis of what each chapter costs (:func:`usage`)."""
         target = os.environ.get(USAGE_ENV)
         if target:

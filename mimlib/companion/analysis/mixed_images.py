@@ -14,11 +14,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..augment import PostMixAugment
-from ..data import ImageSet
+from ...augment import PostMixAugment
+from ...data import ImageSet
 from ..experiment import Experiment, ModelRun
-from ..mixing import multi_input_mixup
-from ..models import input_normalization
+from ...mixing import multi_input_mixup
+from ...models import input_normalization
 
 #: The post-mix augmentation on [0, 1] pixels (identity normalisation), always applied.
 PIXEL_AUGMENT = PostMixAugment(p=1.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))

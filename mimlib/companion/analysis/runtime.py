@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..models import architecture_display
+from ...models import architecture_display
 from ..store import Entry, Store
 
 

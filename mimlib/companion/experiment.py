@@ -19,21 +19,21 @@ from typing import Any, Callable
 import numpy as np
 from torch import nn
 
-from . import data as D
-from . import pins
-from .checkpoints import atomic_torch_save, load_checkpoint, load_published, weights_cache
-from .detectors import (FittedDetectors, Representations, check_detectors, detector_spec,
+from .. import data as D
+from .. import pins
+from ..checkpoints import atomic_torch_save, load_checkpoint, load_published, weights_cache
+from ..detectors import (FittedDetectors, Representations, check_detectors, detector_spec,
                         extract)
-from .device import (EVAL_PRECISIONS, LAYOUTS, resolve_device, resolve_layout,
+from ..device import (EVAL_PRECISIONS, LAYOUTS, resolve_device, resolve_layout,
                      resolve_precision, seed_everything, set_deterministic)
-from .checks import choice, flag, positive, whole
-from .errors import ConfigError
-from .metrics import METRIC_KEYS, mean_metrics, ood_metrics
-from .models import ARCHITECTURES, build_model, linear_head, paper_weights
-from .specs import NOISE_SETS, SYNTHETIC_OOD_SETS, BaseSpec, DataSpec
-from .protocol import ProtocolSettings, check_protocol, paper_k, protocol_settings
+from ..checks import choice, flag, positive, whole
+from ..errors import ConfigError
+from ..metrics import METRIC_KEYS, mean_metrics, ood_metrics
+from ..models import ARCHITECTURES, build_model, linear_head, paper_weights
+from ..specs import NOISE_SETS, SYNTHETIC_OOD_SETS, BaseSpec, DataSpec
+from ..protocol import ProtocolSettings, check_protocol, paper_k, protocol_settings
 from .store import Entry, Store, canonical_json
-from .train import (LEGACY_BN_MODES, AdaptConfig, MIMConfig, OEConfig, PretrainConfig,
+from ..train import (LEGACY_BN_MODES, AdaptConfig, MIMConfig, OEConfig, PretrainConfig,
                     TrainResult, adapt, mim_finetune, oe_finetune, pretrain)
 
 SMOKE_OOD = SYNTHETIC_OOD_SETS + NOISE_SETS
@@ -148,7 +148,7 @@ class Setup:
         for spec in self.ood_specs:
             D.check_available(spec, options)
         if self.published_key is not None:
-            from .checkpoints import check_published
+            from ..checkpoints import check_published
 
             check_published(self.published_key, self.weights_folder, self.download)
         self.check_checkpoint()
@@ -156,7 +156,7 @@ class Setup:
     def check_checkpoint(self) -> None:
         """A ``checkpoint:PATH`` base loads and fits the model (nothing to check otherwise)."""
         if self.base_spec.kind == "checkpoint":
-            from .checkpoints import load_into, load_state_dict_file
+            from ..checkpoints import load_into, load_state_dict_file
 
             path = self.base_spec.value
             state = load_state_dict_file(path)

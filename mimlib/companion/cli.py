@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from .book_build import build_book
-from .errors import ConfigError, MimlibError
+from ..errors import ConfigError, MimlibError
 from .pages import notebook_names, resolve_notebook
 from .profiles import load_profile, profile_names
 
@@ -73,7 +73,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--allow-cpu", action="store_true", help="run a profile that needs a "
                         "GPU (paper, paper-scratch) on a machine without one")
-    jobs = parser.add_argument_group("where the notebooks run (mimlib.executors)")
+    jobs = parser.add_argument_group("where the notebooks run (mimlib.companion.executors)")
     jobs.add_argument("--executor", choices=["local", "processes", "slurm"], default=None,
                       help="local: here, one after another (default); processes: worker "
                       "processes on this machine; slurm: jobs of a Slurm cluster (submitit)")
@@ -141,7 +141,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _executor(args: argparse.Namespace):  # -> mimlib.executors.ExecutorSettings
+def _executor(args: argparse.Namespace):  # -> mimlib.companion.executors.ExecutorSettings
     from .executors import executor_settings  # imports torch: see _dispatch
 
     options = {}

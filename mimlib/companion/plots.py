@@ -1,9 +1,9 @@
 """The book's figures, each built from a tidy table (one source per figure); data sets,
 models and protocols in their titles, legends and ticks by their readers' names
-(:func:`mimlib.labels.readers_label`), whatever names the table carries.
+(:func:`mimlib.companion.labels.readers_label`), whatever names the table carries.
 
 seaborn is imported inside the figures that draw with it: it takes about a second, which a
-script plotting one bar chart (or ``import mimlib.plots`` in a test) need not pay."""
+script plotting one bar chart (or ``import mimlib.companion.plots`` in a test) need not pay."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from .catalog import GROUP_LABELS
+from ..catalog import GROUP_LABELS
 from .labels import readers_label
 
 PALETTE = {"ID": "#1f77b4", "mixed": "#ff7f0e", "OOD": "#7f7f7f"}

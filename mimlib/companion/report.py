@@ -137,7 +137,7 @@ def save_table(df: pd.DataFrame, name: str, provenance: str, profile: str) -> Pa
 
 def _export_path(profile: str, filename: str) -> Path:
     """The file's place under ``exports_dir()``, which links name. While a run is staged
-    (``$MIMLIB_EXPORTS_STAGING``, set by :func:`mimlib.papermill_run.execute_notebook`), the
+    (``$MIMLIB_EXPORTS_STAGING``, set by :func:`mimlib.companion.papermill_run.execute_notebook`), the
     file is written there instead and moved to its place only if the whole notebook succeeds."""
     return exports_dir() / profile / filename
 

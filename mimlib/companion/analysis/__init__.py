@@ -1,5 +1,5 @@
 """Computations behind the notebooks, one module per topic; each takes an
-:class:`~mimlib.experiment.Experiment` (so heavy steps go through the results store) and returns
+:class:`~mimlib.companion.experiment.Experiment` (so heavy steps go through the results store) and returns
 tidy :class:`pandas.DataFrame` objects for a notebook to show.
 
 - :mod:`.tables`: Table 1 with its control, summaries, sweeps, setups, the paper beside ours;
@@ -11,8 +11,8 @@ tidy :class:`pandas.DataFrame` objects for a notebook to show.
 - :mod:`.gpu`: the prepared GPU run's summary.
 """
 
-from ..augment import PostMixAugment
-from ..detectors import extract
+from ...augment import PostMixAugment
+from ...detectors import extract
 from ..setups import architecture_setups
 from .claims import claims_table, columns_from, landing_headline
 from .gpu import gpu_overview, gpu_plan, gpu_provenance, gpu_summary, gpu_tables, gpu_warnings

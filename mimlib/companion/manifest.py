@@ -22,7 +22,7 @@ MANIFEST = EXECUTED / "manifest.json"
 def mimlib_fingerprint() -> str:
     """A hash of mimlib's own code and profiles: results of a changed library are stale."""
     h = hashlib.sha256()
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # mimlib/, not only its companion
     for path in sorted(package.rglob("*")):
         if path.suffix in (".py", ".yml", ".csv") and "__pycache__" not in path.parts:
             h.update(path.relative_to(package).as_posix().encode())

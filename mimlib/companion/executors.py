@@ -7,7 +7,7 @@ exist. Those (the base models every chapter starts from: pretrained, loaded or a
 computed first, once, by one job; then the notebooks run concurrently, one job each
 (``processes``: at most ``workers`` at a time; ``slurm``: all submitted, queued by the
 scheduler). Jobs share the store
-through its per-key locks (:meth:`mimlib.store.Store.lock`), so two chapters that need the same
+through its per-key locks (:meth:`mimlib.companion.store.Store.lock`), so two chapters that need the same
 run compute it once. Only the calling process writes the manifest and builds the book, once
 every job has finished; a failed job is reported with its log and the executed notebook that
 holds its traceback.
@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Collection
 
-from .checks import choice, whole
-from .errors import ConfigError, MimlibError
+from ..checks import choice, whole
+from ..errors import ConfigError, MimlibError
 from .experiment import Experiment
 from .papermill_run import NotebookResult, execute_notebook
 from .setups import setups_of

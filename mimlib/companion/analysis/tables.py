@@ -9,15 +9,15 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .. import pins
-from ..catalog import groups_of
-from ..data import known_num_classes
-from ..detectors import extract
-from ..errors import ConfigError
+from ... import pins
+from ...catalog import groups_of
+from ...data import known_num_classes
+from ...detectors import extract
+from ...errors import ConfigError
 from ..experiment import Evaluation, Experiment, ModelRun, Setup
-from ..models import published_oe_weights
+from ...models import published_oe_weights
 from ..report import compare_with_paper, with_average
-from ..specs import BaseSpec
+from ...specs import BaseSpec
 
 
 def evaluation_frame(evaluation: Evaluation, method: str | None = None) -> pd.DataFrame:
@@ -314,7 +314,7 @@ def slug(text: str) -> str:
 def data_label(spec: str) -> str:
     """A data set as captions, titles and headers name it, for readers: its display name in
     :mod:`mimlib.catalog` (the spec, path and pin, is in the provenance line)."""
-    from ..catalog import spec_display
+    from ...catalog import spec_display
 
     return spec_display(spec)
 
@@ -322,7 +322,7 @@ def data_label(spec: str) -> str:
 def published_not_run(setup: Setup, archs: Sequence[str]) -> list[str]:
     """Registry keys with published weights for this page's data that ``archs`` leaves out
     (a page says what it did not run, rather than letting the reader assume it was all)."""
-    from ..models import PUBLISHED
+    from ...models import PUBLISHED
 
     if setup.base_spec.kind != "registry" or "/" not in setup.base_spec.value:
         return []

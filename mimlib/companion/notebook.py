@@ -17,23 +17,23 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from . import pins
-from .checks import is_number, is_whole
+from .. import pins
+from ..checks import is_number, is_whole
 from .analysis.claims import columns_from
 from .analysis.runtime import short_git
-from .detectors import check_detectors
-from .errors import ConfigError
+from ..detectors import check_detectors
+from ..errors import ConfigError
 from .experiment import Experiment, Setup
 from .labels import readers_table
-from .models import ARCHITECTURES
+from ..models import ARCHITECTURES
 from .pages import EXECUTED
 from .profiles import load_profile, profile_names
-from .protocol import PROTOCOLS
+from ..protocol import PROTOCOLS
 from .report import cite_line, label, markdown_table, result_id, save_figure, save_table
 from .rerun import page_of, rerun_line
-from .specs import ID_SETS, DataSpec
+from ..specs import ID_SETS, DataSpec
 from .store import Store, canonical_json, environment, git_revision
-from .train import BN_MODES, MIMConfig, OEConfig
+from ..train import BN_MODES, MIMConfig, OEConfig
 
 MIM_FIELDS = {f.name for f in dataclasses.fields(MIMConfig)} - {"device", "eval_every"}
 
@@ -73,7 +73,7 @@ class Session:
               provenance: str | None = None, readers: bool = True) -> None:
         """Show df as a numbered table whose caption names the profile and parameters (or
         the given provenance, for results that another run produced), and links its CSV;
-        its headers and label cells in readers' words (``readers``; see mimlib.labels), the
+        its headers and label cells in readers' words (``readers``; see mimlib.companion.labels), the
         CSV with the machine names, and under it the cite line and the re-run command."""
         from IPython.display import Markdown, display
 
@@ -84,7 +84,7 @@ class Session:
                                         cite=self.cite_as(name), rerun=self.rerun_line())))
 
     def rerun_line(self) -> str:
-        """The commands that re-run this page with its parameters (see mimlib.rerun)."""
+        """The commands that re-run this page with its parameters (see mimlib.companion.rerun)."""
         return rerun_line(page_of(self.params), self.profile, self.params)
 
     def cite_as(self, label: str) -> str:

@@ -7,10 +7,10 @@ from typing import Any
 
 import pandas as pd
 
-from ..detectors import DETECTORS, FITTED_DETECTORS, TABLE1_DETECTORS
+from ...detectors import DETECTORS, FITTED_DETECTORS, TABLE1_DETECTORS
 from ..experiment import Experiment, ModelRun
-from ..protocol import DESIGN_CHOICES, QUIRKS, protocol_settings
-from ..train import BN_MODES
+from ...protocol import DESIGN_CHOICES, QUIRKS, protocol_settings
+from ...train import BN_MODES
 from .tables import replace_setup, summary_row, sweep, sweep_spread
 
 #: The detectors the authors' CIFAR-100 notebook hands the features as logits.

@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 
 from ..experiment import Experiment, ModelRun
-from ..models import features_and_logits, input_normalization
+from ...models import features_and_logits, input_normalization
 from .mixed_images import mixed_batches
 
 

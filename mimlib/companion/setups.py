@@ -1,7 +1,7 @@
 """The setups one page runs, from its parameters: its own, one per ID set, one per architecture.
 
-Both the run's preparation (:mod:`mimlib.needs`, :mod:`mimlib.executors`) and the chapters
-(:mod:`mimlib.analysis`) expand a page's setup this way, so it lives below both.
+Both the run's preparation (:mod:`mimlib.companion.needs`, :mod:`mimlib.companion.executors`) and the chapters
+(:mod:`mimlib.companion.analysis`) expand a page's setup this way, so it lives below both.
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Sequence
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .experiment import Setup
-from .models import PUBLISHED
-from .specs import BaseSpec
+from ..models import PUBLISHED
+from ..specs import BaseSpec
 
 
 def setups_of(params: dict[str, Any]) -> list[Setup]:
