@@ -118,6 +118,9 @@ class MIMConfig(LoopConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.lam == 0 and self.bn_mode == "id-stats":
+            # without mixed images the two train modes are one computation: one store entry
+            self.bn_mode = "mixed-stats"
         check_k(self.k)
         choice(self.weights, "weights", WEIGHT_SCHEMES)
         positive(self.alpha, "alpha")

@@ -543,21 +543,35 @@ def test_a_sweep_per_batch_norm_mode_has_a_control_per_mode_and_the_model_before
         analysis.sweep_bn_modes(runs, None, {}, [{"k": 1}], bn_modes=[])
 
 
-def test_the_batch_norm_effect_is_each_modes_mean_over_seeds_and_its_change_from_frozen(
+def test_the_batch_norm_effect_is_each_modes_mean_over_seeds_and_its_change_from_its_control(
         monkeypatch):
-    near = {("frozen", 0): 0.80, ("frozen", 1): 0.82, ("id-stats", 0): 0.84,
-            ("id-stats", 1): 0.86, ("mixed-stats", 0): 0.70, ("mixed-stats", 1): 0.74}
+    near = {("frozen", 1.0, 0): 0.80, ("frozen", 1.0, 1): 0.82, ("frozen", 0.0, 0): 0.78,
+            ("frozen", 0.0, 1): 0.78, ("id-stats", 1.0, 0): 0.84, ("id-stats", 1.0, 1): 0.86,
+            ("mixed-stats", 1.0, 0): 0.70, ("mixed-stats", 1.0, 1): 0.74,
+            ("mixed-stats", 0.0, 0): 0.81, ("mixed-stats", 0.0, 1): 0.83}
 
     def row(exp, run, **labels):
-        value = near[(labels["bn_mode"], labels["seed"])]
-        return {**labels, "mean_auroc_near": value, "accuracy": 0.9}
+        if run is None:  # the model before fine-tuning
+            return {**labels, "mean_auroc_near": 0.7, "accuracy": 0.9}
+        from mimlib.train import MIMConfig  # the control's mode as the store keys it
+        mode = MIMConfig(**{k: v for k, v in run.items() if k != "steps"}).bn_mode
+        return {**labels, "mean_auroc_near": near[(mode, run.get("lam", 1.0), run["seed"])],
+                "accuracy": 0.9}
 
     monkeypatch.setattr(analysis.tables, "summary_row", row)
-    runs = _RecordingRuns()
-    table = analysis.bn_mode_effect(runs, None, {"steps": 130}, [0, 1])
+    table = analysis.bn_mode_effect(_RecordingRuns(), None, {"steps": 130}, [0, 1])
     assert table["bn_mode"].tolist() == ["frozen", "id-stats", "mixed-stats"]
-    assert table["mean_auroc_near"].tolist() == pytest.approx([0.81, 0.85, 0.72])
-    assert table["mean_auroc_near_vs_frozen"].tolist() == pytest.approx([0.0, 0.04, -0.09])
     assert table["seeds"].tolist() == [2, 2, 2]
-    assert sorted((a["bn_mode"], a["seed"], a["steps"]) for a in runs.asked) == [
-        (m, s, 130) for m in ("frozen", "id-stats", "mixed-stats") for s in (0, 1)]
+    assert table["mean_auroc_near"].tolist() == pytest.approx([0.81, 0.85, 0.72])
+    # id-stats and mixed-stats share one control: train mode on the ID batch
+    assert table["mean_auroc_near_control"].tolist() == pytest.approx([0.78, 0.82, 0.82])
+    assert table["mean_auroc_near_vs_control"].tolist() == pytest.approx([0.03, 0.03, -0.10])
+    assert table["accuracy_vs_control"].tolist() == pytest.approx([0.0, 0.0, 0.0])
+
+
+def test_a_control_in_id_stats_is_the_mixed_stats_control():
+    from mimlib.train import MIMConfig
+
+    assert MIMConfig(bn_mode="id-stats", lam=0.0).bn_mode == "mixed-stats"
+    assert MIMConfig(bn_mode="id-stats").bn_mode == "id-stats"
+    assert MIMConfig(bn_mode="frozen", lam=0.0).bn_mode == "frozen"

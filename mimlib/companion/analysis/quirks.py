@@ -11,7 +11,7 @@ from ...detectors import DETECTORS, FITTED_DETECTORS, TABLE1_DETECTORS
 from ..experiment import Experiment, ModelRun
 from ...protocol import DESIGN_CHOICES, QUIRKS, protocol_settings
 from ...train import BN_MODES
-from .tables import replace_setup, summary_row, sweep, sweep_spread
+from .tables import CONTROL, replace_setup, summary_row, sweep_bn_modes
 
 #: The detectors the authors' CIFAR-100 notebook hands the features as logits.
 _FEATURES_AS_LOGITS = protocol_settings("faithful", "cifar100").detector_options.features_as_logits
@@ -84,17 +84,24 @@ def design_choices() -> pd.DataFrame:
 def bn_mode_effect(exp: Experiment, base: ModelRun, mim: dict[str, Any],
                    seeds: list[int]) -> pd.DataFrame:
     """The batch-norm design choice measured: MIM with ``mim`` in each mode of
-    :data:`~mimlib.train.BN_MODES`, per OOD group and ID accuracy, the mean over ``seeds`` and
-    its standard deviation, with each group's change from the authors' mode (``frozen``)."""
-    runs = sweep(exp, base, mim, [{"bn_mode": mode} for mode in BN_MODES], include_base=False,
-                 seeds=seeds)
-    groups = [c for c in runs if c.startswith("mean_auroc_")]
-    table = sweep_spread(runs, [*groups, "accuracy"])
-    frozen = table[table.bn_mode == "frozen"].iloc[0]
-    for column in [*groups, "accuracy"]:
-        table[f"{column}_vs_frozen"] = table[column] - frozen[column]
-    return table.drop(columns=[c for c in table if c not in (
-        "bn_mode", "seeds", *groups, "accuracy") and not c.endswith(("_sd", "_vs_frozen"))])
+    :data:`~mimlib.train.BN_MODES` and its control (the same fine-tuning without mixed images,
+    which id-stats and mixed-stats share: both are train mode on the ID batch), per OOD group
+    and ID accuracy, the mean over ``seeds``, MIM's standard deviation and its change from the
+    control."""
+    runs = sweep_bn_modes(exp, base, mim, [{}], seeds=seeds, bn_modes=BN_MODES)
+    runs = runs[runs.variant != "no fine-tuning"]
+    control = runs.variant.str.startswith(CONTROL)
+    columns = [*[c for c in runs if c.startswith("mean_auroc_")], "accuracy"]
+    mim_runs = runs[~control].groupby("bn_mode", sort=False)
+    controls = runs[control].groupby("bn_mode", sort=False)[columns].mean()
+    table = pd.DataFrame({"bn_mode": list(mim_runs.groups), "seeds": mim_runs.size().to_numpy()})
+    for column in columns:
+        mean = mim_runs[column].mean()
+        table[column] = mean.to_numpy()
+        table[f"{column}_sd"] = mim_runs[column].std(ddof=1).to_numpy()
+        table[f"{column}_control"] = controls[column].reindex(mean.index).to_numpy()
+        table[f"{column}_vs_control"] = table[column] - table[f"{column}_control"]
+    return table
 
 
 def _detector_change(field: str, faithful: Any) -> dict[str, Any]:
