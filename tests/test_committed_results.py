@@ -101,6 +101,13 @@ OWN_MODEL_QUOTES = [
     ("tbl-ablation-augment", "aug_p=1.0, BN frozen", "mean_auroc_far", "0.932"),
     ("tbl-ablation-augment", "aug_p=0.0, BN frozen", "mean_auroc_near", "0.826"),
     ("tbl-ablation-augment", "aug_p=1.0, BN frozen", "mean_auroc_near", "0.842"),
+    *[("tbl-ablation-training", f"bn_mode={mode}", f"mean_auroc_{group}", quoted)
+      for mode, values in (("frozen", ("0.842", "0.932", "0.791")),
+                           ("id-stats", ("0.809", "0.948", "0.675")),
+                           ("mixed-stats", ("0.794", "0.888", "0.496")))
+      for group, quoted in zip(("near", "far", "noise"), values)],
+    *[("tbl-ablation-training", "control (λ=0), BN mixed-stats", f"mean_auroc_{group}", quoted)
+      for group, quoted in zip(("near", "far", "noise"), ("0.807", "0.957", "0.763"))],
 ]
 
 
