@@ -46,7 +46,7 @@ from mimlib.data import CIFAR_MEAN, CIFAR_STD, ImageSet
 from mimlib.detectors import DetectorOptions, TABLE1_DETECTORS
 from mimlib.device import resolve_device
 from mimlib.models import architecture_display
-from mimlib.store import git_revision
+from mimlib.companion.store import git_revision
 
 
 def authors_mix_and_augment(x: torch.Tensor, k: int, p: float = 1.0) -> torch.Tensor:

@@ -19,16 +19,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .data import CIFAR_MEAN, CIFAR_STD, denormalize, normalize
+from .checks import probability
 from .errors import ConfigError
 
 _GRAY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
-
-
-def check_probability(p: object, name: str = "p") -> float:
-    """Return p as a float if it lies in [0, 1], else raise :class:`ConfigError`."""
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
-        raise ConfigError(f"{name} must be a probability in [0, 1], got {p!r}")
-    return float(p)
 
 
 @dataclass
@@ -71,7 +65,7 @@ class PostMixAugment:
     std: Sequence[float] = CIFAR_STD
 
     def __post_init__(self) -> None:
-        check_probability(self.p, "augmentation probability p")
+        probability(self.p, "augmentation probability p")
         for name in ("brightness", "contrast", "saturation"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} jitter must be >= 0, got {getattr(self, name)}")

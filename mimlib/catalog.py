@@ -16,8 +16,8 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from . import pins
 from .errors import ConfigError
+from .specs import DataSpec
 
 #: The groups, in the order tables show them.
 OOD_GROUPS = ("near", "far", "noise")
@@ -87,27 +87,22 @@ def spec_display(spec: str) -> str:
     a named set by the catalog; files the catalog does not know by their name, without the
     archive suffix. Any other text comes back as it is."""
     text = str(spec)
-    named = re.fullmatch(r"(\w+)=(.+)", text)
-    if named and (named[2].startswith(pins.PATH_KINDS) or named[2] in CATALOG):
-        return display_name(named[1])  # NAME=kind:PATH: the name says what it is
-    short = re.fullmatch(r"([a-z]+:)(.+)@([0-9a-f]{8})", text)  # pins.display's form
+    short = re.fullmatch(r"(?:(\w+)=)?([a-z]+:)(.+)@([0-9a-f]{8})", text)  # pins.display's form
     if short:
-        kind, file, prefix = short.groups()
+        name, kind, file, prefix = short.groups()
         info = next((i for i in CATALOG.values() if i.sha256.startswith(prefix)), None)
-        return info.display if info else _file_label(file, kind)
+        return display_name(name) if name else info.display if info else _file_label(file, kind)
     try:
-        base, pin = pins.split_pin(text)
+        parsed = DataSpec.parse(text)
     except ConfigError:
-        return text
-    path = pins.source_path(text)
-    if path is None:
-        return display_name(base)
+        return display_name(text)
+    if parsed.name is not None:
+        return display_name(parsed.name)  # NAME=kind:PATH: the name says what it is
+    if not parsed.reads_files:
+        return display_name(parsed.where)
     info = next((i for i in CATALOG.values() if i.sha256 and (
-        i.sha256 == pin if pin else i.file == path.name)), None)
-    if info:
-        return info.display
-    file = path.parent.name if path.name == pins.MNIST_IMAGES else path.name
-    return _file_label(file, base[: base.index(":") + 1])
+        i.sha256 == parsed.pin if parsed.pin else i.file == parsed.file_name)), None)
+    return info.display if info else _file_label(parsed.file_name, f"{parsed.kind}:")
 
 
 def _file_label(file: str, kind: str) -> str:

@@ -1,38 +1,27 @@
 """Saving and loading weights safely: atomic writes, ``weights_only=True``, full SHA-256 checks.
 
-Published checkpoints come from mimlib's registry (:mod:`mimlib.models.registry`: the CIFAR
-ResNets, the DICE DenseNet) or pytorch-ood's (the OE / energy-OOD WRN-40-2 CIFAR baselines among
-them); each download is verified against the registry's full SHA-256 digest
-before ``torch.load`` sees it.
+Published checkpoints come from mimlib's registry (:mod:`mimlib.models.registry`: the paper's
+and the OE authors' WRN-40-2, the CIFAR ResNets, the DICE DenseNet) or, for any other key,
+pytorch-ood's; each download is verified against the registry's full SHA-256 digest before
+``torch.load`` sees it.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 from .errors import CheckpointError, ConfigError
 from .fetch import Item, ensure, file_digest
-from .models import CIFAR, PUBLISHED, Normalization, build_model, set_normalization
+from .models import CIFAR, PUBLISHED, PublishedWeights, build_model, set_normalization
 
-#: The paper's starting points: the OE authors' baseline WRN-40-2 ("cifar10-pt" in pytorch-ood
-#: 0.1.6), keyed by pytorch-ood 0.4's registry names.
-PAPER_CHECKPOINTS = {"cifar10": "wrn-40-2/cifar10/crossentropy",
-                     "cifar100": "wrn-40-2/cifar100/crossentropy"}
+#: pytorch-ood's architecture names that mimlib builds
 _REGISTRY_ARCHS = {"wrn-40-2": "wrn40_2", "resnet-18": "resnet18"}
-
-
-def published_oe_key(id_data: str, arch: str) -> str | None:
-    """The registry key of the OE authors' own OE-tuned weights, where they exist."""
-    if arch == "wrn40_2" and id_data in ("cifar10", "cifar100"):
-        return f"wrn-40-2/{id_data}/oe"
-    return None
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
@@ -103,25 +92,10 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike,
     return load_into(model, load_state_dict_file(path, map_location), str(path))
 
 
-@dataclass(frozen=True)
-class _Download:
-    """What loading one published checkpoint needs, from mimlib's registry or pytorch-ood's."""
-
-    key: str
-    file_name: str
-    url: str
-    sha256: str
-    arch: str
-    num_classes: int
-    normalization: Normalization
-    transform: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
-
-
-def _download_entry(key: str) -> _Download:
+def _weights_entry(key: str) -> PublishedWeights:
+    """mimlib's registry entry for ``key``, or pytorch-ood's as one (its other checkpoints)."""
     if key in PUBLISHED:
-        w = PUBLISHED[key]
-        return _Download(key, w.file_name, w.url, w.sha256, w.arch, w.num_classes,
-                         w.normalization)
+        return PUBLISHED[key]
     from pytorch_ood.model import get_model_info
 
     try:
@@ -133,8 +107,12 @@ def _download_entry(key: str) -> _Download:
     if arch is None:
         raise ConfigError(f"checkpoint {key!r} is a {entry.arch}; mimlib loads "
                           f"{sorted(_REGISTRY_ARCHS)} checkpoints")
-    return _Download(key, entry.file_name, entry.url, entry.sha256, arch,
-                     int(entry.arch_kwargs["num_classes"]), CIFAR, entry.state_dict_transform)
+    return PublishedWeights(key, arch, int(entry.arch_kwargs["num_classes"]), entry.file_name,
+                            entry.url, entry.sha256, CIFAR, "see pytorch-ood's registry",
+                            f"pytorch-ood's registry ({entry.source})",
+                            display=f"{key} (pytorch-ood, published)",
+                            id_data=str(entry.dataset), training=str(entry.loss),
+                            transform=entry.state_dict_transform)
 
 
 def weights_cache(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -144,7 +122,7 @@ def weights_cache(cache_dir: str | os.PathLike | None = None) -> Path:
 
 def weights_item(key: str, cache_dir: str | os.PathLike | None = None) -> Item:
     """A published checkpoint as a file to fetch: URL, place in the cache, SHA-256."""
-    entry = _download_entry(key)
+    entry = _weights_entry(key)
     path = weights_cache(cache_dir) / entry.file_name
 
     def check() -> str | None:
@@ -179,14 +157,14 @@ def load_published(key: str, *, cache_dir: str | os.PathLike | None = None,
                    download: bool = True) -> nn.Module:
     """A published checkpoint as a mimlib model, in eval mode, carrying its normalisation.
 
-    ``key`` names an entry of mimlib's registry (``resnet20/cifar10``, see
-    :data:`mimlib.models.PUBLISHED`) or of pytorch-ood's (``wrn-40-2/cifar10/crossentropy``,
-    see :data:`PAPER_CHECKPOINTS`). The file is downloaded once into ``cache_dir`` (default:
+    ``key`` names an entry of mimlib's registry (``resnet20/cifar10``,
+    ``wrn-40-2/cifar10/crossentropy``; see :data:`mimlib.models.PUBLISHED`) or of pytorch-ood's.
+    The file is downloaded once into ``cache_dir`` (default:
     torch hub's checkpoint folder, which pytorch-ood shares), verified against its full SHA-256
     digest, and loaded with ``weights_only=True`` and a strict key match into mimlib's
     architecture.
     """
-    entry = _download_entry(key)
+    entry = _weights_entry(key)
     path = _cached_weights(key, cache_dir, download, fetch_missing=True).path
     state = load_state_dict_file(path)  # its SHA-256 was checked just above
     if entry.transform is not None:

@@ -25,10 +25,12 @@ the files are verified before they are read, and store keys name the data by the
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import os
 import tarfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -42,17 +44,11 @@ from . import fetch, pins, synthetic
 from .errors import ConfigError, DataError
 from .fetch import IMAGE_SUFFIXES
 from .models.normalization import CIFAR, Normalization
+from .specs import (AUXILIARY_SETS, MNIST_IMAGES, NOISE_SETS, SYNTHETIC_OOD_SETS, DataSpec)
 
 #: Normalisation of the paper and the OE code (mimlib.models.CIFAR): (mean, std) per channel.
 CIFAR_MEAN, CIFAR_STD = CIFAR.mean, CIFAR.std
 
-PAPER_OOD_SETS = ("tinyimagenet_crop", "tinyimagenet_resize", "lsun_crop", "lsun_resize", "svhn",
-                  "textures", "places365")
-NOISE_SETS = ("gaussian", "rademacher", "blobs")
-SYNTHETIC_OOD_SETS = tuple(f"synthetic_{k}" for k in synthetic.OOD_KINDS)
-#: Auxiliary outlier sets for Outlier Exposure (never used as test sets).
-AUXILIARY_SETS = ("tinyimages300k",) + tuple(f"synthetic_{k}" for k in synthetic.AUXILIARY_KINDS)
-ID_SETS = ("cifar10", "cifar100", "synthetic")
 SYNTHETIC_SIZES = {"train": 6000, "test": 1200, "ood": 1200}
 NOISE_SIZE = 2000
 
@@ -127,13 +123,16 @@ class DataOptions:
 
 # --------------------------------------------------------------------------- ID sets
 
-def load_id(spec: str, split: str, options: DataOptions = DataOptions()) -> ImageSet:
+def load_id(spec: str | DataSpec, split: str, options: DataOptions = DataOptions()) -> ImageSet:
     """The train or test split of an ID set named by ``spec`` (see the module docstring)."""
+    spec = DataSpec.parse(spec, "id")
     pins.verify(spec)
-    spec = pins.split_pin(spec)[0]
     if split not in ("train", "test"):
         raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
-    if spec == "synthetic":
+    if spec.kind == "folder":
+        return _image_folder(spec.path, split)  # type: ignore[arg-type]  # files: a path
+    name = spec.where
+    if name == "synthetic":
         def draw() -> ImageSet:
             images, labels = synthetic.make_id(SYNTHETIC_SIZES[split],
                                                seed=0 if split == "train" else 1)
@@ -141,12 +140,7 @@ def load_id(spec: str, split: str, options: DataOptions = DataOptions()) -> Imag
                             torch.from_numpy(labels), synthetic.ID_CLASSES,
                             "mimlib.synthetic (embedded, seeded)")
         return _cached(_synthetic_cache_file("id", split), draw)
-    if spec in ("cifar10", "cifar100"):
-        return _torchvision_cifar(spec, split, options)
-    if spec.startswith("folder:"):
-        return _image_folder(Path(spec[len("folder:"):]).expanduser(), split)
-    raise ConfigError(f"unknown ID data set {spec!r}; choose one of {list(ID_SETS)} or "
-                      "'folder:PATH' (an ImageFolder layout with train/ and test/ inside)")
+    return _torchvision_cifar(name, split, options)
 
 
 def _torchvision_cifar(name: str, split: str, options: DataOptions) -> ImageSet:
@@ -306,30 +300,17 @@ def _split_prefix(source: _Source, split: str) -> str:
 
 # --------------------------------------------------------------------------- OOD sets
 
-def check_ood_spec(spec: object) -> str:
-    """The spec if it names an OOD set (by name or as NAME=crop:PATH), else ConfigError."""
-    target = pins.split_pin(spec)[0] if isinstance(spec, str) else spec
-    target = target.partition("=")[2] if isinstance(target, str) and "=" in target else target
-    known = PAPER_OOD_SETS + NOISE_SETS + SYNTHETIC_OOD_SETS + AUXILIARY_SETS + ("mnist",)
-    if isinstance(target, str) and (target in known
-                                    or target.startswith(("crop:", "resize:", "mnist:"))):
-        return str(spec)
-    raise ConfigError(f"unknown OOD data set {spec!r}; choose one of {list(known)}, "
-                      "'crop:PATH' / 'resize:PATH' (optionally 'NAME=crop:PATH') for a folder "
-                      "of images, or 'mnist:PATH' for the MNIST test files")
-
-
-def load_ood(spec: str, options: DataOptions = DataOptions(), *, seed: int = 0) -> ImageSet:
+def load_ood(spec: str | DataSpec, options: DataOptions = DataOptions(), *,
+             seed: int = 0) -> ImageSet:
     """An OOD set named by ``spec`` (see the module docstring), all labels -1."""
-    check_ood_spec(spec)
-    pins.verify(spec)
-    spec = pins.split_pin(spec)[0]
-    name, _, rest = spec.partition("=") if "=" in spec else (None, "", spec)
-    if rest == "mnist" or rest.startswith("mnist:"):
-        return _mnist(rest, options, name or "mnist")
-    if rest.startswith(("crop:", "resize:")):
-        mode, _, path = rest.partition(":")
-        return _ood_folder(Path(path).expanduser(), mode, name or f"{Path(path).name}_{mode}", seed)
+    parsed = DataSpec.parse(spec, "ood")
+    pins.verify(parsed)
+    if parsed.kind == "mnist" or parsed.target == "mnist":
+        return _mnist(parsed.path, options, parsed.name or "mnist")
+    if parsed.kind in ("crop", "resize"):
+        return _ood_folder(parsed.path, parsed.kind,  # type: ignore[arg-type]  # files: a path
+                           parsed.name or f"{parsed.file_name}_{parsed.kind}", seed)
+    spec = parsed.where
     if spec in SYNTHETIC_OOD_SETS or spec in AUXILIARY_SETS[1:]:
         kind = spec[len("synthetic_"):]
         return _cached(_synthetic_cache_file(kind, seed), lambda: _ood_set(
@@ -340,15 +321,14 @@ def load_ood(spec: str, options: DataOptions = DataOptions(), *, seed: int = 0) 
     return _paper_ood(spec, options)  # one of the paper's sets, or the 300K random images
 
 
-MNIST_FILES = (pins.MNIST_IMAGES, "t10k-labels-idx1-ubyte.gz")
+MNIST_FILES = (MNIST_IMAGES, "t10k-labels-idx1-ubyte.gz")
 
 
-def _mnist(spec: str, options: DataOptions, name: str) -> ImageSet:
-    """The 10,000 MNIST test digits as 32x32 RGB: grey copied to three channels, resized
-    bilinearly from 28x28 (the usual way to show digits to a CIFAR model)."""
-    if spec.startswith("mnist:"):
-        folder = Path(spec[len("mnist:"):]).expanduser()
-    else:
+def _mnist(folder: Path | None, options: DataOptions, name: str) -> ImageSet:
+    """The 10,000 MNIST test digits as 32x32 RGB (from ``folder``, or torchvision's download):
+    grey copied to three channels, resized bilinearly from 28x28 (the usual way to show digits
+    to a CIFAR model)."""
+    if folder is None:
         items = fetch.data_items("mnist", options.root)
         fetch.ensure(items, download=options.download)
         folder = items[0].path.parent
@@ -360,9 +340,6 @@ def _mnist(spec: str, options: DataOptions, name: str) -> ImageSet:
 
 
 def _decode_mnist(path: Path, name: str) -> ImageSet:
-    import gzip
-    import zlib
-
     try:
         raw = gzip.decompress(path.read_bytes())
     except (OSError, EOFError, zlib.error) as err:
@@ -504,27 +481,26 @@ def iter_batches(n: int, batch_size: int) -> Iterator[slice]:
 
 # --------------------------------------------------------------------------- checks before work
 
-def check_available(spec: str, options: DataOptions = DataOptions(), *, role: str = "ood") -> None:
+def check_available(spec: str | DataSpec, options: DataOptions = DataOptions(), *,
+                    role: str = "ood") -> None:
     """Fail fast, before any work, when a data set named by ``spec`` cannot be had.
 
     Paths must exist (an ID folder with train/ and test/, an OOD folder with images); with
     downloads off, torchvision and pytorch-ood sets must already be in ``options.root``. Reading
     and decoding are left to the load itself.
     """
+    spec = DataSpec.parse(spec, role)
     pins.verify(spec)
-    target = pins.split_pin(spec)[0]
-    target = target.partition("=")[2] if "=" in target else target
-    if target.startswith("mnist:"):
-        path = Path(target[len("mnist:"):]).expanduser() / MNIST_FILES[0]
-        if not path.is_file():
-            raise DataError(f"{path} (in {spec!r}) does not exist; 'mnist:PATH' needs the "
+    path = spec.source_path
+    if spec.kind == "mnist":
+        if not path.is_file():  # type: ignore[union-attr]  # files: a path
+            raise DataError(f"{path} (in {spec.text!r}) does not exist; 'mnist:PATH' needs the "
                             f"original MNIST test files {' and '.join(MNIST_FILES)}")
         return
-    if target.startswith(("folder:", "crop:", "resize:")):
-        path = Path(target.partition(":")[2]).expanduser()
+    if path is not None:
         if not path.exists():
-            raise DataError(f"{path} (in {spec!r}) does not exist; give an existing folder or "
-                            ".tar/.tar.gz/.tar.xz archive")
+            raise DataError(f"{path} (in {spec.text!r}) does not exist; give an existing folder "
+                            "or .tar/.tar.gz/.tar.xz archive")
         if path.is_dir():
             if role == "id" and not all((path / s).is_dir() for s in ("train", "test")):
                 raise DataError(f"{path} needs train/<class>/ and test/<class>/ folders")
@@ -532,16 +508,16 @@ def check_available(spec: str, options: DataOptions = DataOptions(), *, role: st
                 raise DataError(f"{path} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
         return
     if not options.download:  # with downloads on, a run fetches them before its work
-        fetch.ensure(fetch.data_items(target, options.root), download=False)
+        fetch.ensure(fetch.data_items(spec.where, options.root), download=False)
 
 
-def known_num_classes(spec: str) -> int | None:
+def known_num_classes(spec: str | DataSpec) -> int | None:
     """The number of classes of an ID set when it is known without reading images."""
-    spec = pins.split_pin(spec)[0]
-    if spec in ("cifar10", "cifar100", "synthetic"):
-        return {"cifar10": 10, "cifar100": 100, "synthetic": len(synthetic.ID_CLASSES)}[spec]
-    if spec.startswith("folder:"):
-        train = Path(spec[len("folder:"):]).expanduser() / "train"
+    spec = DataSpec.parse(spec, "id")
+    if spec.kind == "set":
+        return {"cifar10": 10, "cifar100": 100, "synthetic": len(synthetic.ID_CLASSES)}[spec.where]
+    if spec.path is not None:
+        train = spec.path / "train"
         if train.is_dir():  # the class folders that hold images, as the loader counts them
             return sum(1 for p in train.iterdir() if p.is_dir() and any(
                 f.suffix.lower() in IMAGE_SUFFIXES for f in p.rglob("*")))

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .checks import is_whole
 from .errors import ConfigError
 
 WEIGHT_SCHEMES = ("equal", "dirichlet")
@@ -15,7 +16,7 @@ WEIGHT_SCHEMES = ("equal", "dirichlet")
 
 def check_k(k: object) -> int:
     """Return ``k`` if it is a whole number >= 1, else raise :class:`ConfigError`."""
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+    if not is_whole(k):
         raise ConfigError(
             f"k (the number of images per mix) must be a whole number >= 1, got {k!r}; "
             "k = 1 returns the batch unchanged, the paper uses k = 10 (CIFAR-10) and 5 (CIFAR-100)"

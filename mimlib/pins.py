@@ -15,36 +15,11 @@ import functools
 import hashlib
 from pathlib import Path
 
-from .errors import ConfigError, DataError
+from .errors import DataError
 from .fetch import file_digest
+from .specs import MNIST_IMAGES, PIN, DataSpec
 
-PIN = "#sha256="
-PATH_KINDS = ("folder:", "crop:", "resize:", "mnist:")
-#: What names ``mnist:FOLDER``: its image file (the labels are not used for an OOD set)
-MNIST_IMAGES = "t10k-images-idx3-ubyte.gz"
-
-
-def split_pin(spec: str) -> tuple[str, str | None]:
-    """``(spec without its pin, pin or None)``."""
-    base, sep, pin = spec.partition(PIN)
-    if not sep:
-        return spec, None
-    pin = pin.strip().lower()
-    if len(pin) != 64 or any(c not in "0123456789abcdef" for c in pin):
-        raise ConfigError(f"{spec!r}: a pin is '#sha256=' and 64 hex digits, got {pin!r}")
-    return base, pin
-
-
-def source_path(spec: str) -> Path | None:
-    """The file or folder a spec reads (``NAME=`` prefix and pin removed), or None."""
-    target = split_pin(spec)[0]
-    target = target.partition("=")[2] if "=" in target.split(":", 1)[0] else target
-    for kind in PATH_KINDS:
-        if target.startswith(kind):
-            path = Path(target[len(kind):]).expanduser()
-            return path / MNIST_IMAGES if kind == "mnist:" else path
-    return None
-
+__all__ = ["MNIST_IMAGES", "PIN", "verify", "is_absent", "identity", "display", "source_digest"]
 
 def source_digest(path: Path) -> str:
     """SHA-256 of a file's bytes; of a folder, over its files' relative paths and digests."""
@@ -71,44 +46,42 @@ def _digest(resolved: str, stamp: str) -> str:  # stamp: re-hash when the files 
     return h.hexdigest()
 
 
-def verify(spec: str) -> None:
+def verify(spec: str | DataSpec) -> None:
     """A pinned source's files have the pinned checksum, else DataError saying what to do."""
-    _, pin = split_pin(spec)
-    path = source_path(spec)
-    if pin is None or path is None:
+    spec = DataSpec.parse(spec)
+    path = spec.source_path
+    if spec.pin is None or path is None:
         return
     if not path.exists():
         raise DataError(
-            f"{path} is absent. Results stored for these data (pinned by SHA-256 {pin}) are "
+            f"{path} is absent. Results stored for these data (pinned by SHA-256 {spec.pin}) are "
             "read without them, but this step computes something new and needs the data: "
             "put the pinned copy at that path (see the README's real-data section)")
     actual = source_digest(path)
-    if actual != pin:
+    if actual != spec.pin:
         raise DataError(
-            f"{path} has SHA-256 {actual}, but {spec!r} pins {pin}: these are other bytes than "
-            "the pinned results were computed on (a partial or re-encoded copy?). Get the "
-            "pinned copy, or remove the '#sha256=...' pin to compute under this copy's own "
+            f"{path} has SHA-256 {actual}, but {spec.text!r} pins {spec.pin}: these are other "
+            "bytes than the pinned results were computed on (a partial or re-encoded copy?). Get "
+            "the pinned copy, or remove the '#sha256=...' pin to compute under this copy's own "
             "checksum")
 
 
-def identity(spec: str) -> str:
+def is_absent(spec: str | DataSpec) -> bool:
+    """Whether a pinned source's files are absent (its stored results are read without them)."""
+    spec = DataSpec.parse(spec)
+    return spec.pin is not None and not spec.source_path.exists()  # type: ignore[union-attr]
+
+
+def identity(spec: str | DataSpec) -> str:
     """What names a data source in store keys: the spec with its path replaced by a checksum."""
-    base, pin = split_pin(spec)
-    path = source_path(spec)
-    if path is None:
-        if pin is not None:
-            raise ConfigError(f"{spec!r}: only specs that read files ({', '.join(PATH_KINDS)}) "
-                              "take a pin")
-        return base
-    digest = pin or source_digest(path)
-    return f"{base[: base.index(':') + 1]}sha256:{digest}"  # 'NAME=kind:' kept, path dropped
+    spec = DataSpec.parse(spec)
+    if spec.source_path is None:
+        return spec.named(spec.target)
+    return spec.named(f"{spec.kind}:sha256:{spec.pin or source_digest(spec.source_path)}")
 
 
-def display(spec: str) -> str:
+def display(spec: str | DataSpec) -> str:
     """A short human name for a spec: file name instead of path, the pin's first 8 digits."""
-    base, pin = split_pin(spec)
-    path = source_path(spec)
-    if path is not None:
-        name = path.parent.name if path.name == MNIST_IMAGES else path.name
-        base = f"{base[: base.index(':') + 1]}{name}"
-    return f"{base}@{pin[:8]}" if pin else base
+    spec = DataSpec.parse(spec)
+    short = spec.named(f"{spec.kind}:{spec.file_name}" if spec.reads_files else spec.target)
+    return f"{short}@{spec.pin[:8]}" if spec.pin else short

@@ -14,6 +14,7 @@ from typing import Any
 
 from .detectors import DetectorOptions
 from .errors import ConfigError
+from .train import MIMConfig
 
 PROTOCOLS = ("faithful", "corrected")
 #: What figures and tables call each protocol.
@@ -115,5 +116,6 @@ def protocol_settings(name: str, id_data: str) -> ProtocolSettings:
 
 
 def paper_k(id_data: str) -> int:
-    """The paper's number of mixed images per synthetic outlier for this ID set."""
-    return PAPER_K.get(id_data, 10)
+    """The paper's number of mixed images per synthetic outlier for this ID set; other ID data
+    get :class:`MIMConfig`'s default (the paper's CIFAR-10 value), the one other home of k."""
+    return PAPER_K.get(id_data, MIMConfig.k)

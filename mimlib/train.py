@@ -14,6 +14,7 @@ the ID batch; OE's are a batch of an auxiliary image set; pretraining has none.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import math
 import time
@@ -24,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .augment import PostMixAugment, check_probability
+from .augment import PostMixAugment
+from .checks import choice, non_negative, positive, probability, whole
 from .data import ImageSet
 from .device import (LAYOUTS, PRECISIONS, autocast, in_layout, out_of_memory_as_error,
                      resolve_device, resolve_layout, resolve_precision, seed_everything)
@@ -75,28 +77,23 @@ class LoopConfig:
     # still reported exactly)
 
     def __post_init__(self) -> None:
-        _positive(self, "lr", "batch_size")
+        positive(self.lr, "lr")
         if self.steps is not None:
-            _whole(self, "steps", minimum=1)
-        if isinstance(self.epochs, bool) or not (isinstance(self.epochs, (int, float))
-                                                 and 0 < self.epochs < math.inf):
-            raise ConfigError(f"epochs must be > 0 (steps, when given, override it), got "
-                              f"{self.epochs!r}")
-        _whole(self, "batch_size", minimum=1)
-        _whole(self, "eval_every", minimum=0)
-        _whole(self, "check_every", minimum=0)
-        if not 0 <= self.momentum < 1:
+            whole(self.steps, "steps")
+        positive(self.epochs, "epochs (steps, when given, override it)")
+        whole(self.batch_size, "batch_size")
+        whole(self.eval_every, "eval_every", minimum=0)
+        whole(self.check_every, "check_every", minimum=0)
+        if not (non_negative(self.momentum, "momentum") < 1):
             raise ConfigError(f"momentum must lie in [0, 1), got {self.momentum!r}")
-        for name in ("weight_decay", "lam"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0 <= value < math.inf):
-                raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
-        _choice(self, "schedule", ("constant", "cosine"))
+        non_negative(self.weight_decay, "weight_decay")
+        non_negative(self.lam, "lam")
+        choice(self.schedule, "schedule", ("constant", "cosine"))
         self.bn_mode = LEGACY_BN_MODES.get(self.bn_mode, self.bn_mode)
-        _choice(self, "bn_mode", BN_MODES)
-        _choice(self, "precision", ("auto", *PRECISIONS))
-        _choice(self, "layout", ("auto", *LAYOUTS))
-        _choice(self, "id_augment", ("none", "crop_flip"))
+        choice(self.bn_mode, "bn_mode", BN_MODES)
+        choice(self.precision, "precision", ("auto", *PRECISIONS))
+        choice(self.layout, "layout", ("auto", *LAYOUTS))
+        choice(self.id_augment, "id_augment", ("none", "crop_flip"))
 
     def total_steps(self, n: int) -> int:
         """Optimiser steps for n training images (the last batch of an epoch may be smaller)."""
@@ -110,7 +107,7 @@ class MIMConfig(LoopConfig):
     norm frozen as in the authors' code)."""
 
     bn_mode: str = "frozen"
-    k: int = 10
+    k: int = 10  # CIFAR-10's; mimlib.protocol.PAPER_K holds the paper's k per ID set
     weights: str = "equal"  # or "dirichlet"
     alpha: float = 1.0  # Dirichlet concentration
     aug_p: float = 1.0
@@ -122,10 +119,9 @@ class MIMConfig(LoopConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_k(self.k)
-        _choice(self, "weights", WEIGHT_SCHEMES)
-        if not self.alpha > 0:
-            raise ConfigError(f"alpha must be > 0, got {self.alpha!r}")
-        check_probability(self.aug_p, "aug_p (augmentation probability)")
+        choice(self.weights, "weights", WEIGHT_SCHEMES)
+        positive(self.alpha, "alpha")
+        probability(self.aug_p, "aug_p (augmentation probability)")
 
     def augmenter(self, norm: Normalization) -> PostMixAugment:
         """The post-mix augmentation for a model that expects inputs normalised by ``norm``."""
@@ -149,7 +145,7 @@ class OEConfig(LoopConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _whole(self, "outlier_batch_size", minimum=1)
+        whole(self.outlier_batch_size, "outlier_batch_size")
 
 
 @dataclass
@@ -179,7 +175,7 @@ class AdaptConfig(LoopConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _whole(self, "max_epochs", minimum=1)
+        whole(self.max_epochs, "max_epochs")
 
 
 @dataclass
@@ -247,8 +243,6 @@ def adapt(model: nn.Module, id_train: ImageSet, accuracy: Callable[[nn.Module], 
     weights of the best epoch (epoch 0 = the model as given), ``evals`` the accuracy after each
     epoch, and ``log`` the steps of every epoch run.
     """
-    import copy
-
     cfg = _with_overrides(config or AdaptConfig(), overrides)
     epoch_cfg = dataclasses.replace(cfg, epochs=1.0, steps=None, eval_every=0)
     start = time.perf_counter()
@@ -463,19 +457,3 @@ def _with_overrides(cfg: LoopConfig, overrides: dict[str, Any]) -> LoopConfig:
     return dataclasses.replace(cfg, **overrides) if overrides else cfg
 
 
-def _positive(cfg: object, *names: str) -> None:
-    for name in names:
-        value = getattr(cfg, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-            raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
-
-
-def _whole(cfg: object, name: str, minimum: int) -> None:
-    value = getattr(cfg, name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value!r}")
-
-
-def _choice(cfg: object, name: str, options: tuple[str, ...]) -> None:
-    if getattr(cfg, name) not in options:
-        raise ConfigError(f"{name} must be one of {list(options)}, got {getattr(cfg, name)!r}")

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 from mimlib.detectors import TABLE1_DETECTORS
-from mimlib.experiment import Experiment, Setup
-from mimlib.store import Store, environment
+from mimlib.companion.experiment import Experiment, Setup
+from mimlib.companion.store import Store, environment
 from mimlib.train import PretrainConfig, pretrain
 from mimlib.models import build_model
 

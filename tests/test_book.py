@@ -48,7 +48,7 @@ def html_root(request) -> Path:
     stale.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "notebooks" / "09_ablation_training.ipynb", stale)
     try:
-        proc = subprocess.run([sys.executable, "-m", "mimlib.cli", "reproduce", "--profile",
+        proc = subprocess.run([sys.executable, "-m", "mimlib.companion.cli", "reproduce", "--profile",
                                "smoke", "--quiet"], cwd=ROOT, capture_output=True, text=True)
     finally:
         stale.unlink(missing_ok=True)

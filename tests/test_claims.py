@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mimlib.analysis import claims
-from mimlib.experiment import Setup
+from mimlib.companion.analysis import claims
+from mimlib.companion.experiment import Setup
 from mimlib.metrics import ood_metrics
 
 SETS = ("tinyimagenet_crop", "tinyimagenet_resize", "mnist", "gaussian")
@@ -253,7 +253,7 @@ def test_the_cost_claim_uses_the_benchmark_of_the_same_model_when_there_is_one(t
 
 def test_columns_come_from_plain_mappings_and_bad_ones_say_what_is_wrong() -> None:
     from mimlib.errors import ConfigError
-    from mimlib.notebook import check_parameters
+    from mimlib.companion.notebook import check_parameters
 
     spec = [{"label": "corrected", "protocol": "corrected"},
             {"label": "BN mixed-stats", "protocol": "corrected",

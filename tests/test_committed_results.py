@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from mimlib.profiles import load_profile
-from mimlib.store import Store, config_key
+from mimlib.companion.profiles import load_profile
+from mimlib.companion.store import Store, config_key
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = "cifar10-cpu"
@@ -123,8 +123,8 @@ def test_the_advice_for_your_own_model_quotes_the_committed_ablations(committed_
 @pytest.mark.slow
 @pytest.mark.shared
 def test_committed_numbers_are_recomputed_from_the_data() -> None:
-    from mimlib.experiment import Setup
-    from mimlib.rederive import rederive, worst
+    from mimlib.companion.experiment import Setup
+    from mimlib.companion.rederive import rederive, worst
 
     settings = load_profile(PROFILE)["common"]
     setup = Setup(**settings["setup"])

@@ -7,7 +7,7 @@ from mimlib.data import load_id, load_ood, normalize
 from mimlib import detectors
 from mimlib.detectors import DetectorOptions, DetectorSpec, check_detectors, register_detector
 from mimlib.errors import ConfigError
-from mimlib.store import canonical_json
+from mimlib.companion.store import canonical_json
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +167,7 @@ def test_a_fit_set_without_some_class_names_the_class_for_class_gaussians(settin
 
 def test_evaluation_precision_is_fp32_by_default_and_part_of_keys_where_it_acts(
         monkeypatch) -> None:
-    from mimlib import experiment
+    from mimlib.companion import experiment
     from mimlib.device import eval_precision
 
     with pytest.raises(ConfigError, match="eval_precision must be one of"):

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from mimlib.data import SYNTHETIC_OOD_SETS
-from mimlib.experiment import Experiment, Setup
-from mimlib.store import Store
+from mimlib.specs import SYNTHETIC_OOD_SETS
+from mimlib.companion.experiment import Experiment, Setup
+from mimlib.companion.store import Store
 
 pytestmark = pytest.mark.slow
 

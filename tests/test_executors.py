@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from mimlib.errors import ConfigError
-from mimlib.executors import ExecutorSettings, executor_settings
-from mimlib.orchestrate import run_notebooks
-from mimlib.store import Store
+from mimlib.companion.executors import ExecutorSettings, executor_settings
+from mimlib.companion.orchestrate import run_notebooks
+from mimlib.companion.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [("setup.pretrain_epochs", "0.2"), ("setup.train_limit", "300"),
@@ -32,7 +32,7 @@ def test_settings_come_from_the_profile_then_the_command_line() -> None:
     assert (s.kind, s.partition, s.gpus_per_job, s.time_min, s.sbatch) == \
         ("slurm", "gpu", 2, 30, {"account": "lab"})
     assert executor_settings({}, None) == ExecutorSettings()  # local, today's behaviour
-    with pytest.raises(ConfigError, match="unknown executor 'mpi'"):
+    with pytest.raises(ConfigError, match=r"executor must be one of \['local', 'processes', 'slurm'\], got 'mpi'"):
         executor_settings({}, "mpi")
     with pytest.raises(ConfigError, match=r"unknown executor setting\(s\) \['gpus'\]"):
         executor_settings({"executor": {"slurm": {"gpus": 1}}}, "slurm")

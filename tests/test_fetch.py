@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mimlib import fetch, needs
+from mimlib import fetch
+from mimlib.companion import needs
 from mimlib.data import DataOptions, load_id, load_ood
 from mimlib.errors import DataError
 

@@ -26,12 +26,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.text  # noqa: E402
 
-from mimlib import analysis, cli, pins, plots  # noqa: E402
+from mimlib import pins  # noqa: E402
+from mimlib.companion import analysis, cli, plots  # noqa: E402
 from mimlib.catalog import CATALOG, spec_display  # noqa: E402
-from mimlib.labels import PROTOCOL_NAMES, readers_label, readers_table  # noqa: E402
+from mimlib.companion.labels import PROTOCOL_NAMES, readers_label, readers_table  # noqa: E402
 from mimlib.models import ARCHITECTURE_NAMES, ARCHITECTURES, PUBLISHED  # noqa: E402
-from mimlib.orchestrate import notebook_parameters  # noqa: E402
-from mimlib.profiles import load_profile  # noqa: E402
+from mimlib.companion.orchestrate import notebook_parameters  # noqa: E402
+from mimlib.companion.profiles import load_profile  # noqa: E402
 from mimlib.protocol import PROTOCOLS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,7 +86,7 @@ def _smoke_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, page: str = 
     template's defaults, the profile's values, the overrides), with what it shows recorded."""
     import IPython.display
 
-    from mimlib.notebook import start
+    from mimlib.companion.notebook import start
 
     monkeypatch.chdir(ROOT)  # notebooks run in the project's root
     monkeypatch.setenv("MIMLIB_EXPORTS", str(tmp_path / "exports"))
@@ -304,7 +305,7 @@ def test_the_rerun_command_under_a_figure_names_the_page_mimlib_run_ran(
 
 def test_a_run_that_names_no_page_or_profile_says_why_it_has_no_command(
         tmp_path, monkeypatch) -> None:
-    from mimlib.rerun import page_of, rerun_line
+    from mimlib.companion.rerun import page_of, rerun_line
 
     monkeypatch.delenv("MIMLIB_NOTEBOOK", raising=False)
     monkeypatch.chdir(tmp_path)  # no notebooks/ here

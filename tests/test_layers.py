@@ -81,10 +81,10 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_graph_sees_imports_at_module_level_and_inside_functions() -> None:
     graph = import_graph()
-    assert "mimlib.detectors" in graph["mimlib.experiment"]  # module level
-    assert "mimlib.detectors" in graph["mimlib.analysis.quirks"]  # from ..detectors
-    assert "mimlib.executors" in graph["mimlib.cli"]  # inside a function
-    assert "mimlib.analysis" in graph["mimlib.notebook"]  # via analysis.claims: runs its __init__
+    assert "mimlib.detectors" in graph["mimlib.companion.experiment"]  # module level
+    assert "mimlib.detectors" in graph["mimlib.companion.analysis.quirks"]  # from ..detectors
+    assert "mimlib.companion.executors" in graph["mimlib.companion.cli"]  # inside a function
+    assert "mimlib.companion.analysis" in graph["mimlib.companion.notebook"]  # via analysis.claims: runs its __init__
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
@@ -92,3 +92,86 @@ def test_the_graph_sees_imports_at_module_level_and_inside_functions() -> None:
 def test_mimlib_imports_have_no_circle() -> None:
     cycle = find_cycle(import_graph())
     assert cycle is None, "import circle: " + " -> ".join(cycle)
+
+
+#: The layers, lowest first: a module imports only from its own layer and those below. The
+#: method (what a user imports to apply MIM to their own model) sits below the companion's
+#: machinery (the results store, the analyses of the book, the notebooks' orchestration).
+LAYERS: dict[str, tuple[str, ...]] = {
+    "foundation": ("errors", "checks", "specs", "progress", "paper", "fetch", "pins", "catalog", "device",
+                   "synthetic", "models"),
+    "method": ("mixing", "augment", "data", "metrics", "detectors", "train", "checkpoints",
+               "protocol"),
+    "results": ("store", "report", "experiment", "setups", "needs", "labels", "rederive"),
+    "analysis": ("analysis", "plots"),
+    "orchestration": ("notebook", "pages", "manifest", "papermill_run", "parameters_cell",
+                      "book_build", "executors", "orchestrate", "rerun", "profiles", "cli"),
+}
+
+
+#: The layers of the companion's machinery, the modules under ``mimlib/companion/``; the
+#: others are the method's, the modules directly under ``mimlib/``.
+MACHINERY = ("results", "analysis", "orchestration")
+
+
+def layer_of(module: str) -> int:
+    """The index in :data:`LAYERS` of a mimlib module (``mimlib.companion.analysis.claims`` is
+    in the layer of ``analysis``; the ``mimlib.companion`` package itself, which imports
+    nothing, in the machinery's lowest)."""
+    parts = module.split(".")[1:]
+    if parts == ["companion"]:
+        return list(LAYERS).index(MACHINERY[0])
+    top = parts[1] if parts[0] == "companion" else parts[0]
+    for index, names in enumerate(LAYERS.values()):
+        if top in names:
+            return index
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS in tests/test_layers.py")
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Every import that points from a lower layer to a higher one."""
+    return [f"{here} -> {there}" for here, targets in sorted(graph.items())
+            for there in sorted(targets) if layer_of(there) > layer_of(here)]
+
+
+def test_no_import_points_up_a_layer() -> None:
+    graph = {k: v for k, v in import_graph().items() if k != "mimlib"}
+    assert upward_imports(graph) == []
+    assert upward_imports({"mimlib.train": {"mimlib.companion.store"}}) == [
+        "mimlib.train -> mimlib.companion.store"]  # the check sees one
+    names = [n for layer in LAYERS.values() for n in layer]
+    assert len(names) == len(set(names)), "a module is in two layers"
+
+
+def test_the_folders_show_the_layers() -> None:
+    """The method's modules sit directly in ``mimlib/``, the machinery's in
+    ``mimlib/companion/``."""
+    for module in import_graph():
+        parts = module.split(".")[1:]
+        if not parts or parts == ["companion"]:
+            continue
+        layer = list(LAYERS)[layer_of(module)]
+        assert (parts[0] == "companion") == (layer in MACHINERY), (module, layer)
+
+
+def test_the_package_exports_only_the_method() -> None:
+    """``import mimlib`` gives what applying MIM to one's own model needs, nothing of the
+    book's machinery."""
+    method = LAYERS["method"] + LAYERS["foundation"]
+    assert all(t.split(".")[1] in method for t in import_graph().get("mimlib", set()))
+
+
+def test_the_readme_draws_the_same_layers() -> None:
+    """The README's drawing of the layers is this table's, top layer first."""
+    text = (PACKAGE.parent / "README.md").read_text()
+    block = text.split("```\norchestration", 1)[1].split("```", 1)[0]
+    drawn: dict[str, list[str]] = {}
+    layer = "orchestration"
+    for line in ("orchestration" + block).splitlines():
+        head, _, rest = line.partition("  ")
+        if head.strip():
+            layer = head.strip()
+        drawn.setdefault(layer, []).extend(
+            n.strip().rstrip("/") for n in rest.split(",") if n.strip())
+    assert list(drawn) == list(reversed(LAYERS))
+    assert {k: sorted(v) for k, v in drawn.items()} == {k: sorted(v) for k, v in LAYERS.items()}

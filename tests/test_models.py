@@ -159,16 +159,17 @@ def test_published_checkpoint_loads_into_mimlibs_wrn_when_cached(tmp_path, monke
     """A cached file whose SHA-256 the registry pins loads with weights_only into wrn40_2."""
     import hashlib
 
-    from pytorch_ood.model import registry
+    import dataclasses
+
+    from mimlib.models import PUBLISHED
 
     state = wrn40_2(10).state_dict()
     path = tmp_path / "weights.pt"
     torch.save({f"module.{k}": v for k, v in state.items()}, path)  # DataParallel prefix
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    entry = registry.get_model_info("wrn-40-2/cifar10/crossentropy")
-    fake = registry.ModelEntry(**{**entry.__dict__, "sha256": digest})
-    monkeypatch.setattr(registry, "_lookup", lambda key: fake)
-    path.rename(tmp_path / fake.file_name)
+    key = "wrn-40-2/cifar10/crossentropy"
+    monkeypatch.setitem(PUBLISHED, key, dataclasses.replace(PUBLISHED[key], sha256=digest))
+    path.rename(tmp_path / PUBLISHED[key].file_name)
     model = load_published("wrn-40-2/cifar10/crossentropy", cache_dir=tmp_path, download=False)
     assert not model.training
     for k, v in state.items():

@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mimlib import experiment, pins
+from mimlib import pins
+from mimlib.companion import experiment
 from mimlib.data import load_ood
 from mimlib.errors import ConfigError, DataError
-from mimlib.experiment import Experiment, Setup
-from mimlib.store import Store
+from mimlib.companion.experiment import Experiment, Setup
+from mimlib.specs import DataSpec
+from mimlib.companion.store import Store
 
 
 def _image_folder(root: Path, n: int = 3, seed: int = 0) -> Path:
@@ -52,7 +54,7 @@ def test_a_pin_names_the_data_without_the_files_and_guards_them(tmp_path) -> Non
     with pytest.raises(DataError, match="absent"):
         load_ood(spec)
     with pytest.raises(ConfigError, match="64 hex"):
-        pins.split_pin(f"resize:{folder}#sha256=abc")
+        DataSpec.parse(f"resize:{folder}#sha256=abc")
     with pytest.raises(ConfigError, match="take a pin"):
         pins.identity("gaussian#sha256=" + "0" * 64)
 

@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from mimlib import analysis
+from mimlib.companion import analysis
 from mimlib.detectors import DetectorOptions
 from mimlib.errors import ConfigError
 from mimlib.protocol import DESIGN_CHOICES, QUIRKS, check_protocol, paper_k, protocol_settings

@@ -12,13 +12,16 @@ import torch
 from mimlib.checkpoints import check_published, load_published
 from mimlib.errors import CheckpointError, ConfigError, DataError
 from mimlib.models import (IMAGENET, PUBLISHED, build_model, input_normalization, linear_head,
-                           published_weights)
+                           paper_weights, published_oe_weights, published_weights)
 
 SHARED_MODELS = Path(os.environ.get("MIMLIB_SHARED_MODELS",
                                     Path(__file__).resolve().parents[2] / "shared" / "models"))
+WRN10, WRN100 = 2_243_546, 2_255_156  # WRN-40-2 for 10 and 100 classes
 PARAMETERS = {"resnet20/cifar10": 269_722, "resnet32/cifar10": 464_154,
               "resnet44/cifar10": 658_586, "resnet56/cifar10": 853_018,
-              "densenet100/cifar10": 769_162}
+              "densenet100/cifar10": 769_162, "wrn-40-2/cifar10/crossentropy": WRN10,
+              "wrn-40-2/cifar10/oe": WRN10, "wrn-40-2/cifar100/crossentropy": WRN100,
+              "wrn-40-2/cifar100/oe": WRN100}
 
 
 def _shared(key: str) -> Path:
@@ -33,7 +36,8 @@ def test_registry_entries_are_pinned_to_a_commit_and_a_full_digest(key: str) -> 
     w = published_weights(key)
     assert len(w.sha256) == 64 and int(w.sha256, 16) >= 0
     assert w.url.startswith("https://github.com/") and "/raw/" in w.url
-    assert len(w.url.split("/raw/")[1].split("/")[0]) == 40  # a commit, not a branch
+    if not w.source.startswith("pytorch-ood"):  # pytorch-ood's URLs name a branch; the
+        assert len(w.url.split("/raw/")[1].split("/")[0]) == 40  # digest pins the bytes
     assert w.licence and w.source and len(w.normalization.mean) == 3
     if w.arch.startswith("resnet"):  # akamaster's file names carry the digest's first 8 digits
         assert w.file_name.split("-")[1].startswith(w.sha256[:8])
@@ -48,7 +52,7 @@ def test_published_weights_load_strictly_with_their_normalisation(key: str) -> N
     model = load_published(key, cache_dir=SHARED_MODELS, download=False)
     assert not model.training
     assert input_normalization(model) == PUBLISHED[key].normalization
-    assert linear_head(model).out_features == 10
+    assert linear_head(model).out_features == PUBLISHED[key].num_classes
 
 
 @pytest.mark.shared
@@ -118,3 +122,11 @@ def test_the_old_pickles_without_batch_norm_counters_load_as_torch_loads_them(tm
 def test_unknown_keys_list_the_registry() -> None:
     with pytest.raises(ConfigError, match="resnet20/cifar10"):
         published_weights("resnet21/cifar10")
+
+
+def test_the_papers_checkpoints_and_the_oe_authors_weights_are_registry_lookups() -> None:
+    assert paper_weights("cifar10").key == "wrn-40-2/cifar10/crossentropy"
+    assert paper_weights("cifar100").key == "wrn-40-2/cifar100/crossentropy"
+    assert paper_weights("synthetic") is None
+    assert published_oe_weights("cifar100", "wrn40_2").key == "wrn-40-2/cifar100/oe"
+    assert published_oe_weights("cifar10", "resnet20") is None

@@ -89,13 +89,14 @@ import numpy as np
 import pytest
 import torch
 
-from mimlib import build_model, cli, mim_finetune
+from mimlib import build_model, mim_finetune
+from mimlib.companion import cli
 from mimlib.checkpoints import atomic_torch_save, load_checkpoint
 from mimlib.data import load_id
 from mimlib.device import set_deterministic
 from mimlib.errors import DeviceMemoryError
-from mimlib.experiment import Experiment, Setup
-from mimlib.store import Store
+from mimlib.companion.experiment import Experiment, Setup
+from mimlib.companion.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["-p", "setup.pretrain_epochs", "2", "-p", "setup.train_limit", "1500",
@@ -140,7 +141,7 @@ def _store_is_sound(store_root: Path) -> int:
 
 @pytest.mark.slow
 def test_a_killed_reproduction_resumes_and_leaves_nothing_half_written(project: Path) -> None:
-    cmd = [sys.executable, "-m", "mimlib.cli", "--root", str(project), "reproduce", "--only",
+    cmd = [sys.executable, "-m", "mimlib.companion.cli", "--root", str(project), "reproduce", "--only",
            "02", "03", "--profile", "smoke", "--no-book", "--quiet", *FAST]
     for delay in (3.0, 9.0, 16.0, 24.0):  # kernel start, pretraining, fine-tuning, writing
         proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
@@ -204,7 +205,7 @@ def _bad_inputs(tmp: Path) -> list[tuple[list[str], str]]:
         (["run", "03", "-p", "mim.aug_p", "1.5"], "aug_p"),
         (["run", "08", "-p", "ps", "[-0.5]"], "probabilities in [0, 1]"),
         (["run", "03", "-p", "mim.lr", "-0.001"], "lr must be a finite number > 0"),
-        (["run", "03", "-p", "mim.epochs", "-1"], "epochs must be > 0"),
+        (["run", "03", "-p", "mim.epochs", "-1"], "epochs (steps, when given, override it) must be a finite number > 0"),
         (["run", "03", "-p", "mim.steps", "0"], "steps must be a whole number >= 1"),
         (["run", "03", "-p", "mim.batch_size", "0"], "batch_size"),
         (["run", "02", "-p", "setup.pretrain_epochs", "-5"], "pretrain_epochs"),
@@ -417,7 +418,7 @@ def test_a_what_if_run_leaves_the_committed_results_unchanged(
         project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """What a chapter costs is what its run with the profile's own parameters used: a run with
     other parameters (-p ks '[1, 5]') reads the store and records nothing in it."""
-    from mimlib.orchestrate import run_notebooks
+    from mimlib.companion.orchestrate import run_notebooks
 
     store = _committed_project(project, monkeypatch)
     done = run_notebooks(project, ["07_ablation_k"], "cifar10-cpu", progress=False)
@@ -437,7 +438,7 @@ def test_a_read_only_store_does_not_fail_a_run_that_succeeded(
     at all, and one that would change stays as it was, with a note."""
     import errno
 
-    from mimlib.orchestrate import run_notebooks
+    from mimlib.companion.orchestrate import run_notebooks
 
     store = _committed_project(project, monkeypatch).resolve()
     run_notebooks(project, ["07_ablation_k"], "cifar10-cpu", progress=False)

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mimlib import analysis, plots
+from mimlib.companion import analysis, plots
 from mimlib.errors import ConfigError
-from mimlib.experiment import Evaluation
-from mimlib.notebook import download_link
-from mimlib.report import (compare_with_paper, label, markdown_table, paper_numbers,
+from mimlib.companion.experiment import Evaluation
+from mimlib.companion.notebook import download_link
+from mimlib.companion.report import (compare_with_paper, label, markdown_table, paper_numbers,
                            save_figure, save_table, with_average)
 
 
@@ -214,7 +214,7 @@ def test_collapse_warnings_fire_only_near_chance_accuracy():
 
 
 def test_runtime_table_counts_a_shared_forward_pass_once(tmp_path):
-    from mimlib.store import Store
+    from mimlib.companion.store import Store
 
     store = Store(tmp_path)
     model = {"method": "mim", "base": {"arch": "small_cnn"}}
@@ -299,7 +299,7 @@ def test_from_scratch_scales_training_and_forward_passes_by_the_measured_speed_u
 def test_what_each_chapter_costs_comes_from_the_entries_its_run_used(tmp_path, monkeypatch):
     """01 pretrains and scores MSP; 02 re-uses both and adds Energy (on the same forward pass)
     and a MIM run: 02 alone costs everything, in order only what 01 had not computed."""
-    from mimlib.store import USAGE_ENV, Store
+    from mimlib.companion.store import USAGE_ENV, Store
 
     store = Store(tmp_path)
     base, mim = {"arch": "small_cnn"}, {"method": "mim", "base": {"arch": "small_cnn"}}
@@ -505,7 +505,7 @@ def test_msp_distributions_draw_every_set_in_its_own_style():
 
 
 def test_the_runtime_page_of_an_empty_store_says_so_instead_of_crashing(tmp_path):
-    from mimlib.store import Store
+    from mimlib.companion.store import Store
 
     table = analysis.runtime_table(Store(tmp_path / "empty"))
     summary = analysis.runtime_summary(table)
@@ -541,3 +541,23 @@ def test_a_sweep_per_batch_norm_mode_has_a_control_per_mode_and_the_model_before
     assert [(a["bn_mode"], a["steps"]) for a in asked] == [("frozen", None), ("id-stats", None)]
     with pytest.raises(ConfigError, match="bn_modes is empty"):
         analysis.sweep_bn_modes(runs, None, {}, [{"k": 1}], bn_modes=[])
+
+
+def test_the_batch_norm_effect_is_each_modes_mean_over_seeds_and_its_change_from_frozen(
+        monkeypatch):
+    near = {("frozen", 0): 0.80, ("frozen", 1): 0.82, ("id-stats", 0): 0.84,
+            ("id-stats", 1): 0.86, ("mixed-stats", 0): 0.70, ("mixed-stats", 1): 0.74}
+
+    def row(exp, run, **labels):
+        value = near[(labels["bn_mode"], labels["seed"])]
+        return {**labels, "mean_auroc_near": value, "accuracy": 0.9}
+
+    monkeypatch.setattr(analysis.tables, "summary_row", row)
+    runs = _RecordingRuns()
+    table = analysis.bn_mode_effect(runs, None, {"steps": 130}, [0, 1])
+    assert table["bn_mode"].tolist() == ["frozen", "id-stats", "mixed-stats"]
+    assert table["mean_auroc_near"].tolist() == pytest.approx([0.81, 0.85, 0.72])
+    assert table["mean_auroc_near_vs_frozen"].tolist() == pytest.approx([0.0, 0.04, -0.09])
+    assert table["seeds"].tolist() == [2, 2, 2]
+    assert sorted((a["bn_mode"], a["seed"], a["steps"]) for a in runs.asked) == [
+        (m, s, 130) for m in ("frozen", "id-stats", "mixed-stats") for s in (0, 1)]

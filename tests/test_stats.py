@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mimlib.analysis.stats import (BATCH, _PlacedAUROC, auroc_difference, mean_difference,
+from mimlib.companion.analysis.stats import (BATCH, _PlacedAUROC, auroc_difference, mean_difference,
                                    seed_difference)
 from mimlib.metrics import ood_metrics
 

@@ -13,7 +13,8 @@ from .heads import HEAD_NAMES, features_and_logits, find_linear_head, linear_hea
 from .normalization import (CIFAR, DICE_CIFAR10, IMAGENET, Normalization, input_normalization,
                             set_normalization)
 from .registry import (ARCHITECTURE_NAMES, ARCHITECTURES, PUBLISHED, PublishedWeights,
-                       architecture_display, build_model, published_weights, weights_display)
+                       architecture_display, build_model, paper_weights, published_oe_weights,
+                       published_weights, weights_display)
 from .resnet import CifarResNet, ResNet18
 from .small_cnn import SmallCNN
 from .wrn import WideResNet, wrn40_2
@@ -21,5 +22,5 @@ from .wrn import WideResNet, wrn40_2
 __all__ = ["DenseNet", "HEAD_NAMES", "features_and_logits", "find_linear_head", "linear_head",
            "CIFAR", "DICE_CIFAR10", "IMAGENET", "Normalization", "input_normalization",
            "set_normalization", "ARCHITECTURES", "PUBLISHED", "PublishedWeights", "build_model",
-           "published_weights", "ARCHITECTURE_NAMES", "architecture_display", "weights_display",
+           "published_weights", "paper_weights", "published_oe_weights", "ARCHITECTURE_NAMES", "architecture_display", "weights_display",
            "CifarResNet", "ResNet18", "SmallCNN", "WideResNet", "wrn40_2"]

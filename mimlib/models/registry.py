@@ -11,12 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from torch import nn
+from torch import Tensor, nn
 
 from ..errors import ConfigError
+from ..specs import BaseSpec
 from .classes import check_classes
 from .densenet import DenseNet
-from .normalization import DICE_CIFAR10, IMAGENET, Normalization
+from .normalization import CIFAR, DICE_CIFAR10, IMAGENET, Normalization
 from .resnet import CifarResNet, ResNet18
 from .small_cnn import SmallCNN
 from .wrn import wrn40_2
@@ -49,7 +50,8 @@ def build_model(arch: str, num_classes: int) -> nn.Module:
 
 @dataclass(frozen=True)
 class PublishedWeights:
-    """A published checkpoint: where to get it, how to check it, what it expects."""
+    """A published checkpoint: where to get it, how to check it, what it expects, and what it
+    is (the data it was trained on, how, and whether the paper starts from it)."""
 
     key: str
     arch: str
@@ -62,6 +64,11 @@ class PublishedWeights:
     source: str
     reported_top1: float | None = None  # on the original (lossless) test set, per its authors
     display: str = ""  # what figures and tables call these weights (the key: provenance)
+    id_data: str = "cifar10"  # the ID data set it was trained on
+    training: str = "cross-entropy"  # or "oe": fine-tuned with Outlier Exposure by its authors
+    paper_base: bool = False  # the paper's starting point for its ID data (base: published)
+    #: what makes the file's state dict fit mimlib's architecture (None: nothing)
+    transform: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None
 
 
 _AKAMASTER = ("https://github.com/akamaster/pytorch_resnet_cifar10/raw/"
@@ -74,6 +81,39 @@ _RESNETS = {20: ("resnet20-12fca82f.th",
                  "014dd6541728a1c700b1642ab640e211dc6eb8ed507d70697458dc8f8a0ae2e4", 0.9314),
             56: ("resnet56-4bfd9763.th",
                  "4bfd97631478d6b638d2764fd2baff3edb1d7d82252d54439343b6596b9b5367", 0.9362)}
+#: The OE authors' WRN-40-2 (pytorch-ood 0.4's keys and files, which its downloads share): the
+#: cross-entropy baselines are the paper's starting points ("cifar10-pt" in pytorch-ood 0.1.6),
+#: the OE-tuned ones the OE paper's own results.
+_WRN = {("cifar10", "cross-entropy"): (
+            "https://github.com/wetliu/energy_ood/raw/master/CIFAR/snapshots/pretrained/"
+            "cifar10_wrn_pretrained_epoch_99.pt",
+            "0b59e178577382a0cf5d1e079d1d019f6a33b0801b7d123a59e51b4b32972637"),
+        ("cifar100", "cross-entropy"): (
+            "https://github.com/wetliu/energy_ood/raw/master/CIFAR/snapshots/pretrained/"
+            "cifar100_wrn_pretrained_epoch_99.pt",
+            "3751f516b81ef9d27290f08a3de78d65a3771f477bd6a6caefa81b330dc34baf"),
+        ("cifar10", "oe"): (
+            "https://github.com/hendrycks/outlier-exposure/raw/master/CIFAR/snapshots/oe_tune/"
+            "cifar10_wrn_oe_tune_epoch_9.pt",
+            "b473f1c463c9fe16057647746907b68b6ade615f93ac4bdf005263ed69d542d0"),
+        ("cifar100", "oe"): (
+            "https://github.com/hendrycks/outlier-exposure/raw/master/CIFAR/snapshots/oe_tune/"
+            "cifar100_wrn_oe_tune_epoch_9.pt",
+            "1d4dd53f7605d66f64bcdf146ed9327ecbebbd5da42a9f7d70b9d6a28ee9bb51")}
+
+
+def _wrn_weights(id_data: str, training: str, url: str, sha256: str) -> PublishedWeights:
+    loss = "crossentropy" if training == "cross-entropy" else training
+    key = f"wrn-40-2/{id_data}/{loss}"
+    return PublishedWeights(
+        key, "wrn40_2", 100 if id_data == "cifar100" else 10,
+        f"{key.replace('/', '-')}-{sha256[:16]}.pt", url, sha256, CIFAR,
+        "as its authors' repository states (pytorch-ood's registry names none)",
+        f"pytorch-ood 0.4's registry: {'/'.join(url.split('/')[3:5])} (Hendrycks et al.'s WRN-40-2, "
+        f"{'baseline' if training == 'cross-entropy' else 'OE-tuned'})",
+        display=f"{key} (pytorch-ood, published)", id_data=id_data, training=training,
+        paper_base=training == "cross-entropy")
+
 
 PUBLISHED: dict[str, PublishedWeights] = {
     **{f"resnet{d}/cifar10": PublishedWeights(
@@ -89,6 +129,8 @@ PUBLISHED: dict[str, PublishedWeights] = {
         "deaefd082911a1c6c92aacdcfecf03c71b932acc5c08b779c85c44eccdc0c817", DICE_CIFAR10, "MIT",
         "deeplearning-wisc/dice at 8acfb8d (the DICE paper's DenseNet-BC-100, growth 12)",
         display="DenseNet-BC-100, CIFAR-10 (DICE paper, published)"),
+    **{w.key: w for w in (_wrn_weights(data, training, url, digest)
+                          for (data, training), (url, digest) in _WRN.items())},
 }
 
 
@@ -96,9 +138,20 @@ def published_weights(key: str) -> PublishedWeights:
     """The registry entry for ``key`` (e.g. ``resnet20/cifar10``), or an error listing them."""
     if key not in PUBLISHED:
         raise ConfigError(f"unknown published weights {key!r}; mimlib's registry has "
-                          f"{sorted(PUBLISHED)} (pytorch-ood's keys, such as "
-                          "'wrn-40-2/cifar10/crossentropy', work too)")
+                          f"{sorted(PUBLISHED)} (other keys of pytorch-ood's registry, such as "
+                          "'wrn-40-2/svhn/crossentropy', work too)")
     return PUBLISHED[key]
+
+
+def paper_weights(id_data: str) -> PublishedWeights | None:
+    """The paper's starting point for an ID data set (``base: published``), where there is one."""
+    return next((w for w in PUBLISHED.values() if w.paper_base and w.id_data == id_data), None)
+
+
+def published_oe_weights(id_data: str, arch: str) -> PublishedWeights | None:
+    """The OE authors' own OE-tuned weights for an ID set and architecture, where they exist."""
+    return next((w for w in PUBLISHED.values()
+                 if w.training == "oe" and w.id_data == id_data and w.arch == arch), None)
 
 
 def architecture_display(arch: str) -> str:
@@ -106,17 +159,18 @@ def architecture_display(arch: str) -> str:
     return ARCHITECTURE_NAMES.get(arch, arch)
 
 
-def weights_display(base: str) -> str:
-    """The readers' name of a starting point (:class:`mimlib.experiment.Setup`'s ``base``):
-    trained here, the paper's published WRN-40-2, a registry entry, or a checkpoint file."""
-    if base == "pretrain":
+def weights_display(base: str | BaseSpec) -> str:
+    """The readers' name of a starting point (:class:`mimlib.companion.experiment.Setup`'s ``base``):
+    trained here, the paper's published WRN-40-2, a registry entry, or a checkpoint file; text
+    that is no base comes back as it is."""
+    spec = BaseSpec.find(base)
+    if spec is None:
+        return str(base)
+    if spec.kind == "pretrain":
         return "trained here"
-    if base == "published":
+    if spec.kind == "published":
         return "published WRN-40-2 (the paper's, pytorch-ood)"
-    if base.startswith("registry:"):
-        key = base[len("registry:"):]
-        entry = PUBLISHED.get(key)
-        return entry.display if entry and entry.display else f"{key} (pytorch-ood, published)"
-    if base.startswith("checkpoint:"):
-        return f"checkpoint {base[len('checkpoint:'):].rstrip('/').rsplit('/', 1)[-1]}"
-    return base
+    if spec.kind == "registry":
+        entry = PUBLISHED.get(spec.value)
+        return entry.display if entry and entry.display else f"{spec.value} (pytorch-ood, published)"
+    return f"checkpoint {spec.value.rstrip('/').rsplit('/', 1)[-1]}"

@@ -1,0 +1,59 @@
+"""Which executed pages are up to date: fingerprints and the manifest.
+
+A notebook's fingerprint hashes its template, its parameters and mimlib's own code; the
+manifest (``book/executed/manifest.json``) remembers the fingerprint and status of each page's
+last run, so an unchanged page is skipped unless forced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .pages import EXECUTED, NOTEBOOKS
+from .store import canonical_json
+
+MANIFEST = EXECUTED / "manifest.json"
+
+
+def mimlib_fingerprint() -> str:
+    """A hash of mimlib's own code and profiles: results of a changed library are stale."""
+    h = hashlib.sha256()
+    package = Path(__file__).resolve().parents[1]  # mimlib/, not only its companion
+    for path in sorted(package.rglob("*")):
+        if path.suffix in (".py", ".yml", ".csv") and "__pycache__" not in path.parts:
+            h.update(path.relative_to(package).as_posix().encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def fingerprint(root: Path, name: str, params: dict[str, Any]) -> str:
+    """A notebook run's fingerprint: its template, its parameters and mimlib's code."""
+    h = hashlib.sha256()
+    h.update((root / NOTEBOOKS / f"{name}.ipynb").read_bytes())
+    h.update(canonical_json(params).encode())
+    h.update(mimlib_fingerprint().encode())
+    return h.hexdigest()
+
+
+def read_manifest(root: Path) -> dict[str, Any]:
+    """The manifest of the executed pages, {} when there is none (or it is damaged)."""
+    path = root / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return {}  # a damaged manifest only costs re-running notebooks
+
+
+def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
+    """Replace the manifest atomically."""
+    path = root / MANIFEST
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    os.replace(tmp, path)

@@ -1,0 +1,385 @@
+"""What a notebook needs at its top: validated parameters, an experiment, labelled output.
+
+A notebook's parameter cell holds plain data (``profile``, ``setup``, ``mim`` and its own
+extras); :func:`start` checks all of it before any work starts and returns a :class:`Session`
+whose ``table`` and ``figure`` methods show results with their provenance and glue them for the
+book.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from .. import pins
+from ..checks import is_number, is_whole
+from .analysis.claims import columns_from
+from .analysis.runtime import short_git
+from ..detectors import check_detectors
+from ..errors import ConfigError
+from .experiment import Experiment, Setup
+from .labels import readers_table
+from ..models import ARCHITECTURES
+from .pages import EXECUTED
+from .profiles import load_profile, profile_names
+from ..protocol import PROTOCOLS
+from .report import cite_line, label, markdown_table, result_id, save_figure, save_table
+from .rerun import page_of, rerun_line
+from ..specs import ID_SETS, DataSpec
+from .store import Store, canonical_json, environment, git_revision
+from ..train import BN_MODES, MIMConfig, OEConfig
+
+MIM_FIELDS = {f.name for f in dataclasses.fields(MIMConfig)} - {"device", "eval_every"}
+
+
+@dataclass
+class Session:
+    """One notebook run: its profile, experiment, MIM parameters and provenance line."""
+
+    profile: str
+    exp: Experiment
+    mim: dict[str, Any]
+    params: dict[str, Any]
+
+    @property
+    def provenance(self) -> str:
+        """The label of results made by this page's own setup."""
+        return self.provenance_of(self.exp.setup)
+
+    def provenance_of(self, *setups: Setup) -> str:
+        """The label of results made by these setups (a table over two ID sets names both, a
+        CIFAR-100 table its own data and protocol, a cross-architecture table each base)."""
+        def values(field: Callable[[Setup], Any]) -> Any:
+            distinct = list(dict.fromkeys(field(s) for s in setups))
+            return distinct[0] if len(distinct) == 1 else distinct
+
+        ablation = self.params.get("ablation")  # MIM parameters that this page's runs override
+        return label(self.profile, data=values(lambda s: pins.display(s.id_data)),
+                     arch=values(lambda s: s.arch), base=values(lambda s: s.base),
+                     protocol=values(lambda s: s.protocol), mim=self.mim,
+                     **({"ablation": ablation} if ablation else {}), id=result_id(self.params))
+
+    def experiment(self, **changes: Any) -> Experiment:
+        """The session's experiment with some setup fields changed (same store)."""
+        return self.exp.derive(dataclasses.replace(self.exp.setup, **changes))
+
+    def table(self, df: pd.DataFrame, caption: str, name: str, floatfmt: str = ".4f",
+              provenance: str | None = None, readers: bool = True) -> None:
+        """Show df as a numbered table whose caption names the profile and parameters (or
+        the given provenance, for results that another run produced), and links its CSV;
+        its headers and label cells in readers' words (``readers``; see mimlib.companion.labels), the
+        CSV with the machine names, and under it the cite line and the re-run command."""
+        from IPython.display import Markdown, display
+
+        provenance = provenance or self.provenance
+        csv = save_table(df, name, provenance, self.profile)
+        display(Markdown(markdown_table(readers_table(df) if readers else df, caption, name,
+                                        provenance, floatfmt, link=download_link(csv, "CSV"),
+                                        cite=self.cite_as(name), rerun=self.rerun_line())))
+
+    def rerun_line(self) -> str:
+        """The commands that re-run this page with its parameters (see mimlib.companion.rerun)."""
+        return rerun_line(page_of(self.params), self.profile, self.params)
+
+    def cite_as(self, label: str) -> str:
+        """The "cite as" line of a figure or table of this page (see report.cite_line)."""
+        page = os.environ.get("MIMLIB_NOTEBOOK", "(run outside mimlib reproduce)")
+        return cite_line(label, page, self.profile, short_git(git_revision()))
+
+    def note(self, text: str, kind: str = "note") -> None:
+        """Show text in a MyST admonition (``note``, ``warning``...): what a reader must not
+        miss, such as a collapsed model or a chapter that awaits its run."""
+        from IPython.display import Markdown, display
+
+        display(Markdown(f":::{{{kind}}}\n{text}\n:::"))
+
+    def figure(self, fig: Any, name: str, provenance: str | None = None) -> None:
+        """Save fig (PNG + PDF, with a provenance footer) and glue it and its provenance
+        (this page's, or the given one for results that another run produced)."""
+        import matplotlib.pyplot as plt
+        from IPython.display import Markdown
+        from myst_nb import glue
+
+        provenance = provenance or self.provenance
+        pdf = save_figure(fig, name, provenance, self.profile)[-1]
+        glue(name, fig, display=False)
+        label = "fig-" + name.replace("_", "-")  # the :name: of the page's {glue:figure}
+        glue(f"{name}_provenance", Markdown(f"*({provenance})* {download_link(pdf, 'PDF')}. "
+                                            f"{self.cite_as(label)}. {self.rerun_line()}"),
+             display=False)
+        plt.close(fig)
+
+    def provenance_table(self) -> None:
+        """A closing table: profile, parameters, data checksums, library versions, git revision."""
+        env = environment()
+        rows = [("profile", self.profile), ("result id", result_id(self.params)),
+                ("parameters", canonical_json(self.params)),
+                ("git revision", env["git"] or "not a git checkout"),
+                ("python / platform", f"{env['python']} / {env['platform']}"),
+                ("device", env["device"])]
+        rows += [(f"version: {k}", v) for k, v in env["versions"].items()]
+        if self.exp.setup.results_only:  # the data are absent: name them by their pins
+            specs = (self.exp.setup.id_data, *self.exp.setup.ood_sets)
+            rows += [(f"data: {pins.display(spec)}", pins.identity(spec)) for spec in specs]
+        else:
+            rows += [(f"sha256 of the pixels: {k}", v)
+                     for k, v in self.exp.data_checksums().items()]
+        self.table(pd.DataFrame(rows, columns=["what", "value"]), "Provenance of this page",
+                   f"tbl-provenance-{result_id(self.params)}", readers=False)  # specs, pins
+
+    def html(self, name: str, markup: str) -> None:
+        """Glue an HTML block that another page pastes (``{glue}`` with ``:doc:``): the
+        landing page's headline, made here from this page's results."""
+        from IPython.display import HTML
+        from myst_nb import glue
+
+        glue(name, HTML(markup), display=False)
+
+    def text(self, name: str, value: Any) -> None:
+        """Glue a number or string that the book's prose cites."""
+        from myst_nb import glue
+
+        glue(name, value, display=False)
+
+
+def download_link(path: Path, text: str) -> str:
+    """A MyST download link from a book page to an exported file (the book reads its pages
+    from the executed notebooks, and notebooks run in the project root)."""
+    target = os.path.relpath(path.resolve(), EXECUTED.resolve())
+    return f"{{download}}`{text} <{target}>`"
+
+
+def start(profile: str, setup: dict[str, Any], mim: dict[str, Any] | None = None,
+          store: str | None = None, **extras: Any) -> Session:
+    """Validate a notebook's parameters, check that its data and base model are in place,
+    and open its experiment (nothing is computed yet)."""
+    params = {"profile": profile, "setup": setup, "mim": dict(mim or {}), "store": store,
+              **extras}
+    given = papermill_given()
+    if given is not None:  # in a kernel: what papermill was given must be this page's
+        _check_given(params, given)
+    check_parameters(None, params)
+    if given is not None and not os.environ.get("MIMLIB_EXPORTS_STAGING") \
+            and not os.environ.get("MIMLIB_EXPORTS"):
+        # not run by mimlib: the book's exports stay those of its pages
+        os.environ["MIMLIB_EXPORTS"] = str(RERUN_EXPORTS)
+    _plot_style()
+    exp_setup = Setup(**setup)
+    exp_setup.preflight()
+    session = Session(profile, Experiment(exp_setup, Store(store) if store else None,
+                                          profile=profile), dict(mim or {}), params)
+    about = _profile_about(profile)
+    if about:  # what this page's numbers are, before any of them
+        session.note(about, "important")
+    return session
+
+
+#: Where a page run outside ``mimlib run`` (papermill, Jupyter) exports its tables and figures
+#: when ``$MIMLIB_EXPORTS`` names no folder: ``book/exports/<profile>/`` holds the files the
+#: book's own pages link, which only ``mimlib run`` and ``mimlib reproduce`` replace.
+RERUN_EXPORTS = Path("book") / "exports" / "rerun"
+
+#: The first line of the cell papermill injects (papermill.translators, comment "Parameters").
+PAPERMILL_HEADER = "# Parameters"
+
+
+def papermill_given() -> set[str] | None:
+    """The names papermill assigned in this kernel (its injected cell), empty when it was
+    given none; None outside an IPython kernel (a script, a test)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    if shell is None:
+        return None
+    history = getattr(getattr(shell, "history_manager", None), "input_hist_raw", None) \
+        or shell.user_ns.get("In", [])
+    for source in reversed(history):
+        if source.splitlines()[:1] == [PAPERMILL_HEADER]:
+            try:
+                tree = ast.parse(source)
+            except SyntaxError:
+                return set()
+            return {node.id for statement in tree.body if isinstance(statement, ast.Assign)
+                    for target in statement.targets for node in ast.walk(target)
+                    if isinstance(node, ast.Name)}
+    return set()
+
+
+def _check_given(params: dict[str, Any], given: set[str]) -> None:
+    """What papermill was given (``-p``, ``-y``, ``-f``) must name this page's parameters, and
+    ``profile`` comes with the data it labels: a page keeps one meaning per name whether
+    ``mimlib run`` or papermill alone runs it."""
+    unknown = sorted(n for n in given if n not in params and not n.startswith("PAPERMILL_"))
+    if unknown:
+        raise ConfigError(f"this page has no parameter(s) {unknown}; its parameters are "
+                          f"{sorted(params)}")
+    if "profile" in given and "setup" not in given:
+        raise ConfigError(
+            "profile is the label of this page's results (the profile that made them), not a "
+            "switch: given alone it would label another profile's data, model and store with "
+            "its name. An executed page (book/executed/) keeps its profile; to run a template "
+            "of notebooks/ with a profile, give papermill all of that profile's parameters: "
+            "`mimlib parameters NN --profile NAME > params.yml`, then `papermill "
+            "notebooks/NN_name.ipynb out.ipynb -f params.yml`")
+    for name in sorted(given):
+        value = params.get(name)
+        if isinstance(value, str) and name in _CHECKS:
+            try:
+                _CHECKS[name](value)
+            except ConfigError as err:
+                raise ConfigError(f"parameter {name!r}: {err}; papermill's -p passes text "
+                                  f"and numbers only: give lists and mappings as YAML with -y "
+                                  f"(-y \"{name}: [...]\" or -y \"{name}: {{...}}\")") from None
+
+
+def _profile_about(profile: str) -> str:
+    """The ``about`` text of a shipped profile (what its numbers are), or ''."""
+    return str(load_profile(profile).get("about", "")) if profile in profile_names() else ""
+
+
+def check_parameters(notebook: str | None, params: dict[str, Any]) -> None:
+    """Check every parameter of a notebook run (by name; one meaning per name everywhere).
+
+    The values alone are checked: no file is opened, so a profile's parameters are valid or not
+    whether or not its data are on this machine (:meth:`Setup.preflight` checks those)."""
+    where = f" of {notebook}" if notebook else ""
+    for name, value in params.items():
+        check = _CHECKS.get(name)
+        if check is None:
+            raise ConfigError(f"unknown parameter {name!r}{where}")
+        try:
+            check(value)
+        except ConfigError as err:
+            raise ConfigError(f"parameter {name!r}{where}: {err}") from None
+
+
+def _setup(value: Any) -> None:
+    known = {f.name for f in dataclasses.fields(Setup)}
+    _fields("setup", value, known)
+    Setup(**value)
+
+
+def _setup_changes(value: Any) -> None:
+    _fields("arch_setup", value, {f.name for f in dataclasses.fields(Setup)})
+
+
+def _mim(value: Any) -> None:
+    _fields("mim", value, MIM_FIELDS)
+    MIMConfig(device="cpu", **value)
+
+
+def _oe(value: Any) -> None:
+    known = {f.name for f in dataclasses.fields(OEConfig)} - {"device", "eval_every"}
+    _fields("oe", value, known)
+    OEConfig(device="cpu", **value)
+
+
+def _fields(name: str, value: Any, known: set[str]) -> None:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name} must be a mapping, got {type(value).__name__}")
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise ConfigError(f"unknown field(s) {unknown}; known: {sorted(known)}")
+
+
+def _list_of(kind: str, check: Callable[[Any], bool]) -> Callable[[Any], None]:
+    def checker(value: Any) -> None:
+        if not isinstance(value, list) or not value or not all(check(v) for v in value):
+            raise ConfigError(f"must be a non-empty list of {kind}, got {value!r}")
+    return checker
+
+
+def _one(kind: str, check: Callable[[Any], bool]) -> Callable[[Any], None]:
+    def checker(value: Any) -> None:
+        if not check(value):
+            raise ConfigError(f"must be {kind}, got {value!r}")
+    return checker
+
+
+def _is_spec(role: str) -> Callable[[Any], bool]:
+    """Whether a value is a data spec that ``role`` (id, ood) accepts."""
+    def check(v: Any) -> bool:
+        try:
+            DataSpec.parse(v, role)
+        except ConfigError:
+            return False
+        return True
+    return check
+
+
+_id_spec, _ood_spec = _is_spec("id"), _is_spec("ood")
+
+
+def _detectors(value: Any) -> None:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"must be a non-empty list of detector names, got {value!r}")
+    check_detectors(value)
+
+
+def _columns(value: Any) -> None:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"must be a non-empty list of claims columns, got {value!r}")
+    for column in columns_from(value):
+        _mim(column.overrides)
+
+
+_CHECKS: dict[str, Callable[[Any], None]] = {
+    "profile": _one("a profile name", lambda v: isinstance(v, str) and bool(v)),
+    "setup": _setup,
+    "mim": _mim,
+    "store": _one("a folder path or None", lambda v: v is None or isinstance(v, str)),
+    "ks": _list_of("whole numbers >= 1", is_whole),
+    "seeds": _list_of("whole numbers >= 0", lambda v: is_whole(v, 0)),
+    "ablation_seeds": _list_of("whole numbers >= 0", lambda v: is_whole(v, 0)),
+    "steps_grid": _list_of("whole numbers >= 1 or None (one whole epoch)",
+                           lambda v: v is None or is_whole(v)),
+    "n_gallery": _one("a whole number >= 1", is_whole),
+    "n_stats": _one("a whole number >= 1", is_whole),
+    "n_points": _one("a whole number >= 1", is_whole),
+    "eval_every": _one("a whole number >= 1", is_whole),
+    "ps": _list_of("probabilities in [0, 1]", lambda v: is_number(v) and 0 <= v <= 1),
+    "lrs": _list_of("numbers > 0", lambda v: is_number(v) and v > 0),
+    "lams": _list_of("numbers >= 0", lambda v: is_number(v) and v >= 0),
+    "alphas": _list_of("numbers > 0", lambda v: is_number(v) and v > 0),
+    "id_datasets": _list_of(f"ID data sets ({list(ID_SETS)} or folder:PATH)", _id_spec),
+    "protocols": _list_of(f"protocols {list(PROTOCOLS)}", lambda v: v in PROTOCOLS),
+    "detectors": _detectors,
+    "paper_ids": _one("a mapping from ID specs to cifar10 / cifar100",
+                      lambda v: isinstance(v, dict) and all(
+                          x in ("cifar10", "cifar100") for x in v.values())),
+    "oe_outliers": _one("an auxiliary outlier set (tinyimages300k, synthetic_clutter, "
+                        "crop:PATH...) or None (none available)",
+                        lambda v: v is None or _ood_spec(v)),
+    "oe": _oe,
+    "published_oe": _one("true or false", lambda v: isinstance(v, bool)),
+    "embeddings": _list_of("embeddings (pca, tsne, umap)", lambda v: v in ("pca", "tsne", "umap")),
+    "ablation": _mim,
+    "arch_mim": _mim,
+    "archs": _list_of(f"architectures {sorted(ARCHITECTURES)}", lambda v: v in ARCHITECTURES),
+    "arch_setup": _setup_changes,
+    "benchmark": _one("a folder path", lambda v: isinstance(v, str)),
+    "gpu_results": _one("a folder path", lambda v: isinstance(v, str)),
+    "columns": _columns,
+    "precision_seeds": _one("a list of whole numbers >= 0 (empty: no comparison)",
+                            lambda v: isinstance(v, list) and all(is_whole(x, 0) for x in v)),
+    "bn_modes": _list_of(f"batch-norm modes {list(BN_MODES)}", lambda v: v in BN_MODES),
+}
+
+
+def _plot_style() -> None:
+    """One theme for every figure of the book: seaborn's, with the book's sizes on top."""
+    import matplotlib
+    import seaborn as sns  # here, not at the top: a page that draws nothing skips its second
+
+    sns.set_theme(context="paper", style="whitegrid", palette="deep")
+    matplotlib.rcParams.update({"figure.dpi": 110, "axes.spines.top": False,
+                                "axes.spines.right": False, "axes.grid": True,
+                                "grid.alpha": 0.3, "font.size": 9})

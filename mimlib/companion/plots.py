@@ -1,0 +1,487 @@
+"""The book's figures, each built from a tidy table (one source per figure); data sets,
+models and protocols in their titles, legends and ticks by their readers' names
+(:func:`mimlib.companion.labels.readers_label`), whatever names the table carries.
+
+seaborn is imported inside the figures that draw with it: it takes about a second, which a
+script plotting one bar chart (or ``import mimlib.companion.plots`` in a test) need not pay."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+
+from ..catalog import GROUP_LABELS
+from .labels import readers_label
+
+PALETTE = {"ID": "#1f77b4", "mixed": "#ff7f0e", "OOD": "#7f7f7f"}
+
+
+def _as_image(x: torch.Tensor) -> np.ndarray:
+    """A [0, 1] pixel image (3, H, W) as matplotlib wants it."""
+    return x.clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def mixing_gallery(batches: dict[str, dict[int, torch.Tensor]],
+                   msp: dict[str, dict[int, np.ndarray]], n: int) -> Figure:
+    """Rows: k; columns: n mixed images, without and with post-mix augmentation; MSP on top."""
+    variants = list(batches)
+    ks = list(batches[variants[0]])
+    cols, rows = n * len(variants), len(ks)
+    fig, axes = plt.subplots(rows, cols, figsize=(0.8 * cols + 0.5, 0.95 * rows + 0.7),
+                             squeeze=False)
+    for r, k in enumerate(ks):
+        for v, variant in enumerate(variants):
+            for c in range(n):
+                ax = axes[r, v * n + c]
+                ax.imshow(_as_image(batches[variant][k][c]))
+                ax.set_xticks([]), ax.set_yticks([])
+                ax.grid(False)
+                ax.set_title(f"{msp[variant][k][c]:.2f}", fontsize=7, pad=2)
+                for side in ax.spines.values():
+                    side.set_visible(False)
+                if c == 0 and v == 0:
+                    ax.set_ylabel(f"k = {k}", fontsize=8)
+                if r == 0 and c == 0:
+                    ax.text(0, 1.45, variant, transform=ax.transAxes, fontsize=8,
+                            fontweight="bold")
+    fig.suptitle("Mixed images and the classifier's MSP (number above each image)", fontsize=9)
+    # fixed margins: tight_layout shrinks a grid of 96 titled images to a quarter of its cells
+    fig.subplots_adjust(left=0.03, right=0.995, top=1 - 0.75 / (0.95 * rows + 0.7),
+                        bottom=0.3 / (0.95 * rows + 0.7), wspace=0.08, hspace=0.4)
+    return fig
+
+
+def mixing_statistics(stats: pd.DataFrame) -> Figure:
+    """Pixel contrast, fine detail and mean MSP against k, without and with augmentation."""
+    fig, axes = plt.subplots(1, 3, figsize=(9, 2.8))
+    for (augmented, group), style in zip(stats.groupby("augmented"), ("-o", "--s")):
+        name = "augmented" if augmented else "mixed only"
+        for ax, col, title in zip(axes, ("pixel_std", "laplacian", "mean_msp"),
+                                  ("pixel std (contrast)", "mean |Laplacian| (detail)",
+                                   "mean MSP of the classifier")):
+            ax.plot(group["k"], group[col], style, label=name, ms=4)
+            ax.set_xscale("log")
+            ax.set_xticks(sorted(stats["k"].unique()), [str(k) for k in sorted(stats["k"].unique())])
+            ax.set_title(title, fontsize=9)
+            ax.set_xlabel("k")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+def training_curves(log: pd.DataFrame | None, per_class: pd.DataFrame) -> Figure:
+    """Training loss and batch accuracy per step (when trained here) and test accuracy per class."""
+    panels = 3 if log is not None and len(log) else 1
+    fig, axes = plt.subplots(1, panels, figsize=(3.3 * panels, 2.8), squeeze=False)
+    axes = axes[0]
+    if panels == 3:
+        axes[0].plot(log["step"], log["loss_id"], lw=0.8)
+        axes[0].set_title("training loss (cross-entropy)", fontsize=9)
+        axes[0].set_yscale("log")
+        axes[1].plot(log["step"], log["acc_id"].rolling(20, min_periods=1).mean(), lw=0.8)
+        axes[1].set_title("batch accuracy (20-step mean)", fontsize=9)
+        for ax in axes[:2]:
+            ax.set_xlabel("step")
+    ax = axes[-1]
+    ax.barh(per_class["class"], per_class["accuracy"], color="#1f77b4")
+    ax.set_xlim(0, 1)
+    ax.set_title("test accuracy per class", fontsize=9)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+def finetune_curves(log: pd.DataFrame, evals: pd.DataFrame) -> Figure:
+    """Both losses, batch accuracy and MSP on ID and mixed images per step; AUROC every N."""
+    fig, grid = plt.subplots(2, 2, figsize=(8.6, 5.6))
+    axes = grid.ravel()
+    axes[0].plot(log["step"], log["loss_id"], label="CE on ID", lw=0.9)
+    axes[0].plot(log["step"], log["loss_out"], label="CE to uniform on mixed", lw=0.9)
+    axes[0].axhline(np.log(_classes_from_msp(log)), color="0.5", ls=":", lw=0.8,
+                    label="log C (uniform)")
+    axes[0].legend(fontsize=7)
+    axes[0].set_title("losses", fontsize=9)
+    axes[1].plot(log["step"], log["acc_id"], lw=0.9)
+    axes[1].set_title("ID batch accuracy", fontsize=9)
+    axes[2].plot(log["step"], log["msp_id"], label="ID", lw=0.9)
+    axes[2].plot(log["step"], log["msp_out"], label="mixed", lw=0.9)
+    axes[2].legend(fontsize=7)
+    axes[2].set_title("mean MSP per batch", fontsize=9)
+    if len(evals):
+        axes[3].plot(evals["step"], evals["mean_auroc"], "-o", ms=3, label="mean AUROC (MSP)")
+        best = evals.loc[evals["mean_auroc"].idxmax()]
+        axes[3].scatter([best["step"]], [best["mean_auroc"]], s=60, facecolors="none",
+                        edgecolors="C3", label=f"peak at step {int(best['step'])}")
+        ax2 = axes[3].twinx()
+        ax2.plot(evals["step"], evals["accuracy"], "--", color="C2", lw=0.9, label="ID accuracy")
+        ax2.set_ylabel("ID accuracy (dashed)", fontsize=8)
+        ax2.grid(False)
+        axes[3].legend(fontsize=7, loc="lower right")
+    axes[3].set_title("evaluation during fine-tuning", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel("step")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return fig
+
+
+def auroc_curves(curves: dict[str, pd.DataFrame]) -> Figure:
+    """Mean AUROC (MSP) against the fine-tuning step, one line per run, peaks circled."""
+    fig, ax = plt.subplots(figsize=(5.6, 3.2))
+    if not curves:
+        ax.text(0.5, 0.5, "no run committed yet", ha="center", va="center",
+                transform=ax.transAxes)
+    for i, (name, evals) in enumerate(curves.items()):
+        ax.plot(evals["step"], evals["mean_auroc"], "-o", ms=3, color=f"C{i}",
+                label=readers_label(name))
+        best = evals.loc[evals["mean_auroc"].idxmax()]
+        ax.scatter([best["step"]], [best["mean_auroc"]], s=70, facecolors="none",
+                   edgecolors=f"C{i}")
+    ax.set_xlabel("fine-tuning step")
+    ax.set_ylabel("mean AUROC (MSP)")
+    if curves:
+        ax.legend(fontsize=7)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def _classes_from_msp(log: pd.DataFrame) -> float:
+    """The number of classes is not in the log; the floor of the MSP curve, 1/C, bounds it."""
+    return max(2.0, round(1.0 / max(float(log["msp_out"].min()), 1e-6)))
+
+
+def method_bars(table: pd.DataFrame, metric: str = "auroc") -> Figure:
+    """Mean metric per method and (ID set, protocol), with the paper's averages as markers."""
+    groups = list(table.groupby(["id_data", "protocol"], sort=False))
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.6 * len(groups), 3.2), squeeze=False)
+    for ax, ((id_data, protocol), df) in zip(axes[0], groups):
+        avg = df[df["ood"] == "average"]
+        y = np.arange(len(avg))
+        ax.barh(y, avg[metric], color=["C3" if m == "MIM" else "C0" for m in avg["method"]])
+        if "paper_auroc" in avg and metric == "auroc" and avg["paper_auroc"].notna().any():
+            ax.scatter(avg["paper_auroc"], y, marker="|", s=200, color="k", label="paper")
+            ax.legend(fontsize=7, loc="lower right")
+        ax.set_yticks(y, avg["method"])
+        lo = max(0.0, float(np.nanmin(avg[metric])) - 0.05)
+        ax.set_xlim(lo, 1.0)
+        ax.set_title(f"{readers_label(id_data)}, {readers_label(protocol)}: mean "
+                     f"{metric.upper()}", fontsize=9)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def embedding_scatter(frames: dict[str, pd.DataFrame], coords: dict[str, np.ndarray]) -> Figure:
+    """2-D embeddings side by side (e.g. before / after fine-tuning), coloured by group kind."""
+    fig, axes = plt.subplots(1, len(frames), figsize=(4.4 * len(frames), 4.0), squeeze=False)
+    for ax, (title, frame) in zip(axes[0], frames.items()):
+        xy = coords[title]
+        for kind, marker in (("OOD", "x"), ("mixed", "^"), ("ID", "o")):
+            sel = (frame["kind"] == kind).to_numpy()
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=5, marker=marker, alpha=0.5, c=PALETTE[kind],
+                       label=kind)
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([]), ax.set_yticks([])
+    axes[0][0].legend(fontsize=8, markerscale=3)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+def msp_distributions(frames: dict[str, pd.DataFrame]) -> Figure:
+    """MSP densities (seaborn KDE, clipped to [0, 1]) and ECDFs of the ID images, the mixed
+    images and each OOD set, one column per model."""
+    import seaborn as sns
+
+    fig, axes = plt.subplots(2, len(frames), figsize=(4.6 * len(frames), 5.4), squeeze=False)
+    for col, (title, frame) in enumerate(frames.items()):
+        groups = [(g, df) for g, df in frame.groupby("group", sort=False)
+                  if df["kind"].iloc[0] != "ID"]  # ID classes are drawn as one curve
+        styles = _group_styles([df["kind"].iloc[0] for _, df in groups])
+        for (name, values), style in zip([("ID (all classes)", frame[frame.kind == "ID"]["msp"])]
+                                         + [(readers_label(g), df["msp"]) for g, df in groups],
+                                         [dict(color=PALETTE["ID"], lw=1.8, ls="-")] + styles):
+            values = values.to_numpy(dtype=float)
+            if np.ptp(values) > 0:  # a KDE of one repeated value has no bandwidth
+                sns.kdeplot(x=values, ax=axes[0, col], clip=(0, 1), cut=0, label=name,
+                            warn_singular=False, **style)
+            sns.ecdfplot(x=values, ax=axes[1, col], label=name, **style)
+        axes[0, col].set_title(f"{title}: MSP density", fontsize=9)
+        axes[1, col].set_title(f"{title}: MSP ECDF", fontsize=9)
+        axes[1, col].set_xlabel("maximum softmax probability")
+        axes[0, col].set_xlabel("")
+    handles, labels = axes[1, -1].get_legend_handles_labels()  # every set (a KDE may be absent)
+    axes[0, -1].legend(handles, labels, fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return fig
+
+
+def _group_styles(kinds: list[str]) -> list[dict[str, Any]]:
+    """One distinct line style per group: mixed sets in darkening oranges (dashed), OOD sets in
+    the remaining categorical colours (solid, then dotted once the colours run out)."""
+    n_mixed = kinds.count("mixed")
+    oranges = plt.get_cmap("Oranges")(np.linspace(0.45, 0.95, max(n_mixed, 1)))
+    others = [f"C{i}" for i in (2, 3, 4, 5, 6, 7, 8, 9)]  # C0 and C1 are ID and mixed
+    styles, m, o = [], 0, 0
+    for kind in kinds:
+        if kind == "mixed":
+            styles.append(dict(color=oranges[m], lw=1.2, ls="--"))
+            m += 1
+        else:
+            styles.append(dict(color=others[o % len(others)], lw=1.0,
+                               ls="-" if o < len(others) else ":"))
+            o += 1
+    return styles
+
+
+def _several_seeds(df: pd.DataFrame) -> bool:
+    return "seed" in df and df["seed"].nunique() > 1
+
+
+def sweep_lines(df: pd.DataFrame, x: str, *, log_x: bool = False,
+                baseline: float | None = None,
+                control: Sequence[float] | float | None = None) -> Figure:
+    """Mean AUROC and ID accuracy against one swept parameter (one row per run: with several
+    seeds per point, the mean over seeds, a band of one standard deviation and each seed as a
+    dot); dotted: the model before fine-tuning, dashed: the same fine-tuning without mixed
+    images (lambda = 0), the mean of its seeds with the same band."""
+    import seaborn as sns
+
+    data = df.astype({x: float})
+    spread = "sd" if _several_seeds(data) else None
+    fig, ax = plt.subplots(figsize=(5.2, 3.0))
+    sns.lineplot(data, x=x, y="mean_auroc", ax=ax, errorbar=spread, marker="o", markersize=4,
+                 color="C0", label="mean AUROC (MSP)")
+    if spread:
+        sns.scatterplot(data, x=x, y="mean_auroc", ax=ax, color="C0", s=9, alpha=0.5,
+                        legend=False)
+    if baseline is not None:
+        ax.axhline(baseline, color="0.5", ls=":", label="before fine-tuning")
+    if control is not None:
+        values = np.atleast_1d(np.asarray(control, dtype=float))
+        ax.axhline(values.mean(), color="C3", ls="--", lw=0.8, label="control (λ=0)")
+        if len(values) > 1:
+            sd = values.std(ddof=1)
+            ax.axhspan(values.mean() - sd, values.mean() + sd, color="C3", alpha=0.1, lw=0)
+    ax2 = ax.twinx()
+    sns.lineplot(data, x=x, y="accuracy", ax=ax2, errorbar=spread, marker="s", markersize=3,
+                 color="C2", ls="--", label="ID accuracy", legend=False)
+    ax2.set_ylabel("ID accuracy")
+    ax2.grid(False)
+    if log_x:
+        ax.set_xscale("log")
+    ticks = sorted(data[x].unique())
+    ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel(x)
+    ax.set_ylabel("mean AUROC")
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="lower center",
+              bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)  # above: no line is hidden
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def sweep_groups(df: pd.DataFrame, x: str, *, hue: str = "bn_mode", log_x: bool = False,
+                 reference: str | None = None) -> Figure:
+    """AUROC (MSP) against a swept setting, one panel per OOD group (near, far, noise), one
+    line per value of ``hue`` (e.g. batch-norm mode): the mean over seeds, a band of one
+    standard deviation, each seed a dot; dashed, in the line's colour, the rows whose
+    ``variant`` is ``reference`` (the control), its mean over seeds."""
+    import seaborn as sns
+
+    groups = [g for g in GROUP_LABELS if f"mean_auroc_{g}" in df]
+    swept = df[df[x].notna()].astype({x: float})
+    spread = "sd" if _several_seeds(swept) else None
+    hues = list(dict.fromkeys(df[hue].dropna()))
+    palette = dict(zip(hues, sns.color_palette(n_colors=max(len(hues), 1))))
+    fig, axes = plt.subplots(1, len(groups), figsize=(2.6 * len(groups) + 0.4, 2.9),
+                             squeeze=False)
+    for ax, group in zip(axes[0], groups):
+        y = f"mean_auroc_{group}"
+        sns.lineplot(swept, x=x, y=y, hue=hue, hue_order=hues, palette=palette, ax=ax,
+                     errorbar=spread, marker="o", markersize=4, legend=ax is axes[0][0])
+        if spread:
+            sns.scatterplot(swept, x=x, y=y, hue=hue, hue_order=hues, palette=palette, ax=ax,
+                            s=9, alpha=0.5, legend=False)
+        if reference is not None:
+            for value, rows in df[df["variant"] == reference].groupby(hue, sort=False):
+                ax.axhline(rows[y].mean(), color=palette.get(value, "0.5"), ls="--", lw=0.8)
+        if log_x:
+            ax.set_xscale("log")
+        ticks = sorted(swept[x].unique())
+        ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
+        ax.minorticks_off()
+        ax.set_title(GROUP_LABELS[group], fontsize=9)
+        ax.set_xlabel(x)
+        ax.set_ylabel("mean AUROC (MSP)" if ax is axes[0][0] else "")
+    if axes[0][0].get_legend() is not None:
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        axes[0][0].get_legend().remove()
+        if reference is not None:
+            handles.append(plt.Line2D([], [], color="0.3", ls="--", lw=0.8))
+            labels.append(f"{reference} (dashed)")
+        fig.legend(handles, labels, fontsize=7, loc="upper center", ncol=len(labels),
+                   frameon=False, title=hue.replace("_", " "), title_fontsize=7)
+    fig.tight_layout(rect=(0, 0, 1, 0.86))
+    return fig
+
+
+def per_set_heatmap(df: pd.DataFrame, label_col: str = "variant") -> Figure:
+    """AUROC (MSP) of each variant (rows, in the table's order) on each OOD set (columns),
+    averaged over seeds: where a swept setting helps and on which sets."""
+    import seaborn as sns
+
+    sets = [c for c in df.columns if c.startswith("auroc[")]
+    grid = df.groupby(label_col, sort=False)[sets].mean()
+    grid.columns = [readers_label(c[len("auroc["):-1]) for c in sets]
+    grid.index = [readers_label(v) for v in grid.index]
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(sets), 0.9 + 0.32 * len(grid)))
+    sns.heatmap(grid, ax=ax, annot=True, fmt=".3f", annot_kws={"fontsize": 6}, cmap="viridis",
+                cbar_kws={"label": "AUROC (MSP)"})
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    ax.tick_params(labelsize=7)
+    ax.set_xticklabels(ax.get_xticklabels(), rotation=30, ha="right")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def _barh(labels: Sequence[str], values: Sequence[float], xlabel: str,
+          colors: Sequence[str] | str = "C0", width: float = 6.0) -> tuple[Figure, plt.Axes]:
+    """Horizontal bars, first label on top, small tick labels: the layout of every bar chart."""
+    fig, ax = plt.subplots(figsize=(width, 0.32 * max(len(labels), 1) + 1.1))
+    y = np.arange(len(labels))
+    ax.barh(y, values, color=colors)
+    ax.set_yticks(y, list(labels), fontsize=7)
+    ax.set_xlabel(xlabel)
+    ax.invert_yaxis()
+    return fig, ax
+
+
+def sweep_bars(df: pd.DataFrame, label_col: str = "variant") -> Figure:
+    """Mean AUROC (MSP) per variant as horizontal bars, one panel per OOD group (near, far,
+    noise; the mean over all sets where the rows have no groups), ID accuracy in the labels;
+    with several seeds per variant, the bar is their mean, the error bar one standard
+    deviation and each seed a dot."""
+    panels = {f"mean_auroc_{g}": GROUP_LABELS[g] for g in GROUP_LABELS
+              if f"mean_auroc_{g}" in df} or {"mean_auroc": "all OOD sets"}
+    grouped = df.groupby(label_col, sort=False)
+    mean = grouped[[*panels, "accuracy"]].mean()
+    labels = list(mean.index)
+    y = np.arange(len(labels))
+    colors = ["C7" if v == "no fine-tuning" else "C3" if str(v).startswith("control") else "C0"
+              for v in labels]
+    fig, axes = plt.subplots(1, len(panels), sharey=True, squeeze=False,
+                             figsize=(3.6 + 2.2 * len(panels), 0.32 * max(len(labels), 1) + 1.3))
+    for ax, (column, title) in zip(axes[0], panels.items()):
+        ax.barh(y, mean[column], color=colors)
+        if _several_seeds(df):
+            sd = grouped[column].std(ddof=1)
+            spread = sd.notna().to_numpy()  # a single run (the model before) has no error bar
+            ax.errorbar(mean[column][spread], y[spread], xerr=sd[spread], fmt="none",
+                        ecolor="k", elinewidth=0.8, capsize=2)
+            ax.scatter(df[column], df[label_col].map(dict(zip(labels, y))), s=5, color="k",
+                       alpha=0.6, zorder=3)
+        lo = max(0.0, float(df[column].min()) - 0.05)
+        ax.set_xlim(lo, min(1.0, float(df[column].max()) + 0.02))
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("mean AUROC (MSP)")
+    axes[0][0].set_yticks(y, [f"{readers_label(v)}  (acc {a:.3f})"
+                              for v, a in zip(labels, mean["accuracy"])], fontsize=7)
+    axes[0][0].invert_yaxis()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def seeds_strip(df: pd.DataFrame) -> Figure:
+    """Mean AUROC of every seed, per model (points), with the mean and one standard deviation
+    (seaborn's point plot, sd error bars)."""
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(4.5, 2.8))
+    sns.stripplot(df, x="model", y="mean_auroc", ax=ax, color="C0", size=5, jitter=0.05,
+                  zorder=3)
+    sns.pointplot(df, x="model", y="mean_auroc", ax=ax, errorbar="sd", color="C3",
+                  linestyle="none", capsize=0.15, marker="D", markersize=5)
+    ax.set_xlabel("")
+    ax.set_ylabel("mean AUROC (MSP)")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def _message_figure(text: str) -> Figure:
+    """A small figure that holds one line of text: what a page draws when it has no data."""
+    fig, ax = plt.subplots(figsize=(5, 1.0))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    return fig
+
+
+def chapter_cost_bars(costs: pd.DataFrame) -> Figure:
+    """Hours per chapter (one bar pair per chapter and device): the chapter alone, and its
+    share of the whole run in the book's order (what no earlier chapter had computed)."""
+    import seaborn as sns
+
+    if costs.empty:
+        return _message_figure("no chapter has recorded what it used yet: run the chapters first")
+    several = costs["device"].nunique() > 1
+    label = costs["chapter"] + (" (" + costs["device"] + ")" if several else "")
+    long = costs.assign(label=label).melt(id_vars="label", value_vars=["hours alone",
+                                                                      "hours in order"],
+                                          var_name="measure", value_name="hours")
+    fig, ax = plt.subplots(figsize=(6.0, 0.36 * len(costs) + 1.2))
+    sns.barplot(long, y="label", x="hours", hue="measure", ax=ax, palette=["C7", "C0"])
+    ax.set_ylabel("")
+    ax.set_xlabel("hours of wall time" + ("" if several else f" ({costs['device'].iloc[0]})"))
+    ax.tick_params(axis="y", labelsize=7)
+    sns.move_legend(ax, "lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, title=None,
+                    frameon=False, fontsize=7)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def runtime_bars(df: pd.DataFrame) -> Figure:
+    """Wall time per stored step (training runs and detector fit / scoring); an empty store
+    gives a figure that says so (a log axis has nothing to scale)."""
+    if df.empty:
+        return _message_figure("no stored computations yet: run the other chapters first")
+    fig, ax = _barh([f"{w}: {readers_label(d)}" for w, d in zip(df["what"], df["detail"])],
+                    df["seconds"], "seconds (log scale)")
+    ax.set_xscale("log")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def quirk_effects(effects: pd.DataFrame) -> Figure:
+    """The measured effect of each quirk of the authors' code (applied alone)."""
+    df = effects.dropna(subset=["effect"])
+    fig, ax = _barh([f"{q}: {m}" for q, m in zip(df["quirk"], df["measured on"])],
+                    df["effect"], "change of the mean AUROC when the quirk is applied alone",
+                    ["C3" if e < 0 else "C2" for e in df["effect"]], width=6.4)
+    ax.axvline(0, color="0.3", lw=0.8)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def paper_scatter(cells: pd.DataFrame) -> Figure:
+    """Our AUROC against the paper's, one point per cell the paper reports."""
+    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    paired = cells[cells["paper_auroc"].notna() & (cells["ood"] != "average")]
+    if paired.empty:
+        ax.text(0.5, 0.5, "the paper reports no numbers\nfor this profile's data",
+                ha="center", va="center", transform=ax.transAxes)
+    for protocol, df in paired.groupby("protocol", sort=False):
+        ax.scatter(df["paper_auroc"], df["auroc"], s=10, label=readers_label(protocol),
+                   alpha=0.7)
+    ax.plot([0.5, 1], [0.5, 1], color="0.5", lw=0.8, ls=":")
+    ax.set_xlim(0.5, 1)
+    ax.set_ylim(0.5, 1)
+    ax.set_xlabel("paper AUROC")
+    ax.set_ylabel("our AUROC")
+    if not paired.empty:
+        ax.legend(fontsize=7)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig

@@ -1,0 +1,369 @@
+"""The results store: every finished computation, keyed by a hash of its configuration.
+
+Layout: ``ROOT/<kind>/<key>/`` holds ``record.json`` (configuration, metrics, library versions,
+git revision, data checksums, timing) and any artefacts (``scores.npz``, ``model.pt``,
+``log.json``...). An entry is written into a hidden temporary folder and renamed into place in
+one atomic step, so a killed process leaves either a complete entry or none (plus a stale
+temporary folder that the next write of that key removes). Every write of a key holds that key's
+lock (:meth:`Store.lock`), and only a writer holding it judges which temporary folders of the key
+are stale, so jobs on several hosts can share one store. A committed entry is never changed:
+files computed again for it (the weights of a run whose entry keeps none) go to
+``ROOT/.recomputed``. Re-running with the same configuration finds the entry and skips the work.
+``ROOT/.usage/NOTEBOOK.json`` lists the entries each chapter's last run with its profile's own
+parameters used (what a chapter costs is the wall time of those entries).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import warnings
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+
+from ..errors import MimlibError
+
+RECORD = "record.json"
+LOCKS = ".locks"  # one lock file per key being computed (see Store.lock)
+USAGE = ".usage"  # per notebook: the entries its last successful run used (Store.record_usage)
+USAGE_ENV = "MIMLIB_USAGE"  # a file every store read appends to while it is set
+RECOMPUTED = ".recomputed"  # files computed again for entries that do not keep them
+
+
+class _Held(threading.local):
+    """The lock files this thread holds (:meth:`Store.lock` is re-entrant)."""
+
+    def __init__(self) -> None:
+        self.paths: set[str] = set()
+
+
+_HELD = _Held()
+
+
+def default_root() -> Path:
+    """``$MIMLIB_RESULTS``, else ``results/store`` under the current directory."""
+    return Path(os.environ.get("MIMLIB_RESULTS", "results/store"))
+
+
+def canonical_json(obj: Any) -> str:
+    """Stable JSON (sorted keys, no whitespace): equal configurations give equal strings."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+def config_key(kind: str, config: dict[str, Any]) -> str:
+    """The first 16 hex digits of the SHA-256 of the kind and canonical configuration."""
+    return hashlib.sha256(f"{kind}\n{canonical_json(config)}".encode()).hexdigest()[:16]
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.integer, np.floating)):
+        return obj.item()
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
+
+
+def environment() -> dict[str, Any]:
+    """Library versions, Python, platform and the git revision of the project."""
+    versions = {}
+    for name in ("torch", "torchvision", "numpy", "sklearn", "pytorch_ood", "mimlib"):
+        try:
+            versions[name] = __import__(name).__version__
+        except (ImportError, AttributeError):
+            versions[name] = None
+    cuda = None
+    with contextlib.suppress(Exception):
+        import torch
+
+        cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"versions": versions, "python": platform.python_version(),
+            "platform": platform.platform(), "device": cuda or "cpu", "git": git_revision()}
+
+
+def git_revision() -> str | None:
+    """``<commit>`` or ``<commit>-dirty`` of the checkout holding this package, else None."""
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=10)
+        if rev.returncode:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+@dataclass
+class Entry:
+    """A finished entry: its folder and its record."""
+
+    path: Path
+    record: dict[str, Any]
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def arrays(self, name: str = "scores.npz") -> dict[str, np.ndarray]:
+        try:
+            with np.load(self.path / name, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+            raise MimlibError(_damaged(self.path, f"has a missing or damaged {name} "
+                                                  f"({type(err).__name__}: {err})")) from err
+
+    def json(self, name: str) -> Any:
+        try:
+            return json.loads((self.path / name).read_text())
+        except (OSError, ValueError) as err:
+            raise MimlibError(_damaged(self.path, f"has a missing or damaged {name} "
+                                                  f"({type(err).__name__}: {err})")) from err
+
+
+class Store:
+    """A folder of finished results, keyed by (kind, configuration)."""
+
+    def __init__(self, root: str | os.PathLike | None = None) -> None:
+        self.root = Path(root) if root is not None else default_root()
+
+    def path(self, kind: str, config: dict[str, Any]) -> Path:
+        return self.root / kind / config_key(kind, config)
+
+    def get(self, kind: str, config: dict[str, Any]) -> Entry | None:
+        """The finished entry for this configuration, or None. Checks the stored configuration."""
+        path = self.path(kind, config)
+        if not (path / RECORD).is_file():
+            return None
+        entry = _read_entry(path)
+        if canonical_json(entry.record["config"]) != canonical_json(config):
+            raise MimlibError(_damaged(path, "holds another configuration than its key says"))
+        self._note_use(kind, path.name)
+        return entry
+
+    def _note_use(self, kind: str, key: str) -> None:
+        """Append this entry to ``$MIMLIB_USAGE`` when it is set (by
+        :func:`mimlib.companion.papermill_run.execute_notebook`, per notebook run): which stored results a
+        chapter used, the basis of what each chapter costs (:func:`usage`)."""
+        target = os.environ.get(USAGE_ENV)
+        if target:
+            with open(target, "a") as f:
+                f.write(json.dumps({"store": str(self.root.resolve()), "kind": kind,
+                                    "key": key}) + "\n")
+
+    def record_usage(self, notebook: str, entries: Iterable[str]) -> None:
+        """Store which entries (``kind/key``) a notebook's run used, replacing its last record
+        (``ROOT/.usage/NOTEBOOK.json``, written atomically; an unchanged record is not
+        written, so a read-only store that holds it already is fine)."""
+        final = self.root / USAGE / f"{notebook}.json"
+        text = json.dumps({"notebook": notebook, "entries": sorted(set(entries))},
+                          indent=1) + "\n"
+        if final.is_file() and final.read_text() == text:
+            return
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".{notebook}.{_writer_id()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, final)
+
+    def usage(self) -> dict[str, list[str]]:
+        """The entries (``kind/key``) each recorded notebook used, by notebook name."""
+        return {path.stem: json.loads(path.read_text())["entries"]
+                for path in sorted((self.root / USAGE).glob("*.json"))}
+
+    @contextlib.contextmanager
+    def writer(self, kind: str, config: dict[str, Any]) -> Iterator[Path]:
+        """A temporary folder to write artefacts into; committed atomically on success only.
+
+        The whole write holds the key's lock, so the temporary folders of this key that it
+        finds belong to writers that died (on any host): it removes them. Folders of other
+        keys are left to their own key's next writer. A folder at the entry's place without a
+        record (a partial copy) is no entry: it is replaced, with a warning.
+        """
+        final = self.path(kind, config)
+        with self.lock(kind, config):
+            final.parent.mkdir(parents=True, exist_ok=True)
+            _remove_temporaries(final.parent, final.name)
+            tmp = Path(tempfile.mkdtemp(dir=final.parent,
+                                        prefix=f".tmp-{final.name}-{_writer_id()}-"))
+            try:
+                yield tmp
+                if not (tmp / RECORD).is_file():
+                    raise MimlibError("a store entry must write its record before it is "
+                                      "committed")
+                _fsync_tree(tmp)
+                if (final / RECORD).is_file():  # another process finished first: keep its entry
+                    shutil.rmtree(tmp)
+                    return
+                if final.exists():
+                    warnings.warn(f"store folder {final} had no {RECORD} (a partial copy?); "
+                                  "replaced by the entry just computed", RuntimeWarning,
+                                  stacklevel=3)
+                    _remove(final, final.name)
+                os.replace(tmp, final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+
+    def put(self, kind: str, config: dict[str, Any], result: dict[str, Any],
+            arrays: dict[str, np.ndarray] | None = None,
+            files: dict[str, Callable[[Path], None]] | None = None,
+            provenance: dict[str, Any] | None = None) -> Entry:
+        """Write one entry: the record (config + result + environment) and optional artefacts.
+
+        ``files`` maps a file name to a function that writes that file at the given path.
+        """
+        with self.writer(kind, config) as tmp:
+            if arrays:
+                np.savez_compressed(tmp / "scores.npz", **arrays)
+            for name, write in (files or {}).items():
+                write(tmp / name)
+            record = {"kind": kind, "key": config_key(kind, config), "config": config,
+                      "result": result, "provenance": provenance or {},
+                      "environment": environment(), "created": time.strftime(
+                          "%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            (tmp / RECORD).write_text(json.dumps(record, indent=1, sort_keys=True,
+                                                 default=_json_default))
+        entry = self.get(kind, config)
+        if entry is None:
+            raise MimlibError(f"store entry {self.path(kind, config)} vanished right after it "
+                              "was written; is another program deleting files in the store?")
+        return entry
+
+    def get_or_compute(self, kind: str, config: dict[str, Any],
+                       compute: Callable[[], tuple[dict[str, Any], dict[str, np.ndarray] | None,
+                                                   dict[str, Callable[[Path], None]] | None]],
+                       *, force: bool = False,
+                       provenance: dict[str, Any] | Callable[[], dict[str, Any]] | None = None
+                       ) -> Entry:
+        """The stored entry, or compute (result, arrays, files) and store it first; ``force``
+        replaces a stored entry (only once the new one has been computed). A callable
+        ``provenance`` is called only when something is computed (it may read the data)."""
+        entry = None if force else self.get(kind, config)
+        if entry is not None:
+            return entry
+        with self.lock(kind, config):
+            # another process may have computed it while this one waited for the lock
+            entry = None if force else self.get(kind, config)
+            if entry is not None:
+                return entry
+            result, arrays, files = compute()
+            if callable(provenance):
+                provenance = provenance()
+            if force:
+                self.delete(kind, config)
+            return self.put(kind, config, result, arrays, files, provenance)
+
+    @contextlib.contextmanager
+    def lock(self, kind: str, config: dict[str, Any]) -> Iterator[None]:
+        """One computation per key at a time, for every process that shares this store (jobs
+        on one machine or on a cluster's shared file system): filelock's ``flock``, which the
+        kernel releases when its holder dies, so a killed job never blocks the others; on NFS,
+        Linux maps it to NFS byte-range locks. Re-entrant within a thread. The lock files stay
+        in ``ROOT/.locks``."""
+        from filelock import FileLock
+
+        path = self.root / LOCKS / f"{kind}-{config_key(kind, config)}.lock"
+        name = os.path.abspath(path)
+        if name in _HELD.paths:
+            yield
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path)):
+            _HELD.paths.add(name)
+            try:
+                yield
+            finally:
+                _HELD.paths.discard(name)
+
+    def delete(self, kind: str, config: dict[str, Any]) -> None:
+        path = self.path(kind, config)
+        with self.lock(kind, config):
+            if path.exists():
+                _remove(path, path.name)
+
+    def recomputed(self, kind: str, config: dict[str, Any], name: str,
+                   write: Callable[[Path], None]) -> Path:
+        """A file that the entry of (kind, config) does not keep, computed again (``write(path)``
+        writes it) once across jobs, under the key's lock, into
+        ``ROOT/.recomputed/KIND/KEY/NAME``: the committed entry itself is never changed."""
+        final = self.root / RECOMPUTED / kind / config_key(kind, config) / name
+        with self.lock(kind, config):
+            if not final.is_file():
+                final.parent.mkdir(parents=True, exist_ok=True)
+                tmp = final.with_name(f".{name}.{_writer_id()}.tmp")
+                try:
+                    write(tmp)
+                    os.replace(tmp, final)
+                finally:
+                    tmp.unlink(missing_ok=True)
+        return final
+
+    def entries(self, kind: str | None = None) -> list[Entry]:
+        """Every finished entry (of one kind), oldest first; temporary folders are no entries."""
+        kinds = [self.root / kind] if kind else sorted(
+            p for p in self.root.glob("*") if p.is_dir() and not p.name.startswith("."))
+        found = [_read_entry(path.parent) for folder in kinds
+                 for path in sorted(folder.glob("*/" + RECORD))
+                 if not path.parent.name.startswith(".")]
+        return sorted(found, key=lambda e: e.record.get("created", ""))
+
+
+def _damaged(path: Path, what: str) -> str:
+    """What to do about a damaged entry: restore it if committed, else recompute it."""
+    return (f"store entry {path} {what}. If it is committed, restore it with `git checkout -- "
+            f"{path}`; otherwise delete the folder and re-run to recompute it")
+
+
+def _read_entry(path: Path) -> Entry:
+    """The entry in ``path``, its record checked to be a record (MimlibError naming it)."""
+    try:
+        record = json.loads((path / RECORD).read_text())
+    except (OSError, ValueError) as err:
+        raise MimlibError(_damaged(path, f"has a corrupt {RECORD} ({err})")) from err
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        raise MimlibError(_damaged(path, f"has a {RECORD} that holds no record "
+                                         f"({canonical_json(record)[:60]})"))
+    return Entry(path, record)
+
+
+def _writer_id() -> str:
+    """Host and process of a writer, in the names of its temporary files (for people
+    reading the store: what is stale is decided by the key's lock, not by these)."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _remove_temporaries(folder: Path, key: str) -> None:
+    """Remove the temporary folders of ``key`` in ``folder``; call only holding key's lock."""
+    for tmp in folder.glob(".tmp-*"):
+        if key in tmp.name.split("-"):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove(path: Path, key: str) -> None:
+    """Remove an entry folder: first renamed out of place (atomic), then deleted."""
+    trash = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".tmp-{key}-{_writer_id()}-"))
+    os.replace(path, trash / "deleted")
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
