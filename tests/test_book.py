@@ -32,9 +32,11 @@ def _chromium() -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module", params=["smoke", "cifar10-cpu"])
-def html_root(request) -> Path:
-    """Both books: the smoke book (the pipeline check, computed here from scratch) and the real
-    one as a fresh clone builds it from the committed results (what readers see)."""
+def html_root(request, tmp_path_factory) -> Path:
+    """Both books: the smoke book (the pipeline check, computed from scratch, in a copy of the
+    project so that the developer's own executed pages and build stay as they were; the copy
+    keeps the smoke store and pages, so unchanged chapters are skipped) and the real one as a
+    fresh clone builds it from the committed results (what readers see)."""
     _chromium()
     if request.param == "cifar10-cpu":
         clone = request.getfixturevalue("committed_book")
@@ -43,17 +45,17 @@ def html_root(request) -> Path:
     given = os.environ.get("MIMLIB_BOOK_HTML")
     if given:
         return Path(given).resolve()
+    copy = tmp_path_factory.mktemp("smoke-book") / "project"
+    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "_build", "__pycache__", "*.egg-info", ".pytest_cache", "cifar10-cpu"))
     # what a killed run leaves beside the pages must not break the strict build
-    stale = ROOT / "book" / "executed" / ".09_ablation_training.1.running.ipynb"
+    stale = copy / "book" / "executed" / ".09_ablation_training.1.running.ipynb"
     stale.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "notebooks" / "09_ablation_training.ipynb", stale)
-    try:
-        proc = subprocess.run([sys.executable, "-m", "mimlib.companion.cli", "reproduce", "--profile",
-                               "smoke", "--quiet"], cwd=ROOT, capture_output=True, text=True)
-    finally:
-        stale.unlink(missing_ok=True)
+    proc = subprocess.run([sys.executable, "-m", "mimlib.companion.cli", "reproduce", "--profile",
+                           "smoke", "--quiet"], cwd=copy, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return ROOT / "_build" / "html"
+    return copy / "_build" / "html"
 
 
 @pytest.fixture(scope="module")
