@@ -75,6 +75,11 @@ def test_the_real_profiles_specs_read_as_readers_names_and_keep_their_labels() -
         assert readers_label(text) == text
     # a table's label is made from the spec: citations keep working when names change
     assert analysis.slug(SHORT) == analysis.slug(JPEG) == "folder-cifar10-jpeg-tar-xz-c20cedc5"
+    # any other text (a claim, a column label: the claims page's glue names) keeps its words
+    assert analysis.slug("MIM beats every post-hoc baseline on AUROC") == \
+        "m-beats-every-post-hoc-baseline-on-auroc"  # the last 40 characters
+    assert analysis.slug("BN mixed-stats") == "bn-mixed-stats"
+    assert analysis.slug("k > 5: mixes of more images") == "k-5-mixes-of-more-images"
     assert analysis.data_label(SHORT) == "CIFAR-10 (JPEG copy)"
 
 

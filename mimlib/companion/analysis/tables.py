@@ -308,7 +308,11 @@ def headline(cells: pd.DataFrame) -> pd.DataFrame:
 def slug(text: str) -> str:
     """A label-safe version of a data-set spec, for table and figure names (from the spec, as
     :func:`mimlib.pins.display` shortens it: a label stays what it was when names change)."""
-    return re.sub(r"[^a-z0-9]+", "-", pins.display(text).lower()).strip("-")[-40:] or "x"
+    try:
+        text = pins.display(text)
+    except ConfigError:  # not a spec (a claim, a column label): its own words
+        pass
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[-40:] or "x"
 
 
 def data_label(spec: str) -> str:
