@@ -299,7 +299,7 @@ def test_the_same_seed_gives_bit_identical_metrics_on_the_cpu(tmp_path: Path) ->
     for key in results[0][1]:
         assert np.array_equal(results[0][1][key], results[1][1][key])
     assert results[0][2] == results[1][2]
-    other = Experiment(Setup(**{**setup.__dict__, "seed": 1}), Store(tmp_path / "seed1"))
+    other = Experiment(dataclasses.replace(setup, seed=1), Store(tmp_path / "seed1"))
     assert other.mim_model(other.base_model(), steps=10, k=5, lr=0.01).log != results[0][2]
 
 
