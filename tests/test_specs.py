@@ -120,9 +120,22 @@ def test_a_wrong_base_says_what_is_accepted(text: Any) -> None:
         BaseSpec.parse(text)
 
 
+def _results_only_needs() -> set[str]:
+    """The needs entries this machine cannot compare: a notebook whose profile data are absent
+    (no ../shared beside a clone) runs from the committed results and needs nothing."""
+    return {f"{name}/{notebook}/needs" for name in PROFILES
+            for notebook, params in ((n, profile_parameters(load_profile(name), n))
+                                     for n in sorted(load_profile(name).get("notebooks") or {}))
+            if any(setup.results_only for setup in setups_of(params))}
+
+
 def test_specs_name_data_and_bases_as_before(tmp_path: Path) -> None:
     observed = json.loads(json.dumps(_observed(Store(tmp_path / "store"), tmp_path)))
-    assert observed == json.loads(GOLDEN.read_text())
+    golden = json.loads(GOLDEN.read_text())
+    for key in _results_only_needs():  # the golden file was written with ../shared present
+        observed.pop(key, None)
+        golden.pop(key, None)
+    assert observed == golden
 
 
 if __name__ == "__main__":
