@@ -84,7 +84,7 @@ class LoopConfig:
         whole(self.batch_size, "batch_size")
         whole(self.eval_every, "eval_every", minimum=0)
         whole(self.check_every, "check_every", minimum=0)
-        if not (non_negative(self.momentum, "momentum") < 1):
+        if non_negative(self.momentum, "momentum") >= 1:
             raise ConfigError(f"momentum must lie in [0, 1), got {self.momentum!r}")
         non_negative(self.weight_decay, "weight_decay")
         non_negative(self.lam, "lam")
