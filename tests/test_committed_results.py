@@ -37,8 +37,13 @@ def _files(folder: Path) -> list[Path]:
 def test_committed_results_stay_within_their_size_budget() -> None:
     total = sum(p.stat().st_size for p in _files(ROOT / "results"))
     assert total < BUDGET_MB * 2**20, f"results/ holds {total / 2**20:.1f} MB"
-    weights = [p for p in _files(STORE) if p.name == "model.pt"]
-    assert all(p.parts[-3] == "adapt" for p in weights), "only the adapted bases keep weights"
+    weights = {str(p.parent.relative_to(STORE)) for p in _files(STORE) if p.name == "model.pt"}
+    usage = Store(STORE).usage()
+    shared = {entry for used in usage.values() for entry in used if entry.startswith("adapt/")
+              and sum(entry in other for other in usage.values()) > 1}
+    # the base the chapters share keeps its weights (six epochs of adaptation); a base one
+    # chapter reads is trained again when a re-run needs it (deterministic on the CPU)
+    assert weights == shared, f"committed weights {sorted(weights)}, shared bases {sorted(shared)}"
 
 
 def test_every_committed_entry_is_complete_and_filed_under_its_key() -> None:
