@@ -216,6 +216,9 @@ def test_the_table_has_a_verdict_per_column_and_the_headline_reads_the_intervals
     assert "t interval over seeds" in df.loc[1, "evidence"]  # the sensitivity's accuracy
     html = claims.landing_headline(df, "provenance")
     assert html.count("<li>") == 3 and "near-OOD sets (Tiny ImageNet (crop)" in html
+    held = {label: int((df[label] == claims.HOLDS).sum()) for label in ("corrected", "faithful")}
+    assert all(f"<b>{label}:</b>" in html and f"that hold here: {n} of 6." in html
+               for label, n in held.items())
     interval = df.attrs["judgements"]["corrected"][0].intervals["near"]["vs_control"]
     assert interval.text(3) in html
 

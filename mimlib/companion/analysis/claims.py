@@ -431,8 +431,8 @@ def landing_headline(claims: pd.DataFrame, provenance: str,
                             f"control and by {g['vs_best'].text(3)} against the best baseline "
                             f"({escape(g['best'])})")
         held = sum(j.verdict == HOLDS for j in js)
-        items.append(f"<li><b>{escape(label)}:</b> {'; '.join(said)}. {held} of the paper's "
-                     f"{len(js)} claims hold.</li>")
+        items.append(f"<li><b>{escape(label)}:</b> {'; '.join(said)}. The paper's claims that "
+                     f"hold here: {held} of {len(js)}.</li>")
     seeds = next(iter(judgements.values()))[0].intervals
     n_seeds = next(iter(seeds.values()))["vs_control"].seeds if seeds else 0
     return (
