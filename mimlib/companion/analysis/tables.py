@@ -306,8 +306,9 @@ def headline(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def slug(text: str) -> str:
-    """A label-safe version of a data-set spec, for table and figure names (from the spec, as
-    :func:`mimlib.pins.display` shortens it: a label stays what it was when names change)."""
+    """A label-safe version of a text for table, figure and glue names: a data-set spec as
+    :func:`mimlib.pins.display` shortens it (a label stays what it was when names change), any
+    other text (a claim, a column label) from its own words."""
     try:
         text = pins.display(text)
     except ConfigError:  # not a spec (a claim, a column label): its own words
