@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import random
-import time
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -16,17 +13,29 @@ import torch
 from .errors import ConfigError, DeviceMemoryError
 
 
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``auto`` picks CUDA when available, else the CPU; anything else is checked."""
+def planned_device(device: str | torch.device | None = "auto") -> torch.device:
+    """The device a setting names, checked for its form only: what a store key and a setting
+    check read, so that results computed on a device are found on a machine without it.
+    ``auto`` is the one setting whose meaning is the machine (CUDA when present, else the CPU):
+    a profile whose results are read elsewhere pins its device."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        dev = torch.device(device)
+        return torch.device(device)
     except RuntimeError as err:
         raise ConfigError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda[:N]'") from err
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """The device a step computes on: :func:`planned_device`, refused when it is absent."""
+    dev = planned_device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for but no CUDA device is available; "
-                          "use device='auto' or 'cpu'")
+        raise ConfigError(f"device {str(dev)!r} was asked for but no CUDA device is available, "
+                          "and this step computes (its result is not stored); use device='auto' "
+                          "or 'cpu'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {str(dev)!r} was asked for but this machine has "
+                          f"{torch.cuda.device_count()} CUDA device(s); use 'cuda' or 'cpu'")
     return dev
 
 
@@ -45,89 +54,39 @@ def bf16_native(device: torch.device) -> bool:
     return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def resolve_precision(device: torch.device, precision: str = "auto") -> str:
-    """``auto``: bf16 on CUDA, fp32 elsewhere (a CPU's bf16 is a choice the caller makes, with
-    its measured effect on the numbers); ``bf16`` is refused where it would be emulated."""
+def planned_precision(device: torch.device, precision: str = "auto") -> str:
+    """The precision a setting names on a device, without asking the hardware (store keys read
+    it): ``auto`` is bf16 on CUDA and fp32 elsewhere (a CPU's bf16 is a choice the caller makes,
+    with its measured effect on the numbers)."""
     if precision not in ("auto", *PRECISIONS):
         raise ConfigError(f"precision must be one of {['auto', *PRECISIONS]}, got {precision!r}")
     if precision == "auto":
         return "bf16" if device.type == "cuda" else "fp32"
-    if precision == "bf16" and not bf16_native(device):
-        raise ConfigError(f"precision 'bf16' was asked for on {device}, which has no native bf16 "
-                          "(AVX-512 BF16 / AMX on a CPU); it would be emulated and slower than "
-                          "fp32: use precision='fp32' (or 'auto')")
     return precision
 
 
+def resolve_precision(device: torch.device, precision: str = "auto") -> str:
+    """The precision a step computes in: :func:`planned_precision`, with bf16 refused where
+    this machine would emulate it."""
+    planned = planned_precision(device, precision)
+    if planned == "bf16" and not bf16_native(device):
+        raise ConfigError(f"precision 'bf16' was asked for on {device}, which has no native bf16 "
+                          "(AVX-512 BF16 / AMX on a CPU), and this step computes (its result is "
+                          "not stored): emulated bf16 would be slower than fp32. Compute it on a "
+                          "machine with native bf16 or a GPU, or use precision='fp32'; stored "
+                          "bf16 results are read on any machine")
+    return planned
+
+
 def resolve_layout(device: torch.device, layout: str = "auto") -> str:
-    """``auto``: the faster layout of this machine, measured once (see :func:`measured_layout`)."""
+    """``auto``: channels_last on CUDA, contiguous on a CPU. A rule, not a timing, so a store
+    key that names the layout is the same on every machine; the speed benchmark measures both
+    layouts where a reader wants the faster one (then name it)."""
     if layout not in ("auto", *LAYOUTS):
         raise ConfigError(f"layout must be one of {['auto', *LAYOUTS]}, got {layout!r}")
-    return measured_layout(device) if layout == "auto" else layout
-
-
-def measured_layout(device: torch.device) -> str:
-    """channels_last where a training step of a small CIFAR ResNet stage is at least 10% faster
-    in it than in the contiguous layout on this device; measured once per machine, torch
-    version and thread count, and remembered (in MIMLIB_CACHE), so a machine's choice and the
-    store keys that name it do not flip with timing noise."""
-    key = (f"{device.type}-{torch.__version__}-{torch.backends.cpu.get_cpu_capability()}-"
-           f"{torch.get_num_threads()}"
-           + (f"-{torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""))
-    if key in _LAYOUT_CHOICES:
-        return _LAYOUT_CHOICES[key]
-    path = _layout_file()
-    known = _read_json(path)
-    if key not in known:
-        seconds = {layout: _time_layout(device, layout) for layout in LAYOUTS}
-        known[key] = {"layout": ("channels_last" if seconds["channels_last"]
-                                 <= 0.9 * seconds["contiguous"] else "contiguous"),
-                      "seconds": seconds}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(known, indent=1))
-        tmp.replace(path)
-    _LAYOUT_CHOICES[key] = known[key]["layout"]
-    return _LAYOUT_CHOICES[key]
-
-
-_LAYOUT_CHOICES: dict[str, str] = {}
-
-
-def _layout_file() -> Path:
-    root = os.environ.get("MIMLIB_CACHE") or Path.home() / ".cache" / "mimlib"
-    return Path(root) / "measured-layouts.json"
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _time_layout(device: torch.device, layout: str, repeats: int = 3) -> float:
-    """Best-of-``repeats`` seconds of one SGD step of three CIFAR ResNet-like conv blocks."""
-    gen = torch.Generator().manual_seed(0)
-    blocks = [torch.nn.Sequential(torch.nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False),
-                                  torch.nn.BatchNorm2d(c_out), torch.nn.ReLU())
-              for c_in, c_out, stride in ((3, 16, 1), (16, 16, 1), (16, 32, 2), (32, 64, 2))]
-    net = torch.nn.Sequential(*blocks).to(device)
-    x = torch.randn(128, 3, 32, 32, generator=gen).to(device)
-    if layout == "channels_last":
-        net, x = net.to(memory_format=torch.channels_last), x.contiguous(
-            memory_format=torch.channels_last)
-    best = float("inf")
-    for _ in range(repeats + 1):  # the first is a warm-up
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        with torch.enable_grad():  # callers may measure from inside torch.no_grad()
-            net(x).square().mean().backward()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return best
+    if layout == "auto":
+        return "channels_last" if device.type == "cuda" else "contiguous"
+    return layout
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

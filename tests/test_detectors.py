@@ -183,7 +183,7 @@ def test_evaluation_precision_is_fp32_by_default_and_part_of_keys_where_it_acts(
     assert experiment._precision_key(fp32) == {}
     assert experiment._precision_key(bf16) == {"eval_precision": "bf16"}
     assert experiment._precision_key(channels_last) == {"eval_layout": "channels_last"}
-    monkeypatch.setattr(experiment, "resolve_device", lambda device: torch.device("cuda"))
+    monkeypatch.setattr(experiment, "planned_device", lambda device: torch.device("cuda"))
     assert experiment._precision_key(fp32) == {}
     assert experiment._precision_key(bf16) == {"eval_precision": "bf16"}
 

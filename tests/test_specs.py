@@ -53,7 +53,7 @@ def _setup_keys(setup: Setup, store: Store) -> dict[str, Any]:
     if setup.base != "pretrain":
         loaded = exp.loaded_model()
         out["loaded"] = loaded.recipe
-        recipe = exp.mim_recipe(loaded)  # its training part, with layout "auto", is measured
+        recipe = exp.mim_recipe(loaded)  # layout "auto": written when it was a timing
         out["mim_key"] = config_key("finetune", recipe if setup.layout != "auto" else
                                     {k: v for k, v in recipe.items() if k != "train"})
     return out

@@ -24,8 +24,8 @@ from .. import pins
 from ..checkpoints import atomic_torch_save, load_checkpoint, load_published, weights_cache
 from ..detectors import (FittedDetectors, Representations, check_detectors, detector_spec,
                         extract)
-from ..device import (EVAL_PRECISIONS, LAYOUTS, resolve_device, resolve_layout,
-                     resolve_precision, seed_everything, set_deterministic)
+from ..device import (EVAL_PRECISIONS, LAYOUTS, PRECISIONS, planned_device, planned_precision,
+                     resolve_device, resolve_layout, seed_everything, set_deterministic)
 from ..checks import choice, flag, positive, whole
 from ..errors import ConfigError
 from ..metrics import METRIC_KEYS, mean_metrics, ood_metrics
@@ -98,14 +98,14 @@ class Setup:
         whole(self.eval_batch_size, "eval_batch_size")
         whole(self.seed, "seed", minimum=0)
         choice(self.eval_precision, "eval_precision", EVAL_PRECISIONS)
-        device = resolve_device(self.device)
-        resolve_precision(device, self.precision)
-        resolve_precision(device, self.eval_precision)
+        # what the settings say, checked without asking this machine: a stored result is
+        # read on any machine; one that cannot compute a step says so when the step computes
+        planned_device(self.device)
+        choice(self.precision, "precision", ("auto", *PRECISIONS))
         for name in ("layout", "eval_layout"):
             choice(getattr(self, name), name, ("auto", *LAYOUTS))
         for name in ("download", "deterministic"):
             flag(getattr(self, name), name)
-        resolve_device(self.device)
 
     @functools.cached_property
     def id_spec(self) -> DataSpec:
@@ -143,6 +143,7 @@ class Setup:
         Pinned data may be absent (see :attr:`results_only`)."""
         if self.results_only:
             return
+        resolve_device(self.device)  # the data are here, so a page may compute on the device
         options = D.DataOptions(self.data_root, self.download)
         D.check_available(self.id_spec, options, role="id")
         for spec in self.ood_specs:
@@ -595,7 +596,7 @@ def _numerics(setup: Setup) -> dict[str, Any]:
 def _precision_key(setup: Setup) -> dict[str, Any]:
     """How evaluations ran, in keys where it is not fp32 and contiguous (entries stored before
     these settings existed, all computed so, keep their keys)."""
-    device = resolve_device(setup.device)
+    device = planned_device(setup.device)
     key = {}
     if setup.eval_precision != "fp32":
         key["eval_precision"] = setup.eval_precision
@@ -630,8 +631,8 @@ def _train_key(cfg: Any) -> dict[str, Any]:
     key = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in skip}
     key["bn_mode"] = _BN_KEYS.get(cfg.bn_mode, cfg.bn_mode)
     key.update(amp=True, channels_last=True)
-    device = resolve_device(cfg.device)
-    numerics = {"precision": resolve_precision(device, cfg.precision),
+    device = planned_device(cfg.device)
+    numerics = {"precision": planned_precision(device, cfg.precision),
                 "layout": resolve_layout(device, cfg.layout)}
     if numerics != {"precision": "fp32", "layout": "contiguous"}:
         key["numerics"] = numerics

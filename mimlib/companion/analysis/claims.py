@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ...catalog import GROUP_LABELS, display_name, groups_of
-from ...device import resolve_device
+from ...device import planned_device
 from ...errors import ConfigError
 from ..experiment import Experiment, ModelRun
 from ...protocol import check_protocol
@@ -302,7 +302,7 @@ def costs_little(exp: Experiment, mim: dict[str, Any], benchmark: str | None = N
     runs = {name: exp.mim_model(base, **params).record["result"]
             for name, params in (("MIM", mim), ("control", {**mim, "lam": 0.0}))}
     step = {name: r["seconds"] / max(len(r["log"]), 1) for name, r in runs.items()}
-    device = resolve_device(exp.setup.device).type
+    device = planned_device(exp.setup.device).type
     same_model = benchmark_rows(benchmark, device, exp.setup.arch) if benchmark else []
     measured = {row["measure"].split(",")[0]: row["value"] for row in same_model}
     rows = benchmark_rows(benchmark, device) if benchmark else []

@@ -15,13 +15,35 @@ import numpy as np
 import pandas as pd
 
 from ...catalog import GROUP_LABELS, display_name, groups_of
+from ...device import bf16_native, planned_device
 from ..experiment import Experiment
+from ..store import RECORD
 from .stats import auroc_difference
 
 
 def _msp_scores(exp: Experiment, run: Any) -> dict[str, np.ndarray]:
     return {k[len("MSP/"):]: v for k, v in exp.evaluate(run, ("MSP",)).scores.items()
             if k.startswith("MSP/")}
+
+
+def precision_unmeasurable(exp: Experiment, mim: dict[str, Any], seeds: Sequence[int],
+                           precision: str = "bf16") -> str | None:
+    """Why this machine cannot make the fp32 / ``precision`` comparison, as a sentence for the
+    page (None when its runs are stored, or this machine computes them natively): the hardware
+    is asked only for runs that would be computed."""
+    base = exp.base_model()
+    missing = [arm for arm, params in (("MIM", dict(mim)), ("control", {**mim, "lam": 0.0}))
+               if not (exp.store.path("finetune", exp.mim_recipe(
+                   base, **{**params, "seed": seeds[0], "precision": precision})) / RECORD
+               ).is_file()]
+    device = planned_device(exp.setup.device)
+    if not missing or bf16_native(device):
+        return None
+    return (f"Not measurable on this machine: the {precision} runs of the comparison "
+            f"({' and '.join(missing)}, seed {seeds[0]}) are not in the store, and this "
+            f"{device.type.upper()} has no native {precision} (AVX-512 BF16 / AMX on a CPU, "
+            "or a GPU), where emulation would be slower than fp32. The committed store holds "
+            "them, measured on a CPU with AVX-512 BF16.")
 
 
 def precision_effect(exp: Experiment, mim: dict[str, Any], seeds: Sequence[int],
