@@ -1,0 +1,164 @@
+"""Nothing lost, nothing silently wrong: forced recomputes, what-if runs, two runs at once, a
+read-only store and terminated runs (issue 36; the catalogue is in test_reliability.py)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mimlib.companion.store import Store
+from mimlib.errors import MimlibError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 120.0) -> None:
+    """Until ``path`` exists (the subprocess says it got there) or the subprocess ended."""
+    deadline = time.monotonic() + seconds
+    while not path.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert path.exists(), proc.communicate()
+
+
+# ------------------------------------------------------------------ forced recomputes
+
+def test_a_forced_recompute_whose_write_fails_keeps_the_stored_entry(store_root: Path) -> None:
+    store = Store(store_root)
+    old = store.put("finetune", {"k": 5}, {"auroc": 0.81},
+                    files={"model.pt": lambda p: p.write_bytes(b"weights of the stored run")})
+    before = _files(old.path)
+
+    def disk_full(path: Path) -> None:
+        path.write_bytes(b"half of the new weights")
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    with pytest.raises(OSError, match="No space left"):
+        store.get_or_compute("finetune", {"k": 5},
+                             lambda: ({"auroc": 0.93}, None, {"model.pt": disk_full}),
+                             force=True)
+    kept = store.get("finetune", {"k": 5})
+    assert kept is not None and kept.record["result"] == {"auroc": 0.81}
+    assert _files(kept.path) == before
+    assert [p.name for p in (store_root / "finetune").iterdir()] == [old.path.name]
+
+
+_FORCED = """
+import os, sys
+from pathlib import Path
+from mimlib.companion.store import Store
+
+root, step = Path(sys.argv[1]), sys.argv[2]
+store = Store(root)
+key = store.path("finetune", {"k": 5}).name
+replace = os.replace
+
+def killed(src, dst, *args, **kwargs):
+    name = Path(src).name
+    if {"aside": name == key, "swap": name.startswith(".tmp-") and Path(dst).name == key,
+        "cleanup": name.startswith(".replaced-")}[step]:
+        os._exit(9)  # SIGKILL: no except, no finally
+    return replace(src, dst, *args, **kwargs)
+
+os.replace = killed
+store.get_or_compute("finetune", {"k": 5}, lambda: ({"auroc": 0.93}, None,
+                     {"model.pt": lambda p: p.write_bytes(b"new weights")}), force=True)
+"""
+
+
+@pytest.mark.parametrize("step, survivor", [("aside", 0.81), ("swap", 0.81),
+                                            ("cleanup", 0.93)])
+def test_a_forced_recompute_killed_at_any_step_leaves_one_complete_entry(
+        store_root: Path, step: str, survivor: float) -> None:
+    """Killed before the old entry is moved aside, before the new one is renamed into place,
+    or before the old one is removed: one complete entry is found, and the key's next writer
+    settles the folder."""
+    store = Store(store_root)
+    store.put("finetune", {"k": 5}, {"auroc": 0.81},
+              files={"model.pt": lambda p: p.write_bytes(b"old weights")})
+    done = subprocess.run([sys.executable, "-c", _FORCED, str(store_root), step],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 9, done.stderr
+    found = store.get("finetune", {"k": 5})
+    assert found is not None and found.record["result"] == {"auroc": survivor}
+    weights = b"new weights" if survivor == 0.93 else b"old weights"
+    assert found.file("model.pt").read_bytes() == weights
+    assert [e.record["result"] for e in store.entries("finetune")] == [{"auroc": survivor}]
+    again = store.get_or_compute("finetune", {"k": 5}, lambda: ({"auroc": 0.95}, None, None),
+                                 force=True)
+    assert again.record["result"] == {"auroc": 0.95} and again.path == store.path(
+        "finetune", {"k": 5})
+    assert [p.name for p in (store_root / "finetune").iterdir()] == [again.path.name]
+
+
+# ------------------------------------------------------------------ a read-only store
+
+def _read_only(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
+    """Creating anything under ``root`` fails as on a read-only mount (the tests run as
+    root, whom file modes do not stop)."""
+    inside = str(root.resolve())
+
+    def guard(call):
+        def guarded(path, *args, **kwargs):
+            if os.path.abspath(path).startswith(inside):
+                raise OSError(errno.EROFS, "Read-only file system", str(path))
+            return call(path, *args, **kwargs)
+        return guarded
+
+    real_open = os.open
+
+    def opened(path, flags, *args, **kwargs):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            return guard(real_open)(path, flags, *args, **kwargs)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", guard(os.mkdir))
+    monkeypatch.setattr(os, "open", opened)
+
+
+def test_a_read_only_store_is_read_and_says_where_new_results_go(
+        store_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store(store_root)
+    store.put("scores", {"k": 1}, {"auroc": 0.75})
+    shutil.rmtree(store_root / ".locks")  # as in a copy of the committed results
+    committed = _files(store_root)
+    _read_only(monkeypatch, store_root)
+    assert store.get("scores", {"k": 1}).record["result"] == {"auroc": 0.75}
+    assert store.get_or_compute("scores", {"k": 1}, lambda: 1 / 0).record["result"] == {
+        "auroc": 0.75}
+    computed = []
+    with pytest.raises(MimlibError) as err:
+        store.get_or_compute("scores", {"k": 2},
+                             lambda: computed.append(1) or ({"auroc": 0.8}, None, None))
+    message = str(err.value)
+    assert f"results store {store_root} cannot be written" in message
+    assert "Read-only file system" in message and store.path("scores", {"k": 2}).name in message
+    assert "-p store PATH" in message and "MIMLIB_RESULTS" in message
+    assert not computed  # stopped before the work, not after it
+    monkeypatch.undo()
+    assert _files(store_root) == committed
+
+
+def test_a_record_without_its_result_is_named(store_root: Path) -> None:
+    store = Store(store_root)
+    entry = store.put("scores", {"k": 1}, {"auroc": 0.75})
+    record = json.loads(entry.file("record.json").read_text())
+    del record["result"]
+    entry.file("record.json").write_text(json.dumps(record))
+    for read in (lambda: store.get("scores", {"k": 1}), store.entries):
+        with pytest.raises(MimlibError, match="has a record.json without its result") as err:
+            read()
+        assert str(entry.path) in str(err.value)
+        assert f"git checkout -- {entry.path}" in str(err.value)
