@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from mimlib.companion.analysis.runtime import runtime_table
+from mimlib.companion.experiment import Experiment, Setup
 from mimlib.companion.store import Store
 from mimlib.errors import MimlibError
 
@@ -101,6 +103,45 @@ def test_a_forced_recompute_killed_at_any_step_leaves_one_complete_entry(
     assert again.record["result"] == {"auroc": 0.95} and again.path == store.path(
         "finetune", {"k": 5})
     assert [p.name for p in (store_root / "finetune").iterdir()] == [again.path.name]
+
+
+# ------------------------------------------------------------------ what-if runs
+
+def test_a_richer_curve_never_rewrites_the_stored_entry(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run stored without a curve (committed, without weights), asked for one (-p
+    eval_every): the curve is an entry of its own, the weights trained for it go to
+    ROOT/.recomputed, and the stored entry stays byte for byte."""
+    setup = Setup(ood_sets=("gaussian",), pretrain_epochs=1, train_limit=300, test_limit=100,
+                  ood_limit=100, device="cpu")
+    exp = Experiment(setup, Store(tmp_path), profile="committed")
+    base = exp.base_model()
+    plain = exp.mim_model(base, steps=4, k=3)
+    entry = exp.store.get("finetune", plain.recipe)
+    (entry.path / "model.pt").unlink()  # as committed
+    committed = _files(entry.path)
+
+    what_if = Experiment(setup, Store(tmp_path), profile="what-if")
+    run = what_if.mim_model(what_if.base_model(), steps=4, k=3, eval_every=2)
+    assert [e["step"] for e in run.evals] == [0, 2, 4]
+    assert all(0.0 <= e["mean_auroc"] <= 1.0 and 0.0 <= e["accuracy"] <= 1.0
+               for e in run.evals)
+    assert run.log == plain.log  # the same run, with its evaluations
+    assert _files(entry.path) == committed
+    assert (tmp_path / ".recomputed" / "finetune" / entry.path.name / "model.pt").is_file()
+    curves = Store(tmp_path).entries("curve")
+    assert len(curves) == 1 and curves[0].record["result"]["evals"] == run.evals
+    again_row = runtime_table(Store(tmp_path)).query("key == @curves[0].path.name")
+    assert again_row["what"].tolist() == ["mim (again, for its curve)"]  # what it cost
+    assert again_row["steps"].tolist() == [4] and again_row["seconds"].iloc[0] > 0
+
+    def untrained(*args, **kwargs):
+        raise AssertionError("the stored curve is read, not trained again")
+
+    monkeypatch.setattr("mimlib.companion.experiment.mim_finetune", untrained)
+    again = Experiment(setup, Store(tmp_path)).mim_model(base, steps=4, k=3, eval_every=2)
+    assert again.evals == run.evals
+    assert _files(entry.path) == committed
 
 
 # ------------------------------------------------------------------ a read-only store
