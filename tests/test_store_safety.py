@@ -144,6 +144,50 @@ def test_a_richer_curve_never_rewrites_the_stored_entry(tmp_path: Path,
     assert _files(entry.path) == committed
 
 
+# ------------------------------------------------------------------ two runs at once
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The project's notebooks in a folder of their own, with its own store and exports."""
+    root = tmp_path / "project"
+    shutil.copytree(ROOT / "notebooks", root / "notebooks")
+    monkeypatch.setenv("MIMLIB_RESULTS", str(root / "store"))
+    monkeypatch.setenv("MIMLIB_EXPORTS", str(root / "exports"))
+    return root
+
+
+def _manifest(project: Path) -> dict:
+    return json.loads((project / "book" / "executed" / "manifest.json").read_text())
+
+
+def test_two_runs_at_once_keep_each_others_manifest_records(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While one run executes 02, another runs 03 with k = 3: the first one's manifest update
+    keeps that record, so 03 with the default k runs again instead of keeping the k = 3 page."""
+    import papermill as pm
+
+    from mimlib.companion.orchestrate import run_notebooks
+
+    def execute(source: str, executed: str, parameters: dict, **kwargs) -> None:
+        if "02_pretraining" in source:  # meanwhile, in another terminal
+            other = run_notebooks(project, ["03_finetuning"], "smoke", [("mim.k", "3")],
+                                  progress=False)
+            assert [r.status for r in other] == ["ok"]
+        shutil.copy(source, executed)
+
+    monkeypatch.setattr(pm, "execute_notebook", execute)
+    assert [r.status for r in run_notebooks(project, ["03_finetuning"], "smoke",
+                                            progress=False)] == ["ok"]
+    assert [r.status for r in run_notebooks(project, ["02_pretraining"], "smoke",
+                                            progress=False)] == ["ok"]
+    manifest = _manifest(project)
+    assert manifest["03_finetuning"]["parameters"]["mim"]["k"] == 3
+    assert manifest["02_pretraining"]["status"] == "ok"
+    again = run_notebooks(project, ["03_finetuning"], "smoke", progress=False)
+    assert [r.status for r in again] == ["ok"]  # not "skipped": the page held k = 3
+    assert _manifest(project)["03_finetuning"]["parameters"]["mim"]["k"] == 5
+
+
 # ------------------------------------------------------------------ a read-only store
 
 def _read_only(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
