@@ -7,6 +7,8 @@ import errno
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -247,3 +249,84 @@ def test_a_record_without_its_result_is_named(store_root: Path) -> None:
             read()
         assert str(entry.path) in str(err.value)
         assert f"git checkout -- {entry.path}" in str(err.value)
+
+
+# ------------------------------------------------------------------ terminated runs
+
+_TERMINATED = """
+import sys, time
+from pathlib import Path
+import papermill as pm
+from mimlib.companion import cli
+
+root, marker = sys.argv[1], Path(sys.argv[2])
+
+def execute(source, executed, **kwargs):  # a long chapter
+    Path(executed).write_text("the page so far")
+    marker.write_text("running")
+    while True:
+        time.sleep(0.05)
+
+pm.execute_notebook = execute
+sys.exit(cli.main(["--root", root, "run", "02", "--profile", "smoke", "--no-book", "--quiet"]))
+"""
+
+
+def test_a_terminated_run_removes_its_temporary_files(project: Path, tmp_path: Path) -> None:
+    """SIGTERM (a Slurm time-out, ``timeout``) stops a run as Ctrl-C does: its running page,
+    staging folder and usage file go, and the last good page stays."""
+    executed = project / "book" / "executed"
+    executed.mkdir(parents=True)
+    (executed / "02_pretraining.ipynb").write_text("the last good page")
+    marker = tmp_path / "running"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", _TERMINATED, str(project), str(marker)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    _wait_for(marker, proc)
+    assert {p.name.split(".")[1].split("-")[0] for p in executed.iterdir()
+            if p.name.startswith(".")} == {"02_pretraining", "staging"}  # page, exports
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "mimlib: terminated" in err
+    assert sorted(p.name for p in executed.iterdir()) == ["02_pretraining.ipynb"]
+    assert (executed / "02_pretraining.ipynb").read_text() == "the last good page"
+
+
+def test_the_next_run_removes_what_dead_runs_left_and_nothing_else(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import papermill as pm
+
+    from mimlib.companion.orchestrate import run_notebooks
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    alive = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)
+    host = socket.gethostname()
+    executed = project / "book" / "executed"
+    executed.mkdir(parents=True)
+    left = {f".03_finetuning.{host}-{dead}.running.ipynb": False,
+            f".03_finetuning.{dead}.running.ipynb": False,  # named before hosts were
+            f".staging-03_finetuning.{host}-{dead}.x1y2": False,
+            f".staging-03_finetuning.{host}-{dead}.x1y2.usage": False,
+            f".03_finetuning.{host}-{alive.pid}.running.ipynb": True,  # a run going on
+            f".staging-03_finetuning.{host}-{alive.pid}.a1b2": True,
+            f".staging-03_finetuning.node-b-{dead}.c3d4": True,  # another host's job
+            ".staging-03_finetuning-k9j8": True}  # no process named: not judged
+    try:
+        for name in left:
+            if name.startswith(".staging") and not name.endswith(".usage"):
+                (executed / name).mkdir()
+                (executed / name / "table.csv").write_text("a,b\n")
+            else:
+                (executed / name).write_text("left")
+        monkeypatch.setattr(pm, "execute_notebook",
+                            lambda source, executed, **kw: shutil.copy(source, executed))
+        assert [r.status for r in run_notebooks(project, ["02_pretraining"], "smoke",
+                                                progress=False)] == ["ok"]
+    finally:
+        alive.communicate(b"")
+    assert sorted(p.name for p in executed.iterdir()) == sorted(
+        [name for name, kept in left.items() if kept]
+        + ["02_pretraining.ipynb", "manifest.json", "manifest.lock"])

@@ -186,7 +186,7 @@ class Store:
         if final.is_file() and final.read_text() == text:
             return
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(f".{notebook}.{_writer_id()}.tmp")
+        tmp = final.with_name(f".{notebook}.{writer_id()}.tmp")
         tmp.write_text(text)
         os.replace(tmp, final)
 
@@ -214,7 +214,7 @@ class Store:
                 _settle(final)
                 _remove_temporaries(final.parent, final.name)
                 tmp = Path(tempfile.mkdtemp(dir=final.parent,
-                                            prefix=f".tmp-{final.name}-{_writer_id()}-"))
+                                            prefix=f".tmp-{final.name}-{writer_id()}-"))
             try:
                 yield tmp
                 if not (tmp / RECORD).is_file():
@@ -340,7 +340,7 @@ class Store:
             if not final.is_file():
                 with self._writable(kind, config):
                     final.parent.mkdir(parents=True, exist_ok=True)
-                tmp = final.with_name(f".{name}.{_writer_id()}.tmp")
+                tmp = final.with_name(f".{name}.{writer_id()}.tmp")
                 try:
                     write(tmp)
                     os.replace(tmp, final)
@@ -427,7 +427,7 @@ def _settle(final: Path) -> None:
         os.replace(aside, final)
 
 
-def _writer_id() -> str:
+def writer_id() -> str:
     """Host and process of a writer, in the names of its temporary files (for people
     reading the store: what is stale is decided by the key's lock, not by these)."""
     return f"{socket.gethostname()}-{os.getpid()}"
@@ -442,7 +442,7 @@ def _remove_temporaries(folder: Path, key: str) -> None:
 
 def _remove(path: Path, key: str) -> None:
     """Remove an entry folder: first renamed out of place (atomic), then deleted."""
-    trash = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".tmp-{key}-{_writer_id()}-"))
+    trash = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".tmp-{key}-{writer_id()}-"))
     os.replace(path, trash / "deleted")
     shutil.rmtree(trash, ignore_errors=True)
 
