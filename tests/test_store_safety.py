@@ -20,13 +20,7 @@ from mimlib.companion.analysis.runtime import runtime_table
 from mimlib.companion.experiment import Experiment, Setup
 from mimlib.companion.store import Store
 from mimlib.errors import MimlibError
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _files(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file()}
+from test_reliability import ROOT, _files, project  # noqa: F401  # project: a fixture
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 120.0) -> None:
@@ -147,16 +141,6 @@ def test_a_richer_curve_never_rewrites_the_stored_entry(tmp_path: Path,
 
 
 # ------------------------------------------------------------------ two runs at once
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The project's notebooks in a folder of their own, with its own store and exports."""
-    root = tmp_path / "project"
-    shutil.copytree(ROOT / "notebooks", root / "notebooks")
-    monkeypatch.setenv("MIMLIB_RESULTS", str(root / "store"))
-    monkeypatch.setenv("MIMLIB_EXPORTS", str(root / "exports"))
-    return root
-
 
 def _manifest(project: Path) -> dict:
     return json.loads((project / "book" / "executed" / "manifest.json").read_text())
