@@ -19,6 +19,10 @@ class DataError(MimlibError):
     """A data set is missing, empty, unreadable, or would need a download that is switched off."""
 
 
+class StoreError(MimlibError):
+    """A results store holds a damaged entry, or cannot be written where a result is missing."""
+
+
 class CheckpointError(MimlibError):
     """A checkpoint is corrupt, truncated, fails its checksum, or does not fit the model."""
 

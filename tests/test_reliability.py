@@ -45,6 +45,21 @@ Faults while running
   records included. test_a_what_if_run_leaves_the_committed_results_unchanged
 - a book that links a missing export: the build fails saying to re-run with --force.
   test_cli.py::test_a_book_that_links_a_missing_export_fails_with_what_to_do
+- a what-if run asking a stored run for a curve it does not hold (``-p eval_every 3``): the run
+  is repeated once, its curve stored as an entry of its own (kind ``curve``), its weights in
+  ROOT/.recomputed when the entry keeps none. Keeps: the stored entry, byte for byte.
+  test_store_safety.py::test_a_richer_curve_never_rewrites_the_stored_entry
+- two runs at once on one project (``mimlib run 03 -p mim.k 3`` while another chapter runs):
+  each finished chapter is recorded under the manifest's lock in the manifest as it is then,
+  so a later run re-runs a page made with other parameters. Keeps: both runs' records.
+  test_store_safety.py::test_two_runs_at_once_keep_each_others_manifest_records
+- a run stopped by SIGTERM (a Slurm time-out, ``timeout``): ``mimlib: terminated``, exit 143,
+  its running page, staging folder and usage file removed. Keeps: the last good page, the
+  store. test_store_safety.py::test_a_terminated_run_removes_its_temporary_files
+- what a killed run left beside the pages (``.NN.HOST-PID.running.ipynb``, ``.staging-*`` and
+  its ``.usage``): removed by the next run on that host once that process is dead. Keeps: the
+  files of runs alive and of other hosts.
+  test_store_safety.py::test_the_next_run_removes_what_dead_runs_left_and_nothing_else
 
 A shared or damaged store
 - a job killed while holding a key's lock: the next job computes the key.
@@ -61,12 +76,24 @@ A shared or damaged store
 - a half-written ``.tmp-*`` folder holding a record: not listed (the runtime page is fine).
   test_store.py::test_listing_skips_temporary_folders_and_names_a_damaged_record
 - a corrupt, ``null`` or foreign record.json, a deleted, truncated or garbage scores.npz:
-  MimlibError naming the entry and file: restore a committed entry with ``git checkout --
+  StoreError naming the entry and file: restore a committed entry with ``git checkout --
   PATH``, else delete it and re-run. Keeps: the entry. test_store.py::
   test_a_tampered_entry_is_refused, test_a_record_holding_null_is_named_with_how_to_restore_it,
   test_a_damaged_scores_file_is_named
-- a forced re-run that fails: the error. Keeps: the stored entry.
-  test_store.py::test_get_or_compute_computes_once
+- a record.json without its result (provenance, environment): StoreError naming the entry
+  and how to restore it, not a KeyError later.
+  test_store_safety.py::test_a_record_without_its_result_is_named
+- a forced re-run that fails, in its computation or while writing (a full disk): the error.
+  Keeps: the stored entry. test_store.py::test_get_or_compute_computes_once,
+  test_store_safety.py::test_a_forced_recompute_whose_write_fails_keeps_the_stored_entry
+- a forced re-run killed at any step (before the old entry is moved aside, before the new one
+  is renamed in, before the old one is removed): one complete entry is found, old or new, and
+  the key's next writer settles the folder.
+  test_store_safety.py::test_a_forced_recompute_killed_at_any_step_leaves_one_complete_entry
+- a read-only store (a shared read-only mount) lacking an entry a run needs: StoreError
+  naming the store and the entry, and where new results can go (``-p store PATH``,
+  ``MIMLIB_RESULTS``, ``Store(PATH)``), before any work. Keeps: the store; reading works.
+  test_store_safety.py::test_a_read_only_store_is_read_and_says_where_new_results_go
 - reading the model of an entry that keeps no weights (committed runs): the weights are
   trained again into ROOT/.recomputed, once; a RuntimeWarning if they do not reproduce the
   stored training log. Keeps: the entry, byte for byte (record, curve, timestamp).

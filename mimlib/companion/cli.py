@@ -17,11 +17,13 @@ a user can cause end with a message and exit status 2, before any work starts.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
 from .book_build import build_book
 from ..errors import ConfigError, MimlibError
+from .interrupt import Terminated, sigterm_as_interrupt
 from .pages import notebook_names, resolve_notebook
 from .profiles import load_profile, profile_names
 
@@ -91,10 +93,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return _dispatch(args)
+        with sigterm_as_interrupt():  # a time-out's SIGTERM cleans up as Ctrl-C does
+            return _dispatch(args)
     except MimlibError as err:
         print(f"mimlib: error: {err}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("mimlib: terminated (SIGTERM); finished results are kept in the store, and "
+              "the run's temporary files are removed", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("mimlib: interrupted; finished results are kept in the store", file=sys.stderr)
         return 130

@@ -401,13 +401,13 @@ class Experiment:
         """The stored run for this recipe, or train and store it.
 
         Evaluations during training do not change the weights, so they are not part of the
-        key; a stored run is reused unless a curve is asked for that it does not hold, in
-        which case the run is repeated with the evaluations and replaces the entry.
+        key; a stored run asked for a curve that it does not hold is never rewritten (it may
+        be committed): the curve comes from an entry of its own (:meth:`_with_curve`).
         """
         stored = None if force else self.store.get(kind, recipe)
         if stored is not None and curve is not None and not _curve_holds(
                 stored.record["result"].get("curve"), curve):
-            force = True
+            return self._with_curve(kind, recipe, stored, run, blank, curve)
         trained: list[nn.Module] = []
 
         def train() -> tuple[dict[str, Any], None, dict[str, Callable[[Path], None]]]:
@@ -422,26 +422,51 @@ class Experiment:
                                           provenance=self.provenance)
         if trained:
             return ModelRun(recipe, trained[0].eval(), entry.record)
+        return ModelRun(recipe, None, entry.record,
+                        load=self._loader(kind, recipe, entry, run, blank))
+
+    def _with_curve(self, kind: str, recipe: dict[str, Any], stored: Entry, run: Any,
+                    blank: Any, curve: dict[str, Any]) -> ModelRun:
+        """The stored run with a curve it does not hold: the run is repeated with the
+        evaluations once across jobs, its curve stored as an entry of kind ``curve`` keyed by
+        the run and the curve, and its weights, when the stored entry keeps none, put into
+        ROOT/.recomputed (as :meth:`_loader` would train them). The stored entry is unchanged."""
+        trained: list[nn.Module] = []
+
+        def train() -> tuple[dict[str, Any], None, None]:
+            result: TrainResult = run()
+            _warn_unless_reproduced(stored, result)
+            trained.append(result.model)
+            return {"log": result.log, "evals": result.evals, "seconds": result.seconds}, None, None
+
+        entry = self.store.get_or_compute("curve", {"kind": kind, "run": recipe, "curve": curve},
+                                          train, provenance=self.provenance)
+        if trained and not stored.file(MODEL_FILE).is_file():
+            self.store.recomputed(kind, recipe, MODEL_FILE,
+                                  lambda p: atomic_torch_save(trained[0].state_dict(), p))
+        result = {**stored.record["result"], "evals": entry.record["result"]["evals"],
+                  "curve": curve}
+        return ModelRun(recipe, None, {**stored.record, "result": result},
+                        load=self._loader(kind, recipe, stored, run, blank))
+
+    def _loader(self, kind: str, recipe: dict[str, Any], entry: Entry, run: Any,
+                blank: Any) -> Callable[[], nn.Module]:
+        """What loads a stored run's weights: the entry's own, else (committed results keep
+        few weights) trained again, deterministic on the CPU, once across jobs, into the
+        store's ROOT/.recomputed; the entry is never rewritten."""
 
         def load() -> nn.Module:
             if entry.file(MODEL_FILE).is_file():
                 return load_checkpoint(blank(), entry.file(MODEL_FILE))
-            # committed results keep few weights: train again (deterministic on the CPU), once
-            # across jobs, into the store's ROOT/.recomputed; the entry is never rewritten
             return load_checkpoint(blank(), self.store.recomputed(kind, recipe, MODEL_FILE,
                                                                   train_again))
 
         def train_again(path: Path) -> None:
-            import warnings
-
             result: TrainResult = run()
-            if canonical_json(result.log) != canonical_json(entry.record["result"]["log"]):
-                warnings.warn(f"the weights of {entry.path} trained again here differ from the "
-                              "stored run's (the training logs differ): results computed from "
-                              "them may not match the stored ones", RuntimeWarning, stacklevel=2)
+            _warn_unless_reproduced(entry, result)
             atomic_torch_save(result.model.state_dict(), path)
 
-        return ModelRun(recipe, None, entry.record, load=load)
+        return load
 
     # ------------------------------------------------------------------ derived results
     def eval_data_key(self) -> dict[str, Any]:
@@ -603,6 +628,17 @@ def _precision_key(setup: Setup) -> dict[str, Any]:
     if resolve_layout(device, setup.eval_layout) != "contiguous":
         key["eval_layout"] = resolve_layout(device, setup.eval_layout)
     return key
+
+
+def _warn_unless_reproduced(entry: Entry, result: TrainResult) -> None:
+    """A RuntimeWarning when a run trained again does not reproduce the stored one's log:
+    what is computed from it may not match the stored results."""
+    import warnings
+
+    if canonical_json(result.log) != canonical_json(entry.record["result"]["log"]):
+        warnings.warn(f"the weights of {entry.path} trained again here differ from the "
+                      "stored run's (the training logs differ): results computed from "
+                      "them may not match the stored ones", RuntimeWarning, stacklevel=3)
 
 
 def _curve_holds(stored: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:

@@ -2,7 +2,9 @@
 
 A notebook's fingerprint hashes its template, its parameters and mimlib's own code; the
 manifest (``book/executed/manifest.json``) remembers the fingerprint and status of each page's
-last run, so an unchanged page is skipped unless forced.
+last run, so an unchanged page is skipped unless forced. Several runs may finish chapters at once
+(two terminals, jobs): each records its chapter under the manifest's lock, in the manifest as it
+is then (:func:`record_run`), so no run writes back a stale copy of another's record.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from .pages import EXECUTED, NOTEBOOKS
 from .store import canonical_json
 
 MANIFEST = EXECUTED / "manifest.json"
+MANIFEST_LOCK = EXECUTED / "manifest.lock"
 
 
 def mimlib_fingerprint() -> str:
@@ -50,10 +53,19 @@ def read_manifest(root: Path) -> dict[str, Any]:
         return {}  # a damaged manifest only costs re-running notebooks
 
 
-def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
-    """Replace the manifest atomically."""
+def record_run(root: Path, name: str, record: dict[str, Any]) -> None:
+    """Set notebook ``name``'s record in the manifest: read, changed and replaced (atomically)
+    under the manifest's lock, which also proves that every temporary manifest left there is
+    a dead writer's (removed)."""
+    from filelock import FileLock
+
     path = root / MANIFEST
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    with FileLock(str(root / MANIFEST_LOCK)):
+        manifest = read_manifest(root)
+        manifest[name] = record
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):
+            stale.unlink()
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        os.replace(tmp, path)

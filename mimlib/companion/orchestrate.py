@@ -19,7 +19,7 @@ import yaml
 
 from ..errors import ConfigError
 from .executors import ExecutorSettings, run_jobs
-from .manifest import fingerprint, read_manifest, write_manifest
+from .manifest import fingerprint, read_manifest, record_run
 from .needs import prepare
 from .notebook import check_parameters
 from .pages import EXECUTED, NOTEBOOKS
@@ -99,12 +99,11 @@ def run_notebooks(root: Path, names: list[str], profile_name: str,
         if announce:
             print(f"running {name} ...", file=sys.stderr, flush=True)
 
-    def finished(result: NotebookResult) -> None:  # only this process writes the manifest
-        params = parameters[result.name]
-        manifest[result.name] = {"fingerprint": prints[result.name],
-                                 "status": result.status, "profile": profile_name,
-                                 "seconds": result.seconds, "parameters": params}
-        write_manifest(root, manifest)
+    def finished(result: NotebookResult) -> None:  # this chapter's record only: see record_run
+        record_run(root, result.name, {"fingerprint": prints[result.name],
+                                       "status": result.status, "profile": profile_name,
+                                       "seconds": result.seconds,
+                                       "parameters": parameters[result.name]})
         if bar is not None:
             bar.update(1)
 

@@ -3,6 +3,11 @@
 Only a run that succeeds replaces the page and moves its exports into ``book/exports/``; a
 failed one lands in ``book/failed/`` with its traceback. This is the unit of work that
 :mod:`mimlib.companion.executors` runs, here or as a job.
+
+While it runs, a notebook's page so far, its staged exports and its store usage lie beside the
+executed page, named by the run's host and process: removed when it ends (SIGTERM included, see
+:mod:`mimlib.companion.interrupt`), and, when it was killed, by the next run on that host once
+that process is dead.
 """
 
 from __future__ import annotations
@@ -10,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -18,11 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from .interrupt import sigterm_as_interrupt
 from .pages import FAILED, NOTEBOOKS
 from .parameters_cell import fold_parameters
 from ..progress import progress_channel
 from .report import exports_dir
-from .store import USAGE_ENV, Store
+from .store import USAGE_ENV, Store, writer_id
+
+#: what a run leaves beside the page while it runs: the page so far, the exports staged, the store
+#: entries used; named by its writer (host-PID; pages of versions before hosts by PID alone)
+_RUNNING = re.compile(r"\.(?:staging-)?[^.]+\.(?:(?P<host>.+)-)?(?P<pid>\d+)\."
+                      r"(?:running\.ipynb|[a-z0-9_]+(?:\.usage)?)")
 
 
 @dataclass
@@ -47,11 +60,19 @@ def execute_notebook(root: Path, name: str, params: dict[str, Any], out: Path,
     and records stay as they were. No manifest, no skipping: see
     :func:`mimlib.companion.orchestrate.run_notebooks`.
     """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(out.parent)
+    with sigterm_as_interrupt():
+        return _execute(root, name, params, out, progress, record_usage)
+
+
+def _execute(root: Path, name: str, params: dict[str, Any], out: Path, progress: bool,
+             record_usage: bool) -> NotebookResult:
+    """:func:`execute_notebook`'s run, its temporary files removed however it ends."""
     import papermill as pm  # imported when a notebook runs: papermill is slow to import
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out.with_name(f".{out.stem}.{os.getpid()}.running.ipynb")
-    staging = Path(tempfile.mkdtemp(prefix=f".staging-{name}-", dir=out.parent))
+    tmp_out = out.with_name(f".{out.stem}.{writer_id()}.running.ipynb")
+    staging = Path(tempfile.mkdtemp(prefix=f".staging-{name}.{writer_id()}.", dir=out.parent))
     used = staging.with_name(staging.name + ".usage")  # the store entries it reads
     start = time.perf_counter()
     error = ""
@@ -89,6 +110,31 @@ def execute_notebook(root: Path, name: str, params: dict[str, Any], out: Path,
         used.unlink(missing_ok=True)
         tmp_out.unlink(missing_ok=True)
     return NotebookResult(name, status, str(out), time.perf_counter() - start, error)
+
+
+def _remove_leftovers(folder: Path) -> None:
+    """Remove what runs that are gone left in ``folder`` (killed, or stopped before SIGTERM
+    was handled): only what names this host (or no host) and a process that is not alive, so
+    a run going on, here or on another host sharing the folder, keeps its files."""
+    for path in folder.glob(".*"):
+        match = _RUNNING.fullmatch(path.name)
+        if (match and match["host"] in (None, socket.gethostname())
+                and not _alive(int(match["pid"]))):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process of this number runs on this machine (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _record_usage(name: str, used: Path) -> None:

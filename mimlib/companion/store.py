@@ -4,7 +4,11 @@ Layout: ``ROOT/<kind>/<key>/`` holds ``record.json`` (configuration, metrics, li
 git revision, data checksums, timing) and any artefacts (``scores.npz``, ``model.pt``,
 ``log.json``...). An entry is written into a hidden temporary folder and renamed into place in
 one atomic step, so a killed process leaves either a complete entry or none (plus a stale
-temporary folder that the next write of that key removes). Every write of a key holds that key's
+temporary folder that the next write of that key removes). A forced recompute puts its entry in
+place of the stored one without a moment where neither exists: the stored entry is renamed
+aside (``.replaced-KEY``, where readers look while the key's folder is absent), the new one is
+renamed into place, then the old one is removed; the key's next writer finishes a replacement
+killed half-way. Every write of a key holds that key's
 lock (:meth:`Store.lock`), and only a writer holding it judges which temporary folders of the key
 are stale, so jobs on several hosts can share one store. A committed entry is never changed:
 files computed again for it (the weights of a run whose entry keeps none) go to
@@ -16,6 +20,7 @@ parameters used (what a chapter costs is the wall time of those entries).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -35,13 +40,18 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from ..errors import MimlibError
+from ..errors import StoreError
 
 RECORD = "record.json"
 LOCKS = ".locks"  # one lock file per key being computed (see Store.lock)
 USAGE = ".usage"  # per notebook: the entries its last successful run used (Store.record_usage)
 USAGE_ENV = "MIMLIB_USAGE"  # a file every store read appends to while it is set
 RECOMPUTED = ".recomputed"  # files computed again for entries that do not keep them
+ASIDE = ".replaced-"  # prefix of an entry moved aside while a forced recompute replaces it
+#: what every reader of a record takes from it (put writes each)
+RECORD_FIELDS = ("config", "result", "provenance", "environment")
+#: a store's own writes failing so means it cannot be written here (read-only mount, modes)
+UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 class _Held(threading.local):
@@ -126,14 +136,14 @@ class Entry:
             with np.load(self.path / name, allow_pickle=False) as data:
                 return {k: data[k] for k in data.files}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
-            raise MimlibError(_damaged(self.path, f"has a missing or damaged {name} "
+            raise StoreError(_damaged(self.path, f"has a missing or damaged {name} "
                                                   f"({type(err).__name__}: {err})")) from err
 
     def json(self, name: str) -> Any:
         try:
             return json.loads((self.path / name).read_text())
         except (OSError, ValueError) as err:
-            raise MimlibError(_damaged(self.path, f"has a missing or damaged {name} "
+            raise StoreError(_damaged(self.path, f"has a missing or damaged {name} "
                                                   f"({type(err).__name__}: {err})")) from err
 
 
@@ -148,13 +158,12 @@ class Store:
 
     def get(self, kind: str, config: dict[str, Any]) -> Entry | None:
         """The finished entry for this configuration, or None. Checks the stored configuration."""
-        path = self.path(kind, config)
-        if not (path / RECORD).is_file():
+        entry = _find(self.path(kind, config))
+        if entry is None:
             return None
-        entry = _read_entry(path)
         if canonical_json(entry.record["config"]) != canonical_json(config):
-            raise MimlibError(_damaged(path, "holds another configuration than its key says"))
-        self._note_use(kind, path.name)
+            raise StoreError(_damaged(entry.path, "holds another configuration than its key says"))
+        self._note_use(kind, self.path(kind, config).name)
         return entry
 
     def _note_use(self, kind: str, key: str) -> None:
@@ -177,7 +186,7 @@ class Store:
         if final.is_file() and final.read_text() == text:
             return
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(f".{notebook}.{_writer_id()}.tmp")
+        tmp = final.with_name(f".{notebook}.{writer_id()}.tmp")
         tmp.write_text(text)
         os.replace(tmp, final)
 
@@ -187,28 +196,36 @@ class Store:
                 for path in sorted((self.root / USAGE).glob("*.json"))}
 
     @contextlib.contextmanager
-    def writer(self, kind: str, config: dict[str, Any]) -> Iterator[Path]:
+    def writer(self, kind: str, config: dict[str, Any], *,
+               replace: bool = False) -> Iterator[Path]:
         """A temporary folder to write artefacts into; committed atomically on success only.
 
         The whole write holds the key's lock, so the temporary folders of this key that it
-        finds belong to writers that died (on any host): it removes them. Folders of other
-        keys are left to their own key's next writer. A folder at the entry's place without a
-        record (a partial copy) is no entry: it is replaced, with a warning.
+        finds belong to writers that died (on any host): it removes them, and finishes a
+        replacement that one of them left half done. Folders of other keys are left to their
+        own key's next writer. A folder at the entry's place without a record (a partial copy)
+        is no entry: it is replaced, with a warning. A stored entry is kept (another process
+        finished first) unless ``replace``: then the new one takes its place (:func:`_swap`).
         """
         final = self.path(kind, config)
         with self.lock(kind, config):
-            final.parent.mkdir(parents=True, exist_ok=True)
-            _remove_temporaries(final.parent, final.name)
-            tmp = Path(tempfile.mkdtemp(dir=final.parent,
-                                        prefix=f".tmp-{final.name}-{_writer_id()}-"))
+            with self._writable(kind, config):
+                final.parent.mkdir(parents=True, exist_ok=True)
+                _settle(final)
+                _remove_temporaries(final.parent, final.name)
+                tmp = Path(tempfile.mkdtemp(dir=final.parent,
+                                            prefix=f".tmp-{final.name}-{writer_id()}-"))
             try:
                 yield tmp
                 if not (tmp / RECORD).is_file():
-                    raise MimlibError("a store entry must write its record before it is "
-                                      "committed")
+                    raise StoreError("a store entry must write its record before it is "
+                                     "committed")
                 _fsync_tree(tmp)
-                if (final / RECORD).is_file():  # another process finished first: keep its entry
-                    shutil.rmtree(tmp)
+                if (final / RECORD).is_file():
+                    if replace:
+                        _swap(tmp, final)
+                    else:  # another process finished first: keep its entry
+                        shutil.rmtree(tmp)
                     return
                 if final.exists():
                     warnings.warn(f"store folder {final} had no {RECORD} (a partial copy?); "
@@ -223,12 +240,13 @@ class Store:
     def put(self, kind: str, config: dict[str, Any], result: dict[str, Any],
             arrays: dict[str, np.ndarray] | None = None,
             files: dict[str, Callable[[Path], None]] | None = None,
-            provenance: dict[str, Any] | None = None) -> Entry:
+            provenance: dict[str, Any] | None = None, *, replace: bool = False) -> Entry:
         """Write one entry: the record (config + result + environment) and optional artefacts.
 
-        ``files`` maps a file name to a function that writes that file at the given path.
+        ``files`` maps a file name to a function that writes that file at the given path. A
+        stored entry of the key stays, unless ``replace`` (see :meth:`writer`).
         """
-        with self.writer(kind, config) as tmp:
+        with self.writer(kind, config, replace=replace) as tmp:
             if arrays:
                 np.savez_compressed(tmp / "scores.npz", **arrays)
             for name, write in (files or {}).items():
@@ -241,7 +259,7 @@ class Store:
                                                  default=_json_default))
         entry = self.get(kind, config)
         if entry is None:
-            raise MimlibError(f"store entry {self.path(kind, config)} vanished right after it "
+            raise StoreError(f"store entry {self.path(kind, config)} vanished right after it "
                               "was written; is another program deleting files in the store?")
         return entry
 
@@ -252,7 +270,8 @@ class Store:
                        provenance: dict[str, Any] | Callable[[], dict[str, Any]] | None = None
                        ) -> Entry:
         """The stored entry, or compute (result, arrays, files) and store it first; ``force``
-        replaces a stored entry (only once the new one has been computed). A callable
+        replaces a stored entry once the new one is written in full (a failed computation or
+        write, or a killed process, leaves the stored one; see :meth:`writer`). A callable
         ``provenance`` is called only when something is computed (it may read the data)."""
         entry = None if force else self.get(kind, config)
         if entry is not None:
@@ -265,9 +284,7 @@ class Store:
             result, arrays, files = compute()
             if callable(provenance):
                 provenance = provenance()
-            if force:
-                self.delete(kind, config)
-            return self.put(kind, config, result, arrays, files, provenance)
+            return self.put(kind, config, result, arrays, files, provenance, replace=force)
 
     @contextlib.contextmanager
     def lock(self, kind: str, config: dict[str, Any]) -> Iterator[None]:
@@ -275,7 +292,8 @@ class Store:
         on one machine or on a cluster's shared file system): filelock's ``flock``, which the
         kernel releases when its holder dies, so a killed job never blocks the others; on NFS,
         Linux maps it to NFS byte-range locks. Re-entrant within a thread. The lock files stay
-        in ``ROOT/.locks``."""
+        in ``ROOT/.locks``; a store that cannot be written stops here, before any work
+        (:meth:`_writable`)."""
         from filelock import FileLock
 
         path = self.root / LOCKS / f"{kind}-{config_key(kind, config)}.lock"
@@ -283,19 +301,34 @@ class Store:
         if name in _HELD.paths:
             yield
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(path)):
+        lock = FileLock(str(path))
+        with self._writable(kind, config):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock.acquire()
+        try:
             _HELD.paths.add(name)
-            try:
-                yield
-            finally:
-                _HELD.paths.discard(name)
+            yield
+        finally:
+            _HELD.paths.discard(name)
+            lock.release()
 
-    def delete(self, kind: str, config: dict[str, Any]) -> None:
-        path = self.path(kind, config)
-        with self.lock(kind, config):
-            if path.exists():
-                _remove(path, path.name)
+    @contextlib.contextmanager
+    def _writable(self, kind: str, config: dict[str, Any]) -> Iterator[None]:
+        """The store's own writes (locks, folders; not a computation's): a store that refuses
+        them (a read-only mount of shared results, no permission) is named with where new
+        results can go, instead of a raw OSError."""
+        try:
+            yield
+        except OSError as err:
+            if err.errno not in UNWRITABLE:
+                raise
+            raise StoreError(
+                f"the results store {self.root} cannot be written ({err.strerror}: "
+                f"{err.filename}): its entries are read, but {kind}/{config_key(kind, config)} "
+                "is not among them and has to be computed and stored. Point new results at a "
+                "writable folder: `-p store PATH` for a chapter (a profile's `store:`), "
+                "MIMLIB_RESULTS=PATH where no store is given, Store(PATH) in Python; or copy "
+                "this store somewhere writable and point there") from err
 
     def recomputed(self, kind: str, config: dict[str, Any], name: str,
                    write: Callable[[Path], None]) -> Path:
@@ -305,8 +338,9 @@ class Store:
         final = self.root / RECOMPUTED / kind / config_key(kind, config) / name
         with self.lock(kind, config):
             if not final.is_file():
-                final.parent.mkdir(parents=True, exist_ok=True)
-                tmp = final.with_name(f".{name}.{_writer_id()}.tmp")
+                with self._writable(kind, config):
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                tmp = final.with_name(f".{name}.{writer_id()}.tmp")
                 try:
                     write(tmp)
                     os.replace(tmp, final)
@@ -315,12 +349,16 @@ class Store:
         return final
 
     def entries(self, kind: str | None = None) -> list[Entry]:
-        """Every finished entry (of one kind), oldest first; temporary folders are no entries."""
+        """Every finished entry (of one kind), oldest first; temporary folders are no entries,
+        an entry moved aside by a forced recompute is one while its key's folder is absent."""
         kinds = [self.root / kind] if kind else sorted(
             p for p in self.root.glob("*") if p.is_dir() and not p.name.startswith("."))
-        found = [_read_entry(path.parent) for folder in kinds
-                 for path in sorted(folder.glob("*/" + RECORD))
-                 if not path.parent.name.startswith(".")]
+        found = []
+        for folder in kinds:
+            names = {path.parent.name for path in folder.glob("*/" + RECORD)}
+            keys = sorted({name.removeprefix(ASIDE) for name in names
+                           if name.startswith(ASIDE) or not name.startswith(".")})
+            found += [entry for entry in map(_find, (folder / key for key in keys)) if entry]
         return sorted(found, key=lambda e: e.record.get("created", ""))
 
 
@@ -330,19 +368,66 @@ def _damaged(path: Path, what: str) -> str:
             f"{path}`; otherwise delete the folder and re-run to recompute it")
 
 
-def _read_entry(path: Path) -> Entry:
-    """The entry in ``path``, its record checked to be a record (MimlibError naming it)."""
+def _find(final: Path) -> Entry | None:
+    """The entry of the key folder ``final``, or None: at its place, else moved aside by a
+    forced recompute (being replaced now, or by a writer killed half-way), else at its place
+    again (the replacement finished meanwhile)."""
+    for path in (final, _aside(final), final):
+        entry = _read_entry(path)
+        if entry is not None:
+            return entry
+    return None
+
+
+def _read_entry(path: Path) -> Entry | None:
+    """The entry in ``path`` (None without a record), its record checked to be a whole
+    record (StoreError naming it)."""
     try:
         record = json.loads((path / RECORD).read_text())
+    except (FileNotFoundError, NotADirectoryError):
+        return None
     except (OSError, ValueError) as err:
-        raise MimlibError(_damaged(path, f"has a corrupt {RECORD} ({err})")) from err
+        raise StoreError(_damaged(path, f"has a corrupt {RECORD} ({err})")) from err
     if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
-        raise MimlibError(_damaged(path, f"has a {RECORD} that holds no record "
-                                         f"({canonical_json(record)[:60]})"))
+        raise StoreError(_damaged(path, f"has a {RECORD} that holds no record "
+                                        f"({canonical_json(record)[:60]})"))
+    missing = [name for name in RECORD_FIELDS if name not in record]
+    if missing:
+        raise StoreError(_damaged(path, f"has a {RECORD} without its {', '.join(missing)}"))
     return Entry(path, record)
 
 
-def _writer_id() -> str:
+def _aside(final: Path) -> Path:
+    """Where a forced recompute moves the entry ``final`` while it puts the new one in place."""
+    return final.with_name(ASIDE + final.name)
+
+
+def _swap(new: Path, final: Path) -> None:
+    """Put the complete entry ``new`` in place of the stored entry ``final``; one of the two
+    is findable at every moment (:func:`_find`). Call holding the key's lock."""
+    aside = _aside(final)
+    os.replace(final, aside)
+    try:
+        os.replace(new, final)
+    except BaseException:
+        os.replace(aside, final)
+        raise
+    _remove(aside, final.name)
+
+
+def _settle(final: Path) -> None:
+    """Finish a replacement (:func:`_swap`) whose writer was killed: the new entry in place
+    means the old one goes, else the old one is put back. Call holding the key's lock."""
+    aside = _aside(final)
+    if not aside.exists():
+        return
+    if (final / RECORD).is_file():
+        _remove(aside, final.name)
+    else:
+        os.replace(aside, final)
+
+
+def writer_id() -> str:
     """Host and process of a writer, in the names of its temporary files (for people
     reading the store: what is stale is decided by the key's lock, not by these)."""
     return f"{socket.gethostname()}-{os.getpid()}"
@@ -357,7 +442,7 @@ def _remove_temporaries(folder: Path, key: str) -> None:
 
 def _remove(path: Path, key: str) -> None:
     """Remove an entry folder: first renamed out of place (atomic), then deleted."""
-    trash = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".tmp-{key}-{_writer_id()}-"))
+    trash = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".tmp-{key}-{writer_id()}-"))
     os.replace(path, trash / "deleted")
     shutil.rmtree(trash, ignore_errors=True)
 

@@ -21,10 +21,14 @@ def _timed_parts(entry: Entry) -> list[dict[str, Any]]:
     result, config = rec.get("result", {}), rec.get("config", {})
     device = rec.get("environment", {}).get("device")
     key = rec["key"]
-    if rec["kind"] in ("pretrain", "adapt", "finetune"):
+    if rec["kind"] == "curve":  # a stored run repeated for a curve it did not hold
+        config = config.get("run", {})
+    if rec["kind"] in ("pretrain", "adapt", "finetune", "curve"):
         what = config.get("method", "pretrain")
         if what == "mim" and config.get("train", {}).get("lam") == 0:
             what = "control (lam=0)"
+        if rec["kind"] == "curve":
+            what += " (again, for its curve)"
         return [{"what": what, "detail": config.get("arch") or _arch_of(config),
                  "steps": len(result.get("log", [])), "seconds": result.get("seconds"),
                  "device": device, "key": key, "share": f"{rec['kind']}/{key}",
