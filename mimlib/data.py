@@ -19,6 +19,9 @@ Sources are named by short strings, so a configuration is plain data:
   ``mnist`` (torchvision) or ``mnist:PATH`` (a folder with the original ``t10k-*.gz`` files),
   grey to RGB and resized from 28x28 to 32x32 (bilinear).
 
+Image files of every Pillow mode become 8-bit RGB by :func:`mimlib.pixels.rgb8` (16-bit and
+float images scaled from their range, not clipped), or a DataError naming the file and mode.
+
 Specs that read files may pin their checksum (``folder:PATH#sha256=HEX``, see :mod:`.pins`):
 the files are verified before they are read, and store keys name the data by the pin.
 """
@@ -44,6 +47,7 @@ from . import fetch, pins, synthetic
 from .errors import ConfigError, DataError
 from .fetch import IMAGE_SUFFIXES
 from .models.normalization import CIFAR, Normalization
+from .pixels import rgb8
 from .specs import (AUXILIARY_SETS, MNIST_IMAGES, NOISE_SETS, SYNTHETIC_OOD_SETS, DataSpec)
 
 #: Normalisation of the paper and the OE code (mimlib.models.CIFAR): (mean, std) per channel.
@@ -188,7 +192,7 @@ def _decode(data: bytes, name: str) -> Image.Image:
         img.load()
     except (UnidentifiedImageError, OSError) as err:
         raise DataError(f"{name} is not a readable image ({err}); remove it from the folder") from err
-    return img.convert("RGB")
+    return rgb8(img, name)
 
 
 def _cache_file(kind: str, path: Path, *extra: object) -> Path:
@@ -199,7 +203,8 @@ def _cache_file(kind: str, path: Path, *extra: object) -> Path:
     else:
         stamp = ";".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
                          for p in sorted(path.rglob("*")) if p.is_file())
-    digest = hashlib.sha256(f"{kind}|{path.resolve()}|{extra}|{stamp}|v1".encode()).hexdigest()
+    # v2: wide modes (16-bit, I, F) are scaled by mimlib.pixels; v1 caches clipped them
+    digest = hashlib.sha256(f"{kind}|{path.resolve()}|{extra}|{stamp}|v2".encode()).hexdigest()
     return _cache_root() / f"{digest[:24]}.npz"
 
 
@@ -430,7 +435,7 @@ def _paper_ood(name: str, options: DataOptions) -> ImageSet:
         return _ood_set(name, _pil_dataset_to_uint8(dataset),
                         f"{type(dataset).__name__} ({root}), resized to 32x32")
     # keyed by the checksums of what was fetched: ensure() has just checked it is complete
-    key = f"paper|{root.resolve()}|{name}|{[i.checksum for i in items]}|v1"
+    key = f"paper|{root.resolve()}|{name}|{[i.checksum for i in items]}|v2"  # v2: as _cache_file
     return _cached(_cache_root() / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npz", decode)
 
 
@@ -466,7 +471,7 @@ def _pil_dataset_to_uint8(dataset: object) -> Tensor:
     n = len(dataset)  # type: ignore[arg-type]
     out = np.empty((n, 32, 32, 3), np.uint8)
     for i in range(n):
-        img = dataset[i][0].convert("RGB")  # type: ignore[index]
+        img = rgb8(dataset[i][0], f"{type(dataset).__name__} image {i}")  # type: ignore[index]
         if img.size != (32, 32):
             img = img.resize((32, 32), Image.BILINEAR)
         out[i] = np.asarray(img)
