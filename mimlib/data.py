@@ -44,6 +44,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from . import fetch, pins, synthetic
+from .checks import flag, whole
 from .errors import ConfigError, DataError
 from .fetch import IMAGE_SUFFIXES
 from .models.normalization import CIFAR, Normalization
@@ -72,6 +73,9 @@ class ImageSet:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[1] != 3:
             raise DataError(f"{self.name}: images must be uint8 (N, 3, H, W), got "
                             f"{self.images.dtype} {tuple(self.images.shape)}")
+        if self.labels.dtype != torch.int64 or self.labels.ndim != 1:
+            raise DataError(f"{self.name}: labels must be int64 (N,), got {self.labels.dtype} "
+                            f"{tuple(self.labels.shape)}")
         if len(self.labels) != len(self.images):
             raise DataError(f"{self.name}: {len(self.images)} images but {len(self.labels)} labels")
         if len(self.images) == 0:
@@ -95,10 +99,11 @@ class ImageSet:
 
     def subset(self, limit: int | None, seed: int = 0) -> "ImageSet":
         """At most ``limit`` samples, drawn without replacement by a seeded permutation."""
-        if limit is None or limit >= len(self):
+        if limit is None:
             return self
-        if limit < 1:
-            raise ConfigError(f"a subset limit must be >= 1, got {limit}")
+        whole(limit, "a subset limit")
+        if limit >= len(self):
+            return self
         g = torch.Generator().manual_seed(seed)
         keep = torch.randperm(len(self), generator=g)[:limit].sort().values
         return ImageSet(self.name, self.images[keep], self.labels[keep], self.classes,
@@ -123,6 +128,9 @@ class DataOptions:
 
     root: str = os.environ.get("MIMLIB_DATA", str(Path.home() / ".cache" / "mimlib" / "data"))
     download: bool = True
+
+    def __post_init__(self) -> None:
+        flag(self.download, "download")
 
 
 # --------------------------------------------------------------------------- ID sets
@@ -308,6 +316,7 @@ def _split_prefix(source: _Source, split: str) -> str:
 def load_ood(spec: str | DataSpec, options: DataOptions = DataOptions(), *,
              seed: int = 0) -> ImageSet:
     """An OOD set named by ``spec`` (see the module docstring), all labels -1."""
+    whole(seed, "seed", minimum=0)
     parsed = DataSpec.parse(spec, "ood")
     pins.verify(parsed)
     if parsed.kind == "mnist" or parsed.target == "mnist":
