@@ -113,6 +113,12 @@ class ImageSet:
 def normalize(images: Tensor, mean: Sequence[float] = CIFAR_MEAN,
               std: Sequence[float] = CIFAR_STD) -> Tensor:
     """uint8 (or [0, 1] float) images to normalised float inputs, on the images' device."""
+    if not (isinstance(images, Tensor) and images.ndim == 4 and images.shape[1] == 3
+            and (images.dtype == torch.uint8 or images.is_floating_point())):
+        given = (f"{images.dtype} of shape {tuple(images.shape)}" if isinstance(images, Tensor)
+                 else type(images).__name__)
+        raise ConfigError(f"normalize takes uint8 or [0, 1] float images (N, 3, H, W), got "
+                          f"{given}; add the batch dimension to one image (images[None])")
     return Normalization(tuple(mean), tuple(std)).apply(images)
 
 

@@ -270,3 +270,32 @@ def test_an_image_set_refuses_labels_that_are_not_int64() -> None:
 def test_data_options_refuse_a_download_flag_that_is_not_a_bool() -> None:
     with pytest.raises(ConfigError, match="download must be true or false, got 'no'"):
         DataOptions(download="no")
+
+
+# --------------------------------------------------------------------------- models, normalisation
+
+@pytest.mark.parametrize("architecture", ["SmallCNN", "DenseNet", "CifarResNet", "ResNet18",
+                                          "WideResNet"])
+@pytest.mark.parametrize("num_classes", [0, 1.5])
+def test_every_architecture_refuses_a_class_count_that_is_not_a_whole_number_above_one(
+        architecture, num_classes) -> None:
+    """build_model checked it; the classes themselves built a 0-class head or raised a
+    TypeError from torch.empty."""
+    import mimlib
+
+    with pytest.raises(ConfigError, match=rf"num_classes must be a whole number >= 2, got "
+                                          rf"{num_classes!r}"):
+        getattr(mimlib, architecture)(num_classes)
+
+
+@pytest.mark.parametrize("shape,dtype,given", [
+    ((3, 32, 32), torch.uint8, "torch.uint8 of shape (3, 32, 32)"),
+    ((2, 4, 32, 32), torch.uint8, "torch.uint8 of shape (2, 4, 32, 32)"),
+    ((2, 3, 32, 32), torch.int32, "torch.int32 of shape (2, 3, 32, 32)"),
+])
+def test_normalize_refuses_what_is_not_a_uint8_or_float_rgb_batch(shape, dtype, given) -> None:
+    """A single (3, H, W) image came back as a batch of one; 4 channels raised a size error."""
+    with pytest.raises(ConfigError) as err:
+        normalize(torch.zeros(shape, dtype=dtype))
+    assert f"normalize takes uint8 or [0, 1] float images (N, 3, H, W), got {given}" \
+        in str(err.value)
