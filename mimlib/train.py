@@ -493,11 +493,12 @@ def _check_inputs(model: object, id_train: object, on_eval: object = None) -> No
     classes = head.out_features if head is not None else id_train.num_classes
     low, high = int(id_train.labels.min()), int(id_train.labels.max())
     if low < 0 or (classes and high >= classes):
-        span = f"0..{classes - 1} (the model's {classes} classes)" if classes else "0 and up"
+        span = (f"outside 0..{classes - 1} (the model's {classes} classes)" if classes
+                else "below 0, the first class index")
         hint = ("labels -1 mark an OOD set, which has no classes to train on: train on an ID "
                 "set (mimlib.load_id)" if low < 0 else
                 "give the model one output per class, or relabel the set")
-        raise DataError(f"{id_train.name} has labels from {low} to {high}, outside {span}; "
+        raise DataError(f"{id_train.name} has labels from {low} to {high}, {span}; "
                         f"{hint}")
 
 
