@@ -18,11 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .checks import choice, flag, interval, non_negative, probability
 from .data import CIFAR_MEAN, CIFAR_STD, denormalize, normalize
-from .checks import probability
 from .errors import ConfigError
+from .models import Normalization
 
 _GRAY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
+INTERPOLATIONS = ("nearest", "bilinear")
 
 
 @dataclass
@@ -66,16 +68,15 @@ class PostMixAugment:
 
     def __post_init__(self) -> None:
         probability(self.p, "augmentation probability p")
-        for name in ("brightness", "contrast", "saturation"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} jitter must be >= 0, got {getattr(self, name)}")
-        if not 0 <= self.hue <= 0.5:
-            raise ConfigError(f"hue jitter must lie in [0, 0.5], got {self.hue}")
-        if not 0 <= self.translate <= 1:
-            raise ConfigError(f"translate must lie in [0, 1], got {self.translate}")
-        if self.interpolation not in ("nearest", "bilinear"):
-            raise ConfigError(f"interpolation must be 'nearest' or 'bilinear', got "
-                              f"{self.interpolation!r}")
+        for name in ("brightness", "contrast", "saturation"):  # nan gave NaN images
+            non_negative(getattr(self, name), f"{name} jitter")
+        interval(self.hue, "hue jitter", 0, 0.5)
+        non_negative(self.degrees, "degrees (rotation range)")  # inf gave black images
+        interval(self.translate, "translate", 0, 1)
+        for name in ("colour", "affine", "quantize"):
+            flag(getattr(self, name), name)
+        choice(self.interpolation, "interpolation", INTERPOLATIONS)
+        Normalization(tuple(self.mean), tuple(self.std))  # 3 finite means, 3 finite stds > 0
 
     def sample(self, n: int, height: int, width: int, *,
                generator: torch.Generator | None = None,
@@ -104,12 +105,14 @@ class PostMixAugment:
 
     def __call__(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
         """Augment a normalised batch (N, 3, H, W); returns a normalised batch."""
+        _check_batch(x)
         params = self.sample(x.shape[0], x.shape[2], x.shape[3], generator=generator,
                              device=x.device)
         return self.apply_params(x, params)
 
     def apply_params(self, x: Tensor, params: AugmentParams) -> Tensor:
         """Apply given per-image parameters to a normalised batch (deterministic)."""
+        _check_batch(x)
         pixels = denormalize(x, self.mean, self.std)
         if self.quantize:  # to_pil_image: mul(255).byte() truncates
             pixels = torch.floor(pixels.clamp(0, 1) * 255) / 255
@@ -122,6 +125,17 @@ class PostMixAugment:
             out = torch.round(out.clamp(0, 1) * 255) / 255
         keep = params.apply.view(-1, 1, 1, 1)
         return torch.where(keep, normalize(out, self.mean, self.std), x)
+
+
+def _check_batch(x: object) -> None:
+    """Refuse a batch the colour and affine operations cannot read as N RGB images."""
+    if not (isinstance(x, Tensor) and x.is_floating_point() and x.ndim == 4
+            and x.shape[1] == 3):
+        given = (f"{x.dtype} of shape {tuple(x.shape)}" if isinstance(x, Tensor)
+                 else type(x).__name__)
+        raise ConfigError(f"PostMixAugment augments a normalised floating-point batch "
+                          f"(N, 3, H, W), got {given}; turn uint8 RGB images into model inputs "
+                          "first (mimlib.normalize), and add the batch dimension to one image")
 
 
 # --------------------------------------------------------------------------- colour

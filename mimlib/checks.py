@@ -1,5 +1,5 @@
 """The checks every setting goes through, in one place: whole numbers, positive and
-non-negative numbers, probabilities, flags and choices. Each raises :class:`ConfigError` with
+non-negative numbers, numbers in an interval, probabilities, flags and choices. Each raises :class:`ConfigError` with
 the setting's name, what it must be and what it got, so a bad value in a profile, a ``-p``
 option, a notebook parameter or a config object reads the same everywhere."""
 
@@ -39,6 +39,16 @@ def non_negative(value: Any, name: str) -> float:
     """``value`` when it is a finite number >= 0."""
     if not (is_number(value) and value >= 0):
         raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+    return value
+
+
+def interval(value: Any, name: str, low: float, high: float, *, open_low: bool = False,
+             open_high: bool = False) -> float:
+    """``value`` when it is a finite number between ``low`` and ``high`` (ends open as told)."""
+    above = is_number(value) and (value > low if open_low else value >= low)
+    if not (above and (value < high if open_high else value <= high)):
+        span = f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+        raise ConfigError(f"{name} must be a finite number in {span}, got {value!r}")
     return value
 
 

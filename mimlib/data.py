@@ -19,6 +19,9 @@ Sources are named by short strings, so a configuration is plain data:
   ``mnist`` (torchvision) or ``mnist:PATH`` (a folder with the original ``t10k-*.gz`` files),
   grey to RGB and resized from 28x28 to 32x32 (bilinear).
 
+Image files of every Pillow mode become 8-bit RGB by :func:`mimlib.pixels.rgb8` (16-bit and
+float images scaled from their range, not clipped), or a DataError naming the file and mode.
+
 Specs that read files may pin their checksum (``folder:PATH#sha256=HEX``, see :mod:`.pins`):
 the files are verified before they are read, and store keys name the data by the pin.
 """
@@ -41,9 +44,11 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from . import fetch, pins, synthetic
+from .checks import flag, whole
 from .errors import ConfigError, DataError
 from .fetch import IMAGE_SUFFIXES
 from .models.normalization import CIFAR, Normalization
+from .pixels import rgb8
 from .specs import (AUXILIARY_SETS, MNIST_IMAGES, NOISE_SETS, SYNTHETIC_OOD_SETS, DataSpec)
 
 #: Normalisation of the paper and the OE code (mimlib.models.CIFAR): (mean, std) per channel.
@@ -68,6 +73,9 @@ class ImageSet:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[1] != 3:
             raise DataError(f"{self.name}: images must be uint8 (N, 3, H, W), got "
                             f"{self.images.dtype} {tuple(self.images.shape)}")
+        if self.labels.dtype != torch.int64 or self.labels.ndim != 1:
+            raise DataError(f"{self.name}: labels must be int64 (N,), got {self.labels.dtype} "
+                            f"{tuple(self.labels.shape)}")
         if len(self.labels) != len(self.images):
             raise DataError(f"{self.name}: {len(self.images)} images but {len(self.labels)} labels")
         if len(self.images) == 0:
@@ -91,10 +99,11 @@ class ImageSet:
 
     def subset(self, limit: int | None, seed: int = 0) -> "ImageSet":
         """At most ``limit`` samples, drawn without replacement by a seeded permutation."""
-        if limit is None or limit >= len(self):
+        if limit is None:
             return self
-        if limit < 1:
-            raise ConfigError(f"a subset limit must be >= 1, got {limit}")
+        whole(limit, "a subset limit")
+        if limit >= len(self):
+            return self
         g = torch.Generator().manual_seed(seed)
         keep = torch.randperm(len(self), generator=g)[:limit].sort().values
         return ImageSet(self.name, self.images[keep], self.labels[keep], self.classes,
@@ -104,6 +113,12 @@ class ImageSet:
 def normalize(images: Tensor, mean: Sequence[float] = CIFAR_MEAN,
               std: Sequence[float] = CIFAR_STD) -> Tensor:
     """uint8 (or [0, 1] float) images to normalised float inputs, on the images' device."""
+    if not (isinstance(images, Tensor) and images.ndim == 4 and images.shape[1] == 3
+            and (images.dtype == torch.uint8 or images.is_floating_point())):
+        given = (f"{images.dtype} of shape {tuple(images.shape)}" if isinstance(images, Tensor)
+                 else type(images).__name__)
+        raise ConfigError(f"normalize takes uint8 or [0, 1] float images (N, 3, H, W), got "
+                          f"{given}; add the batch dimension to one image (images[None])")
     return Normalization(tuple(mean), tuple(std)).apply(images)
 
 
@@ -119,6 +134,9 @@ class DataOptions:
 
     root: str = os.environ.get("MIMLIB_DATA", str(Path.home() / ".cache" / "mimlib" / "data"))
     download: bool = True
+
+    def __post_init__(self) -> None:
+        flag(self.download, "download")
 
 
 # --------------------------------------------------------------------------- ID sets
@@ -188,7 +206,7 @@ def _decode(data: bytes, name: str) -> Image.Image:
         img.load()
     except (UnidentifiedImageError, OSError) as err:
         raise DataError(f"{name} is not a readable image ({err}); remove it from the folder") from err
-    return img.convert("RGB")
+    return rgb8(img, name)
 
 
 def _cache_file(kind: str, path: Path, *extra: object) -> Path:
@@ -199,7 +217,8 @@ def _cache_file(kind: str, path: Path, *extra: object) -> Path:
     else:
         stamp = ";".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
                          for p in sorted(path.rglob("*")) if p.is_file())
-    digest = hashlib.sha256(f"{kind}|{path.resolve()}|{extra}|{stamp}|v1".encode()).hexdigest()
+    # v2: wide modes (16-bit, I, F) are scaled by mimlib.pixels; v1 caches clipped them
+    digest = hashlib.sha256(f"{kind}|{path.resolve()}|{extra}|{stamp}|v2".encode()).hexdigest()
     return _cache_root() / f"{digest[:24]}.npz"
 
 
@@ -303,6 +322,7 @@ def _split_prefix(source: _Source, split: str) -> str:
 def load_ood(spec: str | DataSpec, options: DataOptions = DataOptions(), *,
              seed: int = 0) -> ImageSet:
     """An OOD set named by ``spec`` (see the module docstring), all labels -1."""
+    whole(seed, "seed", minimum=0)
     parsed = DataSpec.parse(spec, "ood")
     pins.verify(parsed)
     if parsed.kind == "mnist" or parsed.target == "mnist":
@@ -430,7 +450,7 @@ def _paper_ood(name: str, options: DataOptions) -> ImageSet:
         return _ood_set(name, _pil_dataset_to_uint8(dataset),
                         f"{type(dataset).__name__} ({root}), resized to 32x32")
     # keyed by the checksums of what was fetched: ensure() has just checked it is complete
-    key = f"paper|{root.resolve()}|{name}|{[i.checksum for i in items]}|v1"
+    key = f"paper|{root.resolve()}|{name}|{[i.checksum for i in items]}|v2"  # v2: as _cache_file
     return _cached(_cache_root() / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npz", decode)
 
 
@@ -466,7 +486,7 @@ def _pil_dataset_to_uint8(dataset: object) -> Tensor:
     n = len(dataset)  # type: ignore[arg-type]
     out = np.empty((n, 32, 32, 3), np.uint8)
     for i in range(n):
-        img = dataset[i][0].convert("RGB")  # type: ignore[index]
+        img = rgb8(dataset[i][0], f"{type(dataset).__name__} image {i}")  # type: ignore[index]
         if img.size != (32, 32):
             img = img.resize((32, 32), Image.BILINEAR)
         out[i] = np.asarray(img)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .checks import interval, non_negative, positive, whole
 from .data import ImageSet, iter_batches
 from .device import (eval_precision, in_layout, out_of_memory_as_error, resolve_device,
                      resolve_layout)
@@ -44,15 +45,19 @@ class DetectorOptions:
     features_as_logits: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        non_negative(self.odin_eps, "odin_eps")
+        positive(self.odin_temperature, "odin_temperature")
+        non_negative(self.mahalanobis_eps, "mahalanobis_eps")
+        interval(self.dice_p, "dice_p", 0, 1, open_high=True)
+        whole(self.vim_d, "vim_d")
+        if isinstance(self.features_as_logits, str):  # a name would be read letter by letter
+            raise ConfigError(f"features_as_logits must be a list of detector names, got "
+                              f"{self.features_as_logits!r}")
         swappable = [n for n, spec in DETECTORS.items() if spec.logits_from_features]
         unknown = set(self.features_as_logits) - set(swappable)
         if unknown:
             raise ConfigError(f"features_as_logits accepts {', '.join(swappable)}; got "
                               f"{sorted(unknown)}")
-        if not 0 <= self.dice_p < 1:
-            raise ConfigError(f"dice_p must lie in [0, 1), got {self.dice_p}")
-        if self.vim_d < 1:
-            raise ConfigError(f"vim_d must be >= 1, got {self.vim_d}")
 
     def relevant(self, name: str) -> dict[str, object]:
         """The options that change detector ``name``'s scores (its part of a store key)."""
@@ -260,6 +265,8 @@ def extract(model: nn.Module, images: ImageSet, *, batch_size: int = 512,
     """One forward pass over a data set: features (N, D) and logits (N, C), float32 on the CPU;
     ``precision`` is the forward pass's (fp32, or bf16 autocast) and ``layout`` its memory
     layout (auto: the faster one on this machine, measured; the model is contiguous after)."""
+    _check_kind(images, ImageSet, "images", "an ImageSet (mimlib.load_id or load_ood gives one)")
+    whole(batch_size, "batch_size")
     dev = resolve_device(device)
     model.eval().to(dev)
     feats, logits = [], []
@@ -283,6 +290,9 @@ class FittedDetectors:
                  options: DetectorOptions = DetectorOptions(), *,
                  device: str | torch.device = "auto", batch_size: int = 256) -> None:
         self.names = check_detectors(names)
+        _check_kind(options, DetectorOptions, "options", "a DetectorOptions")
+        _check_kind(fit, Representations, "fit", "the Representations extract gives")
+        whole(batch_size, "batch_size")
         self.options = options
         head = linear_head(model)
         w = head.weight.detach().float().cpu()
@@ -302,6 +312,7 @@ class FittedDetectors:
         """Confidence scores (higher = more ID) of one detector for a set, float64 (N,)."""
         if name not in self.scorers:
             raise ConfigError(f"{name} is not among the detectors fitted here {list(self.names)}")
+        _check_kind(reps, Representations, "reps", "the Representations extract gives")
         reads = DETECTORS[name].reads_under(self.options)
         if reads == "images":
             x: object = _require(images, name)
@@ -310,6 +321,12 @@ class FittedDetectors:
         else:
             x = reps.logits
         return (-self.scorers[name](x).double()).cpu().numpy()
+
+
+def _check_kind(value: object, kind: type, name: str, what: str) -> None:
+    """Refuse an argument of another type, naming what it must be and what it is."""
+    if not isinstance(value, kind):
+        raise ConfigError(f"{name} must be {what}, got {type(value).__name__}")
 
 
 def _require(images: ImageSet | None, name: str) -> ImageSet:

@@ -23,15 +23,19 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .checks import interval
 from .errors import ConfigError
 
 METRIC_KEYS = ("auroc", "aupr_in", "aupr_out", "fpr95")
 
 
 def _as_1d_float(scores: object, name: str) -> np.ndarray:
-    if isinstance(scores, torch.Tensor):
-        scores = scores.detach().cpu().numpy()
-    arr = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if isinstance(scores, torch.Tensor):  # float64 first: NumPy has no bf16
+        scores = scores.detach().cpu().double().numpy()
+    try:
+        arr = np.asarray(scores, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{name} must be numbers, got {scores!r:.80}") from err
     if arr.size == 0:
         raise ConfigError(f"{name} is empty: every metric needs ID and OOD scores")
     if np.isnan(arr).any():
@@ -69,8 +73,7 @@ def ood_metrics(id_scores: object, ood_scores: object, *, tpr: float = 0.95) -> 
     Scores follow the MSP convention: higher means more in-distribution. Accepts tensors or
     arrays of any shape (flattened). See the module docstring for the exact definitions.
     """
-    if not 0.0 < tpr <= 1.0:
-        raise ConfigError(f"tpr must lie in (0, 1], got {tpr!r}")
+    interval(tpr, "tpr", 0, 1, open_low=True)
     s_id = _as_1d_float(id_scores, "id_scores")
     s_ood = _as_1d_float(ood_scores, "ood_scores")
     scores = np.concatenate([s_id, s_ood])

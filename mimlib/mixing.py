@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .checks import is_whole
+from .checks import choice, is_whole, positive
 from .errors import ConfigError
 
 WEIGHT_SCHEMES = ("equal", "dirichlet")
@@ -22,6 +22,16 @@ def check_k(k: object) -> int:
             "k = 1 returns the batch unchanged, the paper uses k = 10 (CIFAR-10) and 5 (CIFAR-100)"
         )
     return k
+
+
+def _check_batch(x: object) -> None:
+    """Refuse what cannot be averaged: a non-tensor, an empty or integer (uint8) batch."""
+    if not isinstance(x, Tensor):
+        raise ConfigError(f"multi_input_mixup mixes a torch.Tensor batch, got {type(x).__name__}")
+    if x.ndim < 1 or x.shape[0] == 0 or not x.is_floating_point():
+        raise ConfigError(f"multi_input_mixup needs a non-empty floating-point batch, got "
+                          f"{x.dtype} of shape {tuple(x.shape)}; turn uint8 images into the "
+                          "model's inputs first (mimlib.normalize)")
 
 
 def mixing_indices(n: int, k: int, *, generator: torch.Generator | None = None,
@@ -45,7 +55,8 @@ def multi_input_mixup(
     alpha: float = 1.0,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Make N synthetic images from a batch x of shape (N, ...), each a weighted mean of k images.
+    """Make N synthetic images from a floating-point batch x of shape (N, ...) (dim 0 is the
+    batch: normalised images, not uint8), each a weighted mean of k images.
 
     The k members of mix i are ``x[perm_j[i]]`` for k independent random permutations
     ``perm_j`` of the batch (the authors' scheme; repeats within a mix are possible).
@@ -55,12 +66,9 @@ def multi_input_mixup(
     ``generator`` makes the draw reproducible (it must live on x's device or the CPU).
     """
     check_k(k)
-    if weights not in WEIGHT_SCHEMES:
-        raise ConfigError(f"weights must be one of {WEIGHT_SCHEMES}, got {weights!r}")
-    if not (isinstance(alpha, (int, float)) and alpha > 0):
-        raise ConfigError(f"alpha (Dirichlet concentration) must be > 0, got {alpha!r}")
-    if x.ndim < 1 or x.shape[0] == 0:
-        raise ConfigError("multi_input_mixup needs a non-empty batch (N, ...)")
+    choice(weights, "weights", WEIGHT_SCHEMES)
+    positive(alpha, "alpha (Dirichlet concentration)")  # inf made all-NaN weights
+    _check_batch(x)
     n = x.shape[0]
     index = mixing_indices(n, k, generator=generator, device=x.device)  # (k, n)
     members = x[index.reshape(-1)].reshape(k, n, *x.shape[1:])  # (k, n, ...)

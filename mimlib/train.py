@@ -19,18 +19,18 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .augment import PostMixAugment
-from .checks import choice, non_negative, positive, probability, whole
+from .augment import INTERPOLATIONS, PostMixAugment
+from .checks import choice, flag, interval, non_negative, positive, probability, whole
 from .data import ImageSet
 from .device import (LAYOUTS, PRECISIONS, autocast, in_layout, out_of_memory_as_error,
                      resolve_device, resolve_layout, resolve_precision, seed_everything)
-from .errors import ConfigError, NonFiniteLossError
+from .errors import ConfigError, DataError, NonFiniteLossError
 from .mixing import WEIGHT_SCHEMES, check_k, multi_input_mixup
 from .models import Normalization, find_linear_head, input_normalization
 from .progress import track
@@ -84,9 +84,11 @@ class LoopConfig:
         whole(self.batch_size, "batch_size")
         whole(self.eval_every, "eval_every", minimum=0)
         whole(self.check_every, "check_every", minimum=0)
-        if non_negative(self.momentum, "momentum") >= 1:
-            raise ConfigError(f"momentum must lie in [0, 1), got {self.momentum!r}")
+        interval(self.momentum, "momentum", 0, 1, open_high=True)
         non_negative(self.weight_decay, "weight_decay")
+        for name in ("nesterov", "shuffle", "compile"):
+            flag(getattr(self, name), name)
+        whole(self.seed, "seed", minimum=0)
         non_negative(self.lam, "lam")
         choice(self.schedule, "schedule", ("constant", "cosine"))
         self.bn_mode = LEGACY_BN_MODES.get(self.bn_mode, self.bn_mode)
@@ -125,6 +127,9 @@ class MIMConfig(LoopConfig):
         choice(self.weights, "weights", WEIGHT_SCHEMES)
         positive(self.alpha, "alpha")
         probability(self.aug_p, "aug_p (augmentation probability)")
+        for name in ("aug_colour", "aug_affine", "aug_quantize"):
+            flag(getattr(self, name), name)
+        choice(self.aug_interpolation, "aug_interpolation", INTERPOLATIONS)
 
     def augmenter(self, norm: Normalization) -> PostMixAugment:
         """The post-mix augmentation for a model that expects inputs normalised by ``norm``."""
@@ -201,7 +206,8 @@ def mim_finetune(model: nn.Module, id_train: ImageSet, config: MIMConfig | None 
     CE(f(x), y) + lam * CE(f(x_mix), uniform). Keyword overrides update ``config`` (e.g.
     ``k=5, steps=100``). ``on_eval(model, step)`` is called every ``eval_every`` steps.
     """
-    cfg = _with_overrides(config or MIMConfig(), overrides)
+    cfg = _settings(config, MIMConfig, "mim_finetune", overrides)
+    _check_inputs(model, id_train, on_eval)
     augment = cfg.augmenter(input_normalization(model))
 
     def mixed_outliers(x: Tensor, gen: torch.Generator) -> Tensor:
@@ -218,7 +224,11 @@ def oe_finetune(model: nn.Module, id_train: ImageSet, outliers: ImageSet,
                 config: OEConfig | None = None, *, on_eval: EvalHook | None = None,
                 **overrides: Any) -> TrainResult:
     """Fine-tune with Outlier Exposure on an auxiliary set (e.g. pytorch-ood's 300K images)."""
-    cfg = _with_overrides(config or OEConfig(), overrides)
+    cfg = _settings(config, OEConfig, "oe_finetune", overrides)
+    _check_inputs(model, id_train, on_eval)
+    if not isinstance(outliers, ImageSet):
+        raise ConfigError(f"outliers must be an ImageSet (mimlib.load_ood gives one), got "
+                          f"{type(outliers).__name__}")
     device = resolve_device(cfg.device)
     aux = outliers.images.to(device)
     stream = _IndexStream(len(aux), cfg.outlier_batch_size, cfg.seed + 7)
@@ -234,7 +244,8 @@ def oe_finetune(model: nn.Module, id_train: ImageSet, outliers: ImageSet,
 def pretrain(model: nn.Module, id_train: ImageSet, config: PretrainConfig | None = None, *,
              on_eval: EvalHook | None = None, **overrides: Any) -> TrainResult:
     """Train a classifier from scratch with the OE baseline recipe (see :class:`PretrainConfig`)."""
-    cfg = _with_overrides(config or PretrainConfig(), overrides)
+    cfg = _settings(config, PretrainConfig, "pretrain", overrides)
+    _check_inputs(model, id_train, on_eval)
     return _train(model, id_train, cfg, None, on_eval, "pretraining")
 
 
@@ -246,7 +257,10 @@ def adapt(model: nn.Module, id_train: ImageSet, accuracy: Callable[[nn.Module], 
     weights of the best epoch (epoch 0 = the model as given), ``evals`` the accuracy after each
     epoch, and ``log`` the steps of every epoch run.
     """
-    cfg = _with_overrides(config or AdaptConfig(), overrides)
+    cfg = _settings(config, AdaptConfig, "adapt", overrides)
+    _check_inputs(model, id_train)
+    if not callable(accuracy):
+        raise ConfigError(f"accuracy must be a function of the model, got {accuracy!r}")
     epoch_cfg = dataclasses.replace(cfg, epochs=1.0, steps=None, eval_every=0)
     start = time.perf_counter()
     best_acc = accuracy(model.eval())
@@ -273,10 +287,6 @@ def _train(model: nn.Module, id_train: ImageSet, cfg: LoopConfig,
            on_eval: EvalHook | None, desc: str) -> TrainResult:
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
-    head = find_linear_head(model)  # a model without a known head trains all the same
-    if id_train.num_classes and head is not None and head.out_features != id_train.num_classes:
-        raise ConfigError(f"the model has {head.out_features} outputs but {id_train.name} has "
-                          f"{id_train.num_classes} classes")
     model.to(device)
     precision = resolve_precision(device, cfg.precision)
     layout = resolve_layout(device, cfg.layout)
@@ -450,6 +460,47 @@ def random_crop_flip(images: Tensor, pad: int = 4, *,
 
 
 # --------------------------------------------------------------------------- validation helpers
+
+Config = TypeVar("Config", bound=LoopConfig)
+
+
+def _settings(config: LoopConfig | None, kind: type[Config], caller: str,
+              overrides: dict[str, Any]) -> Config:
+    """``config`` (by default ``kind()``) with the keyword overrides, if it is a ``kind``."""
+    cfg = kind() if config is None else config
+    if not isinstance(cfg, kind):
+        raise ConfigError(f"{caller} takes its settings as {kind.__name__}, got "
+                          f"{type(cfg).__name__}; pass {kind.__name__}(...) or keyword overrides")
+    return _with_overrides(cfg, overrides)
+
+
+def _check_inputs(model: object, id_train: object, on_eval: object = None) -> None:
+    """Refuse, before any work, what the loop cannot train: a model that is not a module, a
+    set that is not an :class:`ImageSet`, labels outside the model's classes (an OOD set's -1
+    stopped in ``IndexError: Target -1 is out of bounds``)."""
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}; build "
+                          "one with mimlib.build_model")
+    if not isinstance(id_train, ImageSet):
+        raise ConfigError(f"id_train must be an ImageSet (mimlib.load_id gives one), got "
+                          f"{type(id_train).__name__}")
+    if on_eval is not None and not callable(on_eval):
+        raise ConfigError(f"on_eval must be a function of (model, step), got {on_eval!r}")
+    head = find_linear_head(model)  # a model without a known head trains all the same
+    if id_train.num_classes and head is not None and head.out_features != id_train.num_classes:
+        raise ConfigError(f"the model has {head.out_features} outputs but {id_train.name} has "
+                          f"{id_train.num_classes} classes")
+    classes = head.out_features if head is not None else id_train.num_classes
+    low, high = int(id_train.labels.min()), int(id_train.labels.max())
+    if low < 0 or (classes and high >= classes):
+        span = (f"outside 0..{classes - 1} (the model's {classes} classes)" if classes
+                else "below 0, the first class index")
+        hint = ("labels -1 mark an OOD set, which has no classes to train on: train on an ID "
+                "set (mimlib.load_id)" if low < 0 else
+                "give the model one output per class, or relabel the set")
+        raise DataError(f"{id_train.name} has labels from {low} to {high}, {span}; "
+                        f"{hint}")
+
 
 def _with_overrides(cfg: LoopConfig, overrides: dict[str, Any]) -> LoopConfig:
     names = {f.name for f in dataclasses.fields(cfg)}

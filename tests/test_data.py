@@ -190,3 +190,116 @@ def test_a_damaged_mnist_file_is_named(tmp_path, damage) -> None:
     with pytest.raises(DataError, match="is not a readable gzip file") as err:
         load_ood(f"mnist:{folder}")
     assert str(path) in str(err.value)
+
+
+# --------------------------------------------------------------------------- image modes
+
+SIZE = (32, 32)
+
+
+def _palette(transparent: bool) -> Image.Image:
+    img = Image.new("P", SIZE, 1)
+    img.putpalette([0, 0, 0, 200, 100, 50])
+    if transparent:
+        img.info["transparency"] = 1
+    return img
+
+
+def _pgm16(path, value: int) -> None:
+    path.write_bytes(b"P5\n32 32\n65535\n" + np.full(32 * 32, value, ">u2").tobytes())
+
+
+#: (mode as read back, file suffix, how to write it, the RGB pixel it must load as)
+FILE_MODES = [
+    ("1", ".png", lambda p: Image.new("1", SIZE, 1).save(p), (255, 255, 255)),
+    ("L", ".png", lambda p: Image.new("L", SIZE, 128).save(p), (128, 128, 128)),
+    ("LA", ".png", lambda p: Image.new("LA", SIZE, (128, 0)).save(p), (128, 128, 128)),
+    ("P", ".png", lambda p: _palette(False).save(p), (200, 100, 50)),
+    ("P", ".gif", lambda p: _palette(True).save(p, transparency=1), (200, 100, 50)),
+    ("RGB", ".png", lambda p: Image.new("RGB", SIZE, (200, 100, 50)).save(p), (200, 100, 50)),
+    ("RGBA", ".png", lambda p: Image.new("RGBA", SIZE, (200, 100, 50, 0)).save(p),
+     (200, 100, 50)),
+    ("CMYK", ".tif", lambda p: Image.new("CMYK", SIZE, (0, 255, 255, 0)).save(p), (255, 0, 0)),
+    ("LAB", ".tif", lambda p: Image.new("LAB", SIZE, (255, 128, 128)).save(p), (255, 255, 255)),
+    ("I;16", ".png", lambda p: Image.new("I;16", SIZE, 32768).save(p), (128, 128, 128)),
+    ("I;16", ".tif", lambda p: Image.new("I;16", SIZE, 65535).save(p), (255, 255, 255)),
+    ("I;16B", ".tif", lambda p: Image.new("I;16B", SIZE, 16384).save(p), (64, 64, 64)),
+    ("I", ".tif", lambda p: Image.new("I", SIZE, 32768).save(p), (128, 128, 128)),
+    ("I", ".ppm", lambda p: _pgm16(p, 32768), (128, 128, 128)),
+    ("F", ".tif", lambda p: Image.new("F", SIZE, 0.5).save(p), (128, 128, 128)),
+]
+
+
+@pytest.mark.parametrize("mode,suffix,write,rgb", FILE_MODES,
+                         ids=[f"{m}{s}" for m, s, _, _ in FILE_MODES])
+def test_an_image_of_every_mode_loads_as_its_8_bit_rgb_colour(tmp_path, mode, suffix, write,
+                                                              rgb) -> None:
+    """Wide modes are scaled from their range (16 bits; [0, 1] for floats), alpha is dropped
+    keeping the stored colour, the rest is Pillow's conversion: one pixel value, +-1."""
+    (tmp_path / "ood").mkdir()
+    path = tmp_path / "ood" / f"img{suffix}"
+    write(path)
+    assert Image.open(path).mode == mode  # the file really holds the mode under test
+    loaded = load_ood(f"crop:{tmp_path / 'ood'}").images[0]
+    expected = torch.tensor(rgb).view(3, 1, 1)
+    assert (loaded.int() - expected).abs().max() <= 1, loaded[:, 0, 0].tolist()
+
+
+def test_a_16_bit_grey_png_loads_as_mid_grey_in_id_folders_ood_folders_and_paper_sets(
+        tmp_path) -> None:
+    """32768 of 65535 is 128 of 255 whichever loader reads it (Pillow's convert gives 255)."""
+    grey = Image.fromarray(np.full((40, 40), 32768, np.uint16))
+    assert grey.mode == "I;16"
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            (tmp_path / "id" / split / cls).mkdir(parents=True)
+            grey.save(tmp_path / "id" / split / cls / "grey.png")
+    (tmp_path / "ood").mkdir()
+    grey.save(tmp_path / "ood" / "grey.png")
+    from mimlib.data import _pil_dataset_to_uint8
+
+    loads = {split: load_id(f"folder:{tmp_path / 'id'}", split).images
+             for split in ("train", "test")}
+    for kind in ("crop", "resize"):
+        loads[kind] = load_ood(f"{kind}:{tmp_path / 'ood'}").images
+    loads["paper set"] = _pil_dataset_to_uint8([(grey, 0)])
+    for where, images in loads.items():
+        assert (images.int() - 128).abs().max() <= 1, (where, images.unique().tolist())
+
+
+@pytest.mark.parametrize("mode,value,why", [
+    ("I", 70000, "values from 70000 to 70000"),
+    ("I", -5, "values from -5 to -5"),
+    ("F", 1.5, "values from 1.5 to 1.5"),
+    ("F", float("nan"), "not finite"),
+])
+def test_an_image_outside_its_modes_range_is_refused_naming_file_and_mode(tmp_path, mode, value,
+                                                                           why) -> None:
+    (tmp_path / "ood").mkdir()
+    path = tmp_path / "ood" / "odd.tif"
+    Image.new(mode, SIZE, value).save(path)
+    with pytest.raises(DataError, match=f"odd.tif is a mode {mode} image") as err:
+        load_ood(f"crop:{tmp_path / 'ood'}")
+    assert why in str(err.value)
+
+
+@pytest.mark.parametrize("mode,colour,rgb", [
+    ("La", (64, 128), (128, 128, 128)),  # premultiplied: the stored colour is 64 / (128 / 255)
+    ("RGBa", (100, 50, 25, 128), (199, 100, 50)),
+    ("PA", (1, 0), (200, 100, 50)),
+    ("RGBX", (200, 100, 50, 0), (200, 100, 50)),
+    ("YCbCr", (128, 128, 128), (128, 128, 128)),
+    ("HSV", (0, 255, 255), (255, 0, 0)),
+    ("I;16L", 32768, (128, 128, 128)),
+    ("I;16N", 32768, (128, 128, 128)),
+])
+def test_modes_made_in_memory_convert_by_the_same_rules(mode, colour, rgb) -> None:
+    """Modes Pillow makes in memory (a plugin or a user's data set may hand them over)."""
+    from mimlib.pixels import rgb8
+
+    img = Image.new(mode, (2, 2), colour)
+    if mode == "PA":
+        img.putpalette([0, 0, 0, 200, 100, 50])
+    out = np.asarray(rgb8(img, "mem.png"))
+    assert out.dtype == np.uint8 and out.shape == (2, 2, 3)
+    assert np.abs(out.astype(int) - rgb).max() <= 1, out[0, 0].tolist()

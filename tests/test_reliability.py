@@ -29,6 +29,64 @@ Bad data
   test_data.py::test_a_damaged_mnist_file_is_named
 - pinned data with other bytes: DataError with both checksums. Keeps: the pinned results.
   test_pins.py::test_a_pin_names_the_data_without_the_files_and_guards_them
+- an image of any Pillow mode (1, L, LA, P, RGBA, CMYK, LAB, 16-bit I;16 and its byte orders,
+  I, F, ...): its 8-bit RGB colour, wide modes scaled from their range (a mid-grey 16-bit PNG
+  is 128, not Pillow's clipped 255), alpha dropped keeping the stored colour, alike in ID
+  folders, OOD folders and the paper's sets; an I or F image outside 0..65535 or [0, 1] (or
+  not finite): DataError naming the file and mode. test_data.py::
+  test_an_image_of_every_mode_loads_as_its_8_bit_rgb_colour,
+  test_a_16_bit_grey_png_loads_as_mid_grey_in_id_folders_ood_folders_and_paper_sets,
+  test_an_image_outside_its_modes_range_is_refused_naming_file_and_mode
+
+The method's public functions
+Each raises ConfigError (a setting or argument) or DataError (a data set's content) naming what
+it was given and what to do, before any work; every numeric setting must be finite.
+Tests in test_method_inputs.py unless another file is named.
+- multi_input_mixup: k not a whole number >= 1, an unknown weight scheme, alpha not finite
+  > 0 (inf gave all-NaN mixes), a non-tensor, empty or uint8 batch (normalise first).
+  test_dirichlet_mixing_refuses_an_infinite_alpha,
+  test_mixing_a_uint8_batch_says_to_normalise_it_first, test_mixing.py::test_invalid_k_is_an_error
+- PostMixAugment: p outside [0, 1], nan/inf or negative jitter, hue outside [0, 0.5], degrees
+  not finite >= 0 (inf gave black images), translate outside [0, 1], non-bool switches, an
+  unknown interpolation, non-finite statistics; a batch that is not floating-point
+  (N, 3, H, W): uint8, 3-d, 4 channels.
+  test_augmentation_settings_that_give_nan_or_black_images_are_refused,
+  test_augmenting_a_batch_of_the_wrong_dtype_or_shape_is_refused
+- mim_finetune, oe_finetune, pretrain, adapt (and MIMConfig, OEConfig, PretrainConfig,
+  AdaptConfig): an OOD set (labels -1) or labels outside the model's classes (DataError with
+  the label range; was ``IndexError: Target -1 is out of bounds``), a model of other classes,
+  a config of another kind, a non-module model, a non-ImageSet set or outlier set, hooks that
+  are not functions; lr, epochs, steps, batch sizes, momentum, weight decay, lam, k, alpha,
+  aug_p, seed not finite or out of range, non-bool switches, unknown choices. Keeps: the
+  model's weights. test_fine_tuning_on_an_ood_set_says_it_has_no_labels,
+  test_fine_tuning_on_labels_beyond_the_models_classes_is_refused,
+  test_outlier_exposure_and_adaptation_check_their_sets_too,
+  test_training_with_arguments_of_the_wrong_kind_says_what_it_takes,
+  test_training_configs_refuse_non_finite_and_ill_typed_settings,
+  test_train.py::test_bad_parameters_stop_before_any_work
+- extract, FittedDetectors, DetectorOptions: batch_size not a whole number >= 1 (0 was
+  ``range() arg 3 must not be zero``), a non-ImageSet, options or representations of another
+  type, unknown detectors, odin_eps, odin_temperature, mahalanobis_eps, dice_p, vim_d not
+  finite or out of range, features_as_logits given as one string, a fit set without some
+  class for class Gaussians. test_extract_refuses_a_batch_size_that_is_not_a_whole_number,
+  test_extract_says_it_takes_an_image_set, test_fitted_detectors_check_their_arguments,
+  test_detector_options_refuse_non_finite_and_ill_typed_values, test_detectors.py::
+  test_a_fit_set_without_some_class_names_the_class_for_class_gaussians
+- ood_metrics: empty, NaN or non-numeric scores, tpr not finite in (0, 1]; bf16 scores (one
+  of extract's precisions) are read, not refused.
+  test_metrics_of_bf16_scores_are_those_of_the_same_scores_in_float32,
+  test_metrics_of_scores_that_are_not_numbers_say_so, test_metrics_refuse_a_non_finite_tpr
+- load_id, load_ood, ImageSet, DataOptions, normalize: an unknown split or set, a negative or
+  fractional seed or subset limit, labels that are not int64 (N,), a non-bool download flag;
+  images that are not uint8 or float (N, 3, H, W) (a single image came back as a batch of one).
+  test_loading_an_ood_set_with_a_bad_seed_is_refused,
+  test_a_subset_limit_must_be_a_whole_number,
+  test_an_image_set_refuses_labels_that_are_not_int64,
+  test_data_options_refuse_a_download_flag_that_is_not_a_bool,
+  test_normalize_refuses_what_is_not_a_uint8_or_float_rgb_batch
+- the architectures (SmallCNN, WideResNet, wrn40_2, CifarResNet, ResNet18, DenseNet,
+  build_model): a class count that is not a whole number >= 2.
+  test_every_architecture_refuses_a_class_count_that_is_not_a_whole_number_above_one
 
 Faults while running
 - a non-finite loss: the chapter fails, NonFiniteLossError in book/failed/. Keeps: store,

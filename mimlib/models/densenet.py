@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError
+from .classes import check_classes
 
 
 class _Bottleneck(nn.Module):
@@ -50,6 +51,7 @@ class DenseNet(nn.Module):
 
     def __init__(self, num_classes: int, depth: int = 100, growth: int = 12,
                  reduction: float = 0.5) -> None:
+        check_classes(num_classes)
         super().__init__()
         if (depth - 4) % 6:
             raise ConfigError(f"DenseNet-BC depth must be 6n + 4, got {depth}")

@@ -8,6 +8,7 @@ ImageNet's statistics is never fed CIFAR-normalised inputs.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -35,6 +36,9 @@ class Normalization:
                               f"{self.mean} / {self.std}")
         if not all(s > 0 for s in self.std):
             raise ConfigError(f"normalisation stds must be > 0, got {self.std}")
+        if not all(math.isfinite(v) for v in self.mean + self.std):
+            raise ConfigError(f"a normalisation needs finite means and stds, got {self.mean} / "
+                              f"{self.std}; give the statistics of the model's training images")
 
     def _view(self, values: Sequence[float], like: Tensor) -> Tensor:
         return torch.as_tensor(values, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError
+from .classes import check_classes
 
 
 class _ResBlock(nn.Module):
@@ -34,6 +35,7 @@ class ResNet18(nn.Module):
     """ResNet-18, CIFAR variant: 3x3 stem with stride 1 and no max-pooling (512-d features)."""
 
     def __init__(self, num_classes: int) -> None:
+        check_classes(num_classes)
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -80,6 +82,7 @@ class CifarResNet(nn.Module):
     """He et al.'s CIFAR ResNet of depth 6n + 2: widths 16-32-64, 64-d features, head ``linear``."""
 
     def __init__(self, num_classes: int, depth: int = 20) -> None:
+        check_classes(num_classes)
         super().__init__()
         if depth < 8 or (depth - 2) % 6:
             raise ConfigError(f"CIFAR ResNet depth must be 6n + 2 (20, 32, 44, 56, 110), got "

@@ -5,11 +5,14 @@ from __future__ import annotations
 import torch.nn as nn
 from torch import Tensor
 
+from .classes import check_classes
+
 
 class SmallCNN(nn.Module):
     """A four-layer CNN (61 k parameters at width 16) that trains on a 2-core CPU in minutes."""
 
     def __init__(self, num_classes: int, width: int = 16) -> None:
+        check_classes(num_classes)
         super().__init__()
 
         def stage(cin: int, cout: int) -> nn.Sequential:

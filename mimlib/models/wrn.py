@@ -55,6 +55,7 @@ class WideResNet(nn.Module):
 
     def __init__(self, num_classes: int, depth: int = 40, widen_factor: int = 2,
                  drop_rate: float = 0.3) -> None:
+        check_classes(num_classes)
         super().__init__()
         if (depth - 4) % 6:
             raise ConfigError(f"WideResNet depth must be 6n + 4, got {depth}")
@@ -90,6 +91,6 @@ class WideResNet(nn.Module):
 
 def wrn40_2(num_classes: int) -> WideResNet:
     """WRN-40-2 with dropout 0.3, the architecture of the paper and of the OE checkpoints."""
-    return WideResNet(check_classes(num_classes), depth=40, widen_factor=2, drop_rate=0.3)
+    return WideResNet(num_classes, depth=40, widen_factor=2, drop_rate=0.3)
 
 
