@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ...catalog import GROUP_LABELS, display_name, groups_of
+from ..catalog import GROUP_LABELS, display_name, groups_of
 from ..experiment import Experiment
 from .stats import auroc_difference
 
