@@ -109,7 +109,7 @@ class MIMConfig(LoopConfig):
     norm frozen as in the authors' code)."""
 
     bn_mode: str = "frozen"
-    k: int = 10  # CIFAR-10's; mimlib.protocol.PAPER_K holds the paper's k per ID set
+    k: int = 10  # CIFAR-10's; mimlib.companion.protocol.PAPER_K holds the paper's k per ID set
     weights: str = "equal"  # or "dirichlet"
     alpha: float = 1.0  # Dirichlet concentration
     aug_p: float = 1.0

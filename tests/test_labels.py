@@ -28,12 +28,12 @@ import matplotlib.text  # noqa: E402
 
 from mimlib import pins  # noqa: E402
 from mimlib.companion import analysis, cli, plots  # noqa: E402
-from mimlib.catalog import CATALOG, spec_display  # noqa: E402
+from mimlib.companion.catalog import CATALOG, spec_display  # noqa: E402
 from mimlib.companion.labels import PROTOCOL_NAMES, readers_label, readers_table  # noqa: E402
 from mimlib.models import ARCHITECTURE_NAMES, ARCHITECTURES, PUBLISHED  # noqa: E402
 from mimlib.companion.orchestrate import notebook_parameters  # noqa: E402
 from mimlib.companion.profiles import load_profile  # noqa: E402
-from mimlib.protocol import PROTOCOLS  # noqa: E402
+from mimlib.companion.protocol import PROTOCOLS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = load_profile("cifar10-cpu")["common"]["setup"]  # the real profile's pinned specs

@@ -98,11 +98,11 @@ def test_mimlib_imports_have_no_circle() -> None:
 #: method (what a user imports to apply MIM to their own model) sits below the companion's
 #: machinery (the results store, the analyses of the book, the notebooks' orchestration).
 LAYERS: dict[str, tuple[str, ...]] = {
-    "foundation": ("errors", "checks", "specs", "progress", "paper", "fetch", "pins", "catalog", "device",
-                   "synthetic", "models"),
-    "method": ("mixing", "augment", "data", "metrics", "detectors", "train", "checkpoints",
-               "protocol"),
-    "results": ("store", "report", "experiment", "setups", "needs", "labels", "rederive"),
+    "foundation": ("errors", "checks", "specs", "progress", "fetch", "pins", "device", "synthetic",
+                   "models"),
+    "method": ("mixing", "augment", "data", "metrics", "detectors", "train", "checkpoints"),
+    "results": ("protocol", "catalog", "paper", "store", "report", "experiment", "setups", "needs",
+                "labels", "rederive"),
     "analysis": ("analysis", "plots"),
     "orchestration": ("notebook", "pages", "manifest", "papermill_run", "parameters_cell",
                       "book_build", "executors", "orchestrate", "rerun", "profiles", "cli"),

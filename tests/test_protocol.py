@@ -8,7 +8,7 @@ import pytest
 from mimlib.companion import analysis
 from mimlib.detectors import DetectorOptions
 from mimlib.errors import ConfigError
-from mimlib.protocol import DESIGN_CHOICES, QUIRKS, check_protocol, paper_k, protocol_settings
+from mimlib.companion.protocol import DESIGN_CHOICES, QUIRKS, check_protocol, paper_k, protocol_settings
 from mimlib.train import BN_MODES
 
 TRAINING_QUIRKS = {"shuffle", "aug_p", "aug_quantize"}

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from mimlib import catalog, pins
+from mimlib import pins
+from mimlib.companion import catalog
 from mimlib.errors import ConfigError
 from mimlib.companion.experiment import Experiment, Setup, _eval_data_key, _train_data_key
 from mimlib.companion.labels import readers_label

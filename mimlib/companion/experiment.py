@@ -31,7 +31,7 @@ from ..errors import ConfigError
 from ..metrics import METRIC_KEYS, mean_metrics, ood_metrics
 from ..models import ARCHITECTURES, build_model, linear_head, paper_weights
 from ..specs import NOISE_SETS, SYNTHETIC_OOD_SETS, BaseSpec, DataSpec
-from ..protocol import ProtocolSettings, check_protocol, paper_k, protocol_settings
+from .protocol import ProtocolSettings, check_protocol, paper_k, protocol_settings
 from .store import Entry, Store, canonical_json
 from ..train import (LEGACY_BN_MODES, AdaptConfig, MIMConfig, OEConfig, PretrainConfig,
                     TrainResult, adapt, mim_finetune, oe_finetune, pretrain)

@@ -1,12 +1,12 @@
 """Readers' labels: what the book's figures and tables call each data set, model and protocol.
 
-Each name lives next to what it names: data sets in :mod:`mimlib.catalog` (store names, and the
-files a profile's specs read, known by their checksum), architectures and published weights in
-:mod:`mimlib.models.registry` (``ARCHITECTURE_NAMES``, ``PublishedWeights.display``), protocols
-in :data:`mimlib.protocol.PROTOCOL_NAMES`. This module applies
-them: to a table's headers and label cells (:func:`readers_table`, which the notebooks' tables
-go through) and to any one label (:func:`readers_label`, which :mod:`mimlib.companion.plots` uses for
-titles, legends and tick labels).
+Each name lives next to what it names: data sets in :mod:`mimlib.companion.catalog` (store
+names, and the files a profile's specs read, known by their checksum), architectures and
+published weights in :mod:`mimlib.models.registry` (``ARCHITECTURE_NAMES``,
+``PublishedWeights.display``), protocols in :data:`mimlib.companion.protocol.PROTOCOL_NAMES`.
+This module applies them: to a table's headers and label cells (:func:`readers_table`, which the
+notebooks' tables go through) and to any one label (:func:`readers_label`, which
+:mod:`mimlib.companion.plots` uses for titles, legends and tick labels).
 
 Specs, pins and registry keys stay where a result is traced: the provenance line of every table
 and figure, and the exported CSV files, whose comment line is that provenance and whose columns
@@ -20,8 +20,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..catalog import spec_display
-from ..protocol import PROTOCOL_NAMES
+from .catalog import spec_display
+from .protocol import PROTOCOL_NAMES
 from ..specs import BaseSpec
 
 #: Metrics as column headers name them (``auroc[SET]`` becomes ``AUROC: <set's name>``).

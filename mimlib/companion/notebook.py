@@ -28,7 +28,7 @@ from .labels import readers_table
 from ..models import ARCHITECTURES
 from .pages import EXECUTED
 from .profiles import load_profile, profile_names
-from ..protocol import PROTOCOLS
+from .protocol import PROTOCOLS
 from .report import cite_line, label, markdown_table, result_id, save_figure, save_table
 from .rerun import page_of, rerun_line
 from ..specs import ID_SETS, DataSpec

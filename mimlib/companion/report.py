@@ -20,7 +20,7 @@ from .store import canonical_json, config_key
 
 def paper_numbers() -> pd.DataFrame:
     """Every number of the paper's Tables 1 and 2 (long format; see paper/SOURCE.md)."""
-    with resources.files("mimlib.paper").joinpath("paper_tables.csv").open() as fh:
+    with resources.files("mimlib.companion.paper").joinpath("paper_tables.csv").open() as fh:
         return pd.read_csv(fh)
 
 

@@ -6,8 +6,8 @@ from the stored per-image scores; over seeds alone for the points of a training 
 keep no per-image scores). A verdict needs the interval on the claimed side of zero (or of the
 stated tolerance); where it straddles it, the verdict says the difference is not resolved at
 this number of seeds and images. OOD sets are judged by group, as the field reports them
-(:mod:`mimlib.catalog`: near-OOD, far-OOD; the OE paper's noise is shown, not judged: the
-paper's claims are about natural images). Each claim is judged in each protocol, and batch-norm
+(:mod:`mimlib.companion.catalog`: near-OOD, far-OOD; the OE paper's noise is shown, not judged:
+the paper's claims are about natural images). Each claim is judged in each protocol, and batch-norm
 handling, a design choice rather than a quirk, as a sensitivity column.
 """
 
@@ -20,11 +20,11 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ...catalog import GROUP_LABELS, display_name, groups_of
+from ..catalog import GROUP_LABELS, display_name, groups_of
 from ...device import planned_device
 from ...errors import ConfigError
 from ..experiment import Experiment, ModelRun
-from ...protocol import check_protocol
+from ..protocol import check_protocol
 from ..report import paper_numbers
 from .runtime import benchmark_rows
 from .stats import Interval, auroc_difference, mean_difference, seed_difference

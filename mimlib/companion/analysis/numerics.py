@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ...catalog import GROUP_LABELS, display_name, groups_of
+from ..catalog import GROUP_LABELS, display_name, groups_of
 from ...device import bf16_native, planned_device
 from ..experiment import Experiment
 from ..store import RECORD

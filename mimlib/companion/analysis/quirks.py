@@ -9,7 +9,7 @@ import pandas as pd
 
 from ...detectors import DETECTORS, FITTED_DETECTORS, TABLE1_DETECTORS
 from ..experiment import Experiment, ModelRun
-from ...protocol import DESIGN_CHOICES, QUIRKS, protocol_settings
+from ..protocol import DESIGN_CHOICES, QUIRKS, protocol_settings
 from ...train import BN_MODES
 from .tables import CONTROL, replace_setup, summary_row, sweep_bn_modes
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ... import pins
-from ...catalog import groups_of
+from ..catalog import groups_of
 from ...data import known_num_classes
 from ...detectors import extract
 from ...errors import ConfigError
@@ -87,7 +87,7 @@ def table1_grid(template: Experiment, id_datasets: Sequence[str], protocols: Seq
 
 def group_means(rows: list[dict[str, Any]], metric: str = "auroc") -> dict[str, float]:
     """The mean of a metric over each group of OOD sets (near, far, noise: see
-    :mod:`mimlib.catalog`), as ``mean_<metric>_<group>`` for the groups present."""
+    :mod:`mimlib.companion.catalog`), as ``mean_<metric>_<group>`` for the groups present."""
     sets = [r["ood"] for r in rows]
     return {f"mean_{metric}_{group}": float(np.mean([r[metric] for r in rows
                                                       if r["ood"] in members]))
@@ -318,8 +318,8 @@ def slug(text: str) -> str:
 
 def data_label(spec: str) -> str:
     """A data set as captions, titles and headers name it, for readers: its display name in
-    :mod:`mimlib.catalog` (the spec, path and pin, is in the provenance line)."""
-    from ...catalog import spec_display
+    :mod:`mimlib.companion.catalog` (the spec, path and pin, is in the provenance line)."""
+    from ..catalog import spec_display
 
     return spec_display(spec)
 
