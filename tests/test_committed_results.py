@@ -136,7 +136,7 @@ def test_the_advice_for_your_own_model_quotes_the_committed_ablations(committed_
 @pytest.mark.shared
 def test_committed_numbers_are_recomputed_from_the_data() -> None:
     from mimlib.companion.experiment import Setup
-    from mimlib.companion.rederive import rederive, worst
+    from mimlib.companion.rederive import beyond_tolerance, rederive
 
     settings = load_profile(PROFILE)["common"]
     setup = Setup(**settings["setup"])
@@ -149,5 +149,6 @@ def test_committed_numbers_are_recomputed_from_the_data() -> None:
     finally:
         os.chdir(old)
     assert len(comparisons) > 20
-    # measured: identical to the bit on this 2-core CPU; other BLAS builds may differ slightly
-    assert worst(comparisons) <= 1e-5, [c for c in comparisons if c.difference > 1e-5][:5]
+    # measured: identical to the bit on the CPU that made the store; on other CPU kinds and
+    # thread counts within the tolerances that cross-machine.json's measurement gives
+    assert not beyond_tolerance(comparisons), beyond_tolerance(comparisons)[:5]

@@ -99,13 +99,14 @@ def test_mimlib_imports_have_no_circle() -> None:
 #: machinery (the results store, the analyses of the book, the notebooks' orchestration).
 LAYERS: dict[str, tuple[str, ...]] = {
     "foundation": ("errors", "checks", "specs", "progress", "fetch", "pins", "device", "synthetic",
-                   "models"),
+                   "pixels", "models"),
     "method": ("mixing", "augment", "data", "metrics", "detectors", "train", "checkpoints"),
     "results": ("protocol", "catalog", "paper", "store", "report", "experiment", "setups", "needs",
                 "labels", "rederive"),
     "analysis": ("analysis", "plots"),
     "orchestration": ("notebook", "pages", "manifest", "papermill_run", "parameters_cell",
-                      "book_build", "executors", "orchestrate", "rerun", "profiles", "cli"),
+                      "book_build", "executors", "orchestrate", "rerun", "profiles", "interrupt",
+                      "cli"),
 }
 
 

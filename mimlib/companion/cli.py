@@ -54,6 +54,15 @@ def _parser() -> argparse.ArgumentParser:
     par.add_argument("--profile", default=DEFAULT_PROFILE, help="parameter profile "
                      f"(default: {DEFAULT_PROFILE})")
 
+    red = sub.add_parser("rederive", help="recompute a Table-1 cell and a short fine-tuning of "
+                         "a profile's committed store from the data, and compare")
+    red.add_argument("--profile", default=DEFAULT_PROFILE, help="parameter profile "
+                     f"(default: {DEFAULT_PROFILE})")
+    red.add_argument("--one-epoch", action="store_true", help="also the main table's one-epoch "
+                     "MIM run (minutes on a CPU)")
+    red.add_argument("--machines", nargs="?", const="", metavar="FILE", help="on every CPU kind "
+                     "and thread count of mimlib.companion.rederive.MACHINES, into FILE "
+                     "(default: cross-machine.json beside the profile's store)")
     sub.add_parser("book", help="build the book from the executed notebooks (strict)")
     sub.add_parser("profiles", help="list the profiles")
     return parser
@@ -126,6 +135,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "book":
         print(build_book(root))
         return 0
+    if args.command == "rederive":
+        return _rederive(args)
     if args.command == "reproduce":
         names = ([resolve_notebook(root, n) for n in args.only] if args.only
                  else notebook_names(root))
@@ -146,6 +157,31 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif not args.no_book:
         print(f"book: {build_book(root)}")
     return 1 if failed else 0
+
+
+def _rederive(args: argparse.Namespace) -> int:
+    """``mimlib rederive``: the check here (its summary as one JSON line), or per machine."""
+    import json
+
+    from . import rederive
+    from .experiment import Setup
+
+    settings = load_profile(args.profile)["common"]
+    setup = Setup(**settings["setup"])
+    if setup.results_only:
+        raise ConfigError(f"the data of profile {args.profile} are absent here, and re-deriving "
+                          "recomputes from them")
+    if args.machines is not None:
+        out = Path(args.machines or Path(settings["store"]).parent / "cross-machine.json")
+        command = [sys.executable, "-m", "mimlib.companion.cli", "rederive", "--profile",
+                   args.profile]
+        rederive.measure_machines(command, out, args.profile)
+        print(f"rederive: {out}")
+        return 0
+    one_epoch = dict(settings.get("mim") or {}) if args.one_epoch else None
+    summary = rederive.measure(setup, settings["store"], args.profile, one_epoch)
+    print(json.dumps(summary))
+    return 1 if summary["beyond_tolerance"] else 0
 
 
 def _executor(args: argparse.Namespace):  # -> mimlib.companion.executors.ExecutorSettings

@@ -9,6 +9,8 @@ spread changes no conclusion that the seeds allow.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -105,3 +107,44 @@ def precision_verdict(effect: pd.DataFrame, precision: str = "bf16") -> str:
 
 def _mean_auroc(rows: list[dict[str, Any]], sets: Sequence[str]) -> float:
     return float(np.mean([r["auroc"] for r in rows if r["ood"] in sets]))
+
+
+def cross_machine(path: str | Path) -> pd.DataFrame:
+    """The committed re-derivation on other CPU kinds and thread counts
+    (``mimlib rederive --machines``): per machine played and kind of step,
+    the largest difference from the committed numbers; one row saying so where it was not
+    measured."""
+    path = Path(path)
+    if not path.is_file():
+        return pd.DataFrame([{"machine played": "not measured for this profile",
+                              "step": "run: mimlib rederive --machines"}])
+    data = json.loads(path.read_text())
+    rows = []
+    for name, run in data["machines"].items():
+        machine = run["machine"]
+        for step, largest in run["largest"].items():
+            rows.append({"machine played": name, "kernels": machine["capability"],
+                         "native bf16": "yes" if machine["bf16_native"] else "no",
+                         "threads": machine["threads"], "step": step,
+                         **{f"largest |Δ| {kind}": largest.get(kind, np.nan)
+                            for kind in ("AUROC", "FPR95", "ID accuracy", "loss")},
+                         "tolerance": data["tolerances"][step]})
+    return pd.DataFrame(rows)
+
+
+def cross_machine_sentence(path: str | Path) -> str:
+    """What the re-derivation shows, per kind of step: the largest AUROC and accuracy
+    differences over the machines played."""
+    if not Path(path).is_file():
+        return ("This profile's numbers have not been re-derived on other machines "
+                "(`mimlib rederive --machines` measures it).")
+    table = cross_machine(path)
+    parts = []
+    for step, rows in table.groupby("step", sort=False):
+        auroc, accuracy = rows["largest |Δ| AUROC"].max(), rows["largest |Δ| ID accuracy"].max()
+        parts.append(f"{step} ({len(rows)} machine{'s' * (len(rows) > 1)}): AUROC {auroc:.2g}, "
+                     f"ID accuracy {accuracy:.2g}")
+    made_on = json.loads(Path(path).read_text())["made_on"]["cpu"]
+    return (f"Re-derived from the data on other CPU kinds and thread counts, played on {made_on} "
+            "with torch's and oneDNN's own switches, the committed numbers differ at most by: "
+            + "; ".join(parts) + ".")
