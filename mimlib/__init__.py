@@ -7,7 +7,7 @@ The public API in a few names::
 
 from .augment import PostMixAugment
 from .data import ImageSet, load_id, load_ood, normalize
-from .detectors import TABLE1_DETECTORS, FittedDetectors, extract
+from .detectors import NEWER_DETECTORS, TABLE1_DETECTORS, FittedDetectors, extract
 from .errors import (CheckpointError, ConfigError, DataError, DeviceMemoryError, MimlibError,
                      NonFiniteLossError)
 from .metrics import ood_metrics
@@ -19,7 +19,7 @@ from .train import MIMConfig, OEConfig, PretrainConfig, mim_finetune, oe_finetun
 __version__ = "0.1.0"
 
 __all__ = [
-    "PostMixAugment", "ImageSet", "load_id", "load_ood", "normalize", "TABLE1_DETECTORS",
+    "PostMixAugment", "ImageSet", "load_id", "load_ood", "normalize", "TABLE1_DETECTORS", "NEWER_DETECTORS",
     "FittedDetectors", "extract", "CheckpointError", "ConfigError", "DataError",
     "DeviceMemoryError", "MimlibError", "NonFiniteLossError", "ood_metrics", "multi_input_mixup",
     "CifarResNet", "DenseNet", "ResNet18", "SmallCNN", "WideResNet", "build_model",

@@ -1,4 +1,5 @@
-"""OOD scores: MSP and the ten baselines of the paper's Table 1, through pytorch-ood's detectors.
+"""OOD scores: MSP, the ten baselines of the paper's Table 1 and seven newer detectors (KNN,
+ReAct, ASH, SCALE, GEN, fDBD, NNGuide; not in the paper), through pytorch-ood's detectors.
 
 The model runs once per data set (:func:`extract`); every post-hoc detector is fitted on, and
 scores, the cached features and logits with pytorch-ood's ``fit_features`` / ``predict_logits``
@@ -28,6 +29,11 @@ from .errors import ConfigError
 from .models import CIFAR, features_and_logits, input_normalization, linear_head
 
 
+#: ASH's variants, as pytorch-ood's ``ASH.variants`` names them (prune and sharpen, prune,
+#: binarise).
+ASH_VARIANTS = ("ash-s", "ash-p", "ash-b")
+
+
 @dataclass(frozen=True)
 class DetectorOptions:
     """Hyperparameters of the baselines, as the authors set them (pytorch-ood defaults otherwise).
@@ -43,6 +49,15 @@ class DetectorOptions:
     dice_p: float = 0.65
     vim_d: int = 64
     features_as_logits: tuple[str, ...] = ()
+    # the newer detectors (not in the paper), each at its paper's CIFAR setting where it states
+    # one, else pytorch-ood 0.4's default
+    knn_k: int = 50  # KNN paper, CIFAR-10 (pytorch-ood's default)
+    react_percentile: float = 0.9  # ReAct paper: clip at the 90th percentile of ID activations
+    ash_variant: str = "ash-s"  # ASH paper: ASH-S@90 is its best CIFAR row
+    ash_percentile: float = 0.9
+    scale_percentile: float = 0.65  # pytorch-ood's default
+    gen_gamma: float = 0.1  # GEN paper's recommendation; M = every class (10 on CIFAR-10)
+    nnguide_k: int = 10  # pytorch-ood's default; the bank is the whole fit set
 
     def __post_init__(self) -> None:
         non_negative(self.odin_eps, "odin_eps")
@@ -50,6 +65,15 @@ class DetectorOptions:
         non_negative(self.mahalanobis_eps, "mahalanobis_eps")
         interval(self.dice_p, "dice_p", 0, 1, open_high=True)
         whole(self.vim_d, "vim_d")
+        whole(self.knn_k, "knn_k")
+        whole(self.nnguide_k, "nnguide_k")
+        interval(self.react_percentile, "react_percentile", 0, 1)
+        interval(self.ash_percentile, "ash_percentile", 0, 1, open_high=True)
+        interval(self.scale_percentile, "scale_percentile", 0, 1, open_high=True)
+        positive(self.gen_gamma, "gen_gamma")
+        if self.ash_variant not in ASH_VARIANTS:
+            raise ConfigError(f"ash_variant must be one of {', '.join(ASH_VARIANTS)}, got "
+                              f"{self.ash_variant!r}")
         if isinstance(self.features_as_logits, str):  # a name would be read letter by letter
             raise ConfigError(f"features_as_logits must be a list of detector names, got "
                               f"{self.features_as_logits!r}")
@@ -201,9 +225,32 @@ def _kl_matching(fit: Fit) -> Scorer:
     return _pod().KLMatching(None).fit_logits(fit.reps.logits, fit.reps.labels).predict_logits
 
 
-#: Every detector, one row each; the first ten are the rows of the paper's Table 1 (MIM is MSP
-#: on the fine-tuned model). :func:`register_detector` adds more.
-DETECTORS: dict[str, DetectorSpec] = {spec.name: spec for spec in (
+def _head(fit: Fit) -> nn.Linear:
+    """The model's linear head as a module of its own (float32, CPU), for the detectors that
+    take one."""
+    head = nn.Linear(fit.weight.shape[1], fit.weight.shape[0])
+    with torch.no_grad():
+        head.weight.copy_(fit.weight)
+        head.bias.copy_(fit.bias)
+    return head.requires_grad_(False)
+
+
+def _on_pooled_maps(make: Callable[[Any, Fit, Callable[[Tensor], Tensor]], Any], *,
+                    fitted: bool = False) -> Callable[[Fit], Scorer]:
+    """A pytorch-ood feature-map detector (ReAct, ASH, SCALE) on the cached penultimate
+    features, handed to it as 1 x 1 maps: each shapes the pooled features, as its paper does at
+    the penultimate layer, then scores the linear head's logits (with the energy)."""
+    def build(fit: Fit) -> Scorer:
+        head = _head(fit)
+        detector = make(_pod(), fit, lambda maps: head(maps.flatten(1)))
+        if fitted:
+            detector.fit_feature_maps(fit.reps.features[:, :, None, None], fit.reps.labels)
+        return lambda z: detector.predict_feature_maps(z[:, :, None, None])
+    return build
+
+
+#: The rows of the paper's Table 1, in its order (MIM is MSP on the fine-tuned model).
+_PAPER_ROWS = (
     DetectorSpec("MSP", "logits", _on_logits(lambda pod: pod.MaxSoftmax.score),
                  logits_from_features=True),
     DetectorSpec("ODIN", "images", _odin,
@@ -226,12 +273,42 @@ DETECTORS: dict[str, DetectorSpec] = {spec.name: spec for spec in (
         lambda pod, fit: pod.ViM(None, d=min(fit.options.vim_d, fit.reps.features.shape[1] - 1),
                                  w=fit.weight, b=fit.bias)),
         fitted=True, options={"d": "vim_d"}),
-)}
+)
+#: Detectors of 2021-2024 that pytorch-ood 0.4 has and that work from the cached penultimate
+#: features and the linear head (not in the paper). Each is fitted on the fit set (the ID
+#: training set) where it is fitted at all; ASH, SCALE and GEN fit nothing.
+_NEWER_ROWS = (
+    DetectorSpec("KNN", "features", _on_features(
+        lambda pod, fit: pod.KNN(None, k=fit.options.knn_k)), fitted=True,
+        options={"k": "knn_k"}),
+    DetectorSpec("ReAct", "features", _on_pooled_maps(
+        lambda pod, fit, head: pod.ReAct(None, head, percentile=fit.options.react_percentile),
+        fitted=True), fitted=True, options={"percentile": "react_percentile"}),
+    DetectorSpec("ASH", "features", _on_pooled_maps(
+        lambda pod, fit, head: pod.ASH(None, head, variant=fit.options.ash_variant,
+                                       percentile=fit.options.ash_percentile)),
+        options={"variant": "ash_variant", "percentile": "ash_percentile"}),
+    DetectorSpec("SCALE", "features", _on_pooled_maps(
+        lambda pod, fit, head: pod.SCALE(None, head, percentile=fit.options.scale_percentile)),
+        options={"percentile": "scale_percentile"}),
+    DetectorSpec("GEN", "logits", lambda fit: _pod().GEN(None, gamma=fit.options.gen_gamma)
+                 .predict_logits, options={"gamma": "gen_gamma"}),
+    DetectorSpec("fDBD", "features", _on_features(lambda pod, fit: pod.fDBD(None, _head(fit))),
+                 fitted=True),
+    DetectorSpec("NNGuide", "features", _on_features(
+        lambda pod, fit: pod.NNGuide(None, _head(fit), k=fit.options.nnguide_k)), fitted=True,
+        options={"k": "nnguide_k"}),
+)
+#: Every detector, one row each: Table 1's ten, then the newer ones. :func:`register_detector`
+#: adds more.
+DETECTORS: dict[str, DetectorSpec] = {spec.name: spec for spec in (*_PAPER_ROWS, *_NEWER_ROWS)}
 #: The rows of the paper's Table 1, in its order.
-TABLE1_DETECTORS = tuple(DETECTORS)
+TABLE1_DETECTORS = tuple(spec.name for spec in _PAPER_ROWS)
+#: The newer detectors (not in the paper), shown below Table 1's rows.
+NEWER_DETECTORS = tuple(spec.name for spec in _NEWER_ROWS)
 #: Table 1's detectors fitted on ID data (the rest are functions of one input's logits or
 #: gradients).
-FITTED_DETECTORS = tuple(name for name, spec in DETECTORS.items() if spec.fitted)
+FITTED_DETECTORS = tuple(spec.name for spec in _PAPER_ROWS if spec.fitted)
 
 
 def register_detector(spec: DetectorSpec) -> DetectorSpec:

@@ -222,3 +222,88 @@ def test_the_options_in_each_detectors_store_key_are_pinned(case) -> None:
     kwargs, expected = PINNED_KEY_OPTIONS[case]
     options = DetectorOptions(**kwargs)
     assert {name: canonical_json(options.relevant(name)) for name in TABLE1_DETECTORS} == expected
+
+
+def _pytorch_ood_own(name: str, model, head, train_loader):
+    """pytorch-ood 0.4's detector ``name`` as its documentation builds it on a whole model
+    (encoder = the model's penultimate features, the model's own linear head, fitted with its
+    own ``fit`` on a loader of ID images) at the options DetectorOptions() gives it."""
+    from pytorch_ood import detector as pod
+
+    def maps(x):
+        return model.features(x)[:, :, None, None]
+
+    def on_maps(m):
+        return head(m.flatten(1))
+
+    built = {"KNN": lambda: pod.KNN(model.features, k=50),
+             "ReAct": lambda: pod.ReAct(maps, on_maps, percentile=0.9),
+             "ASH": lambda: pod.ASH(maps, on_maps, variant="ash-s", percentile=0.9),
+             "SCALE": lambda: pod.SCALE(maps, on_maps, percentile=0.65),
+             "GEN": lambda: pod.GEN(model, gamma=0.1),
+             "fDBD": lambda: pod.fDBD(model.features, head),
+             "NNGuide": lambda: pod.NNGuide(model.features, head, k=10)}[name]()
+    if name in ("KNN", "ReAct", "fDBD", "NNGuide"):
+        built.fit(train_loader)
+    return built
+
+
+@pytest.mark.parametrize("name", detectors.NEWER_DETECTORS)
+def test_each_newer_detector_scores_as_pytorch_ood_does_on_the_whole_model(setting, name) -> None:
+    """Fitted on cached features and a copy of the head, each newer detector gives the scores
+    of pytorch-ood's own detector run on the images through the model (negated: MSP's
+    convention), fitted on the same ID training images."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from mimlib.models import linear_head
+
+    model, train, test, ood = setting
+    head = linear_head(model)
+    loader = DataLoader(TensorDataset(normalize(train.images), train.labels), batch_size=64)
+    own = _pytorch_ood_own(name, model, head, loader)
+    ours = FittedDetectors((name,), model, extract(model, train, device="cpu"), device="cpu")
+    for images in (test, ood):
+        with torch.no_grad():
+            expected = -own.predict(normalize(images.images)).double().numpy()
+        got = ours.score(name, extract(model, images, device="cpu"))
+        assert got.shape == (len(images),) and np.isfinite(got).all()
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert np.std(got) > 0  # a constant score would pass any comparison
+
+
+def test_the_newer_detectors_are_rows_beside_table1s_ten_and_keyed_by_their_options() -> None:
+    """The paper's ten stay Table 1's rows; each newer one's store key holds exactly the
+    options it reads, at its paper's or pytorch-ood's default."""
+    from pytorch_ood.detector import ASH
+
+    assert detectors.NEWER_DETECTORS == ("KNN", "ReAct", "ASH", "SCALE", "GEN", "fDBD",
+                                         "NNGuide")
+    assert len(TABLE1_DETECTORS) == 10 and not set(TABLE1_DETECTORS) & set(
+        detectors.NEWER_DETECTORS)
+    assert set(detectors.ASH_VARIANTS) == set(ASH.variants)
+    keys = {name: canonical_json(DetectorOptions().relevant(name))
+            for name in detectors.NEWER_DETECTORS}
+    assert keys == {"KNN": '{"k":50}', "ReAct": '{"percentile":0.9}',
+                    "ASH": '{"percentile":0.9,"variant":"ash-s"}',
+                    "SCALE": '{"percentile":0.65}', "GEN": '{"gamma":0.1}', "fDBD": "{}",
+                    "NNGuide": '{"k":10}'}
+    changed = DetectorOptions(knn_k=5, react_percentile=0.95, ash_variant="ash-b",
+                              ash_percentile=0.8, scale_percentile=0.85, gen_gamma=1,
+                              nnguide_k=3)
+    assert {name: changed.relevant(name) for name in detectors.NEWER_DETECTORS} == {
+        "KNN": {"k": 5}, "ReAct": {"percentile": 0.95},
+        "ASH": {"variant": "ash-b", "percentile": 0.8}, "SCALE": {"percentile": 0.85},
+        "GEN": {"gamma": 1}, "fDBD": {}, "NNGuide": {"k": 3}}
+    # options of the newer detectors change no key of Table 1's ten
+    assert all(changed.relevant(n) == DetectorOptions().relevant(n) for n in TABLE1_DETECTORS)
+    assert {n for n in detectors.NEWER_DETECTORS if detectors.DETECTORS[n].fitted} == {
+        "KNN", "ReAct", "fDBD", "NNGuide"}
+    assert detectors.FITTED_DETECTORS == ("Mahalanobis", "KL-Matching", "DICE", "RMD", "ViM")
+
+
+@pytest.mark.parametrize("kwargs", [{"knn_k": 0}, {"ash_variant": "ash-x"},
+                                    {"ash_percentile": 1.0}, {"react_percentile": 1.5},
+                                    {"gen_gamma": 0}, {"nnguide_k": 2.5}])
+def test_bad_options_of_the_newer_detectors_are_errors(kwargs) -> None:
+    with pytest.raises(ConfigError):
+        DetectorOptions(**kwargs)

@@ -24,7 +24,7 @@ from .quirks import QUIRK_DETECTORS, bn_mode_effect, design_choices, quirk_effec
 from .runtime import (benchmark_provenance, benchmark_table, chapter_costs, from_scratch,
                       from_scratch_sentence, numerics_speedups, runtime_summary, runtime_table,
                       short_git)
-from .tables import (CONTROL, NOT_ADAPTED, Table1Grid, across_setups, agreement,
+from .tables import (CONTROL, NOT_ADAPTED, NOT_IN_PAPER, Table1Grid, across_setups, agreement,
                      collapse_warnings, data_label, evaluation_frame,
                      headline, mean_and_std, num_classes, oe_comparison, paper_id,
                      per_class_accuracy, published_not_run, replace_setup,
@@ -37,7 +37,7 @@ __all__ = ["PostMixAugment", "extract", "claims_table", "columns_from", "landing
            "mixing_statistics", "msp_of", "cross_machine", "cross_machine_sentence", "precision_effect", "precision_unmeasurable", "precision_verdict", "QUIRK_DETECTORS", "bn_mode_effect", "design_choices", "quirk_effects", "quirk_list",
            "benchmark_provenance", "benchmark_table", "chapter_costs", "from_scratch", "from_scratch_sentence",
            "numerics_speedups", "runtime_summary",
-           "runtime_table", "short_git", "sweep_bn_modes", "CONTROL", "NOT_ADAPTED", "Table1Grid", "across_setups",
+           "runtime_table", "short_git", "sweep_bn_modes", "CONTROL", "NOT_ADAPTED", "NOT_IN_PAPER", "Table1Grid", "across_setups",
            "agreement",
            "architecture_setups", "collapse_warnings", "data_label", "evaluation_frame",
            "headline", "mean_and_std", "oe_comparison", "num_classes", "paper_id",
