@@ -49,7 +49,8 @@ from .errors import ConfigError, DataError
 from .fetch import IMAGE_SUFFIXES
 from .models.normalization import CIFAR, Normalization
 from .pixels import rgb8
-from .specs import (AUXILIARY_SETS, MNIST_IMAGES, NOISE_SETS, SYNTHETIC_OOD_SETS, DataSpec)
+from .specs import (AUXILIARY_SETS, MNIST_IMAGES, NOISE_SETS, OPENOOD_ID, OPENOOD_OOD_SETS,
+                    SYNTHETIC_OOD_SETS, DataSpec)
 
 #: Normalisation of the paper and the OE code (mimlib.models.CIFAR): (mean, std) per channel.
 CIFAR_MEAN, CIFAR_STD = CIFAR.mean, CIFAR.std
@@ -158,6 +159,8 @@ def load_id(spec: str | DataSpec, split: str, options: DataOptions = DataOptions
                             torch.from_numpy(labels), synthetic.ID_CLASSES,
                             "mimlib.synthetic (embedded, seeded)")
         return _cached(_synthetic_cache_file("id", split), draw)
+    if name == OPENOOD_ID:
+        return _openood(name, split, options)
     return _torchvision_cifar(name, split, options)
 
 
@@ -338,6 +341,8 @@ def load_ood(spec: str | DataSpec, options: DataOptions = DataOptions(), *,
             "mimlib.synthetic (embedded, seeded)"))
     if spec in NOISE_SETS:
         return _ood_set(spec, noise_images(spec, NOISE_SIZE, seed), "OE-paper noise (seeded)")
+    if spec in OPENOOD_OOD_SETS:
+        return _openood(spec, "test", options)
     return _paper_ood(spec, options)  # one of the paper's sets, or the 300K random images
 
 
@@ -454,6 +459,51 @@ def _paper_ood(name: str, options: DataOptions) -> ImageSet:
     return _cached(_cache_root() / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npz", decode)
 
 
+#: CIFAR-10's classes in label order (the OpenOOD image lists give the labels as numbers).
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                   "ship", "truck")
+
+
+def _openood(name: str, split: str, options: DataOptions) -> ImageSet:
+    """A set of the OpenOOD v1.5 CIFAR-10 benchmark, exactly its image list (train or test of
+    the ID set; test of an OOD set), read by pytorch-ood's ``ImageListDataset`` as its
+    ``CIFAR10_OpenOOD`` does, with OpenOOD's test preprocessing for CIFAR (RGB, shorter side
+    resized to 32, centre crop 32x32); OOD labels are -1. The decoded pixels are cached."""
+    from pytorch_ood.dataset.img import ImageListDataset
+
+    items = fetch.openood_items(name, options.root)
+    fetch.ensure(items, download=options.download)
+    _, lists = fetch.openood_lists(name)
+    list_dir, images = fetch.openood_paths(options.root)
+    imglist = list_dir / (lists[0] if split == "train" else lists[-1])
+
+    def decode() -> ImageSet:
+        dataset = ImageListDataset(str(images), str(imglist))
+        out = np.empty((len(dataset), 3, 32, 32), np.uint8)
+        for i, path in enumerate(dataset.files):
+            with Image.open(path) as img:
+                out[i] = np.asarray(_resize_crop_32(rgb8(img, path))).transpose(2, 0, 1)
+        source = f"OpenOOD v1.5 {imglist.name} ({images}), pytorch-ood ImageListDataset"
+        if name == OPENOOD_ID:
+            return ImageSet(f"{name}/{split}", torch.from_numpy(out),
+                            torch.as_tensor(dataset.labels, dtype=torch.int64), CIFAR10_CLASSES,
+                            source)
+        return _ood_set(name, torch.from_numpy(out), source)
+    key = f"openood|{images.resolve()}|{fetch.file_digest(imglist, 'sha256')}|v1"
+    return _cached(_cache_root() / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npz", decode)
+
+
+def _resize_crop_32(img: Image.Image) -> Image.Image:
+    """OpenOOD's CIFAR test transform on one image: shorter side to 32 (bilinear), centre crop."""
+    w, h = img.size
+    if (w, h) != (32, 32):
+        scale = 32 / min(w, h)
+        img = img.resize((max(32, round(w * scale)), max(32, round(h * scale))), Image.BILINEAR)
+        left, top = (img.size[0] - 32) // 2, (img.size[1] - 32) // 2
+        img = img.crop((left, top, left + 32, top + 32))
+    return img
+
+
 def _paper_ood_factories() -> dict[str, Callable[[str, bool], object]]:
     from pytorch_ood.dataset.img import (LSUNCrop, LSUNResize, Textures, TinyImageNetCrop,
                                          TinyImageNetResize, TinyImages300k)
@@ -535,7 +585,8 @@ def known_num_classes(spec: str | DataSpec) -> int | None:
     """The number of classes of an ID set when it is known without reading images."""
     spec = DataSpec.parse(spec, "id")
     if spec.kind == "set":
-        return {"cifar10": 10, "cifar100": 100, "synthetic": len(synthetic.ID_CLASSES)}[spec.where]
+        return {"cifar10": 10, "cifar100": 100, "synthetic": len(synthetic.ID_CLASSES),
+                OPENOOD_ID: 10}[spec.where]
     if spec.path is not None:
         train = spec.path / "train"
         if train.is_dir():  # the class folders that hold images, as the loader counts them

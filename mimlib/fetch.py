@@ -37,6 +37,13 @@ SIZES = {"cifar10": "163 MiB", "cifar100": "161 MiB", "svhn": "61 MiB",
          "tinyimagenet_crop": "~20 MB", "tinyimagenet_resize": "~12 MB", "lsun_crop": "~17 MB",
          "lsun_resize": "~17 MB", "mnist": "1.6 MiB + 5 KiB", "tinyimages300k": "879 MiB"}
 TINYIMAGES_SHAPE = (300_000, 32, 32, 3)
+#: What an OpenOOD v1.5 archive (Google Drive) has in place of a checksum: neither OpenOOD's
+#: download script nor pytorch-ood 0.4 publishes one, so each archive is checked by its
+#: contents, every image that the benchmark's image lists name (their count, per set).
+UNPINNED = "none published; checked by contents: every file the image lists name"
+#: Sizes of OpenOOD's archives: unpublished, except pytorch-ood's note on the image lists.
+OPENOOD_SIZES = {"benchmark_imglist": "~28 MB (pytorch-ood's note)"}
+_GDRIVE = "https://drive.google.com/uc?id="
 _ALGORITHMS = {"md5": "MD5", "sha256": "SHA-256"}
 
 
@@ -60,9 +67,11 @@ class Item:
 
     def describe(self, problem: str) -> str:
         """One entry of the list of what is missing: what, from where, to where, how big."""
+        checksum = (f"checksum: {UNPINNED}" if self.checksum == UNPINNED
+                    else self.checksum.replace(':', ': ', 1))
         return (f"- {self.name}: {problem}\n    url: {self.url}\n    put it at: {self.path}"
                 f"{' (it is extracted there)' if self.extract_to else ''}\n    layout: "
-                f"{self.layout}\n    {self.checksum.replace(':', ': ', 1)}\n    size: {self.size}")
+                f"{self.layout}\n    {checksum}\n    size: {self.size}")
 
 
 # --------------------------------------------------------------------------- the items
@@ -87,7 +96,67 @@ def data_items(name: str, root: str | os.PathLike) -> list[Item]:
         return [_tinyimages(root / "ood")]
     if name in EXPECTED_IMAGES:
         return [_pytorch_ood_archive(name, root / "ood")]
+    if name.startswith("openood_"):
+        return openood_items(name, root)
     return []
+
+
+def openood_lists(name: str) -> tuple[str, list[str]]:
+    """OpenOOD's archive behind a set of the v1.5 CIFAR-10 benchmark (``openood_cifar10``,
+    ``openood_tin``...) and the image lists that name its images, as pytorch-ood 0.4's
+    ``CIFAR10_OpenOOD`` declares them: train and test for the ID set, test for an OOD set."""
+    from pytorch_ood.benchmark.img import CIFAR10_OpenOOD as B
+
+    archive = name.removeprefix("openood_")
+    if archive == "cifar10":
+        return archive, [B._train_imglist, B._test_id_imglist]
+    lists = [f for _, f in B._ood_imglists if f == f"test_{archive}.txt"]
+    if not lists or archive not in B._download_names:
+        raise DataError(f"{name} is not a set of OpenOOD's CIFAR-10 benchmark")
+    return archive, lists
+
+
+def openood_paths(root: str | os.PathLike) -> tuple[Path, Path]:
+    """Where the benchmark lives under the data root: the image-list folder (OpenOOD's
+    ``benchmark_imglist/cifar10``) and the images root the lists' paths are relative to
+    (OpenOOD's ``images_classic``)."""
+    base = Path(root) / "openood"
+    return base / "benchmark_imglist" / "cifar10", base / "images_classic"
+
+
+def openood_items(name: str, root: str | os.PathLike) -> list[Item]:
+    """The OpenOOD image lists and the archive of one set, each checked in place by what the
+    lists name (pytorch-ood 0.4's Google-Drive ids, from OpenOOD's download script)."""
+    from pytorch_ood.benchmark.img import openood as O
+
+    from pytorch_ood.benchmark.img import CIFAR10_OpenOOD as B
+
+    archive, lists = openood_lists(name)
+    list_dir, images = openood_paths(root)
+    bundle = list_dir.parents[1]
+    every = [B._train_imglist, B._test_id_imglist, *(f for _, f in B._ood_imglists)]
+
+    def lists_check() -> str | None:  # one item for the benchmark: every list its sets read
+        absent = [f for f in every if not (list_dir / f).is_file()]
+        return f"{list_dir} lacks {absent}" if absent else None
+
+    def images_check() -> str | None:
+        if lists_check():
+            return "cannot be checked before the image lists are in place"
+        wanted = [line.split()[0] for f in lists for line in (list_dir / f).read_text()
+                  .splitlines() if line.strip() and not line.startswith("#")]
+        absent = [w for w in wanted if not (images / w).is_file()]
+        return (f"{images / archive} lacks {len(absent):,} of the {len(wanted):,} images its "
+                f"image lists name (first: {absent[0]})" if absent else None)
+
+    folder = images / archive
+    return [Item("OpenOOD image lists", _GDRIVE + O._IMGLIST_GDRIVE_ID,
+                 bundle / "benchmark_imglist.zip", UNPINNED, OPENOOD_SIZES["benchmark_imglist"],
+                 f"benchmark_imglist/cifar10/ with {every}", lists_check, extract_to=bundle),
+            Item(f"OpenOOD {archive}", _GDRIVE + O._OPENOOD_GDRIVE_IDS[archive],
+                 folder / f"{archive}.zip", UNPINNED, "not published (Google Drive)",
+                 f"{archive}/ under {images}, holding every image the lists name",
+                 images_check, extract_to=folder)]
 
 
 def _md5_check(path: Path, md5: str) -> Callable[[], str | None]:
@@ -245,9 +314,13 @@ def ensure(items: list[Item], *, download: bool, progress: bool = True) -> None:
 def fetch(item: Item, *, progress: bool = True, timeout: float = TIMEOUT_S) -> None:
     """Put one item in place: download it (unless a verified copy is already there, such as an
     archive copied by hand), then extract it. Nothing half-done is left under a final name."""
-    algorithm, expected = item.checksum.split(":", 1)
-    if not (item.path.is_file() and file_digest(item.path, algorithm) == expected):
-        _download(item, algorithm, expected, progress, timeout)
+    if item.checksum == UNPINNED:
+        if not item.path.is_file():
+            _gdrive_download(item)
+    else:
+        algorithm, expected = item.checksum.split(":", 1)
+        if not (item.path.is_file() and file_digest(item.path, algorithm) == expected):
+            _download(item, algorithm, expected, progress, timeout)
     if item.extract_to is not None:
         _extract(item.path, item.extract_to)
     problem = item.check()
@@ -281,6 +354,25 @@ def _download(item: Item, algorithm: str, expected: str, progress: bool,
         raise DataError(f"the download of {item.name} from {item.url} fails its "
                         f"{_ALGORITHMS[algorithm]} check (got {h.hexdigest()}, expected "
                         f"{expected}); try again later, or download it by hand")
+    os.replace(part, item.path)
+
+
+def _gdrive_download(item: Item) -> None:
+    """An OpenOOD archive from Google Drive, through gdown as pytorch-ood downloads it (Drive
+    answers large files with a confirmation page that a plain request cannot pass)."""
+    try:
+        import gdown
+    except ImportError as err:
+        raise DataError(f"{item.name} is on Google Drive ({item.url}): pip install gdown, or "
+                        f"download it by hand to {item.path}") from err
+    part = item.path.with_name(f".{item.path.name}.{os.getpid()}.part")
+    item.path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if gdown.download(item.url, str(part), quiet=False) is None:
+            raise DataError(f"could not download {item.name} from {item.url}")
+    except Exception as err:  # gdown raises its own errors for quota and access
+        part.unlink(missing_ok=True)
+        raise DataError(f"could not download {item.name} from {item.url}: {err}") from err
     os.replace(part, item.path)
 
 

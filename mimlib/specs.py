@@ -31,14 +31,20 @@ FILE_KINDS = ("folder", "crop", "resize", "mnist")
 #: What names ``mnist:FOLDER``: its image file (the labels are not used for an OOD set)
 MNIST_IMAGES = "t10k-images-idx3-ubyte.gz"
 
-ID_SETS = ("cifar10", "cifar100", "synthetic")
+#: The OpenOOD v1.5 CIFAR-10 benchmark's sets, read through its exact image lists
+#: (:mod:`mimlib.fetch` ``openood_items``): the ID set, then near-OOD, then far-OOD.
+OPENOOD_ID = "openood_cifar10"
+OPENOOD_OOD_SETS = ("openood_cifar100", "openood_tin", "openood_mnist", "openood_svhn",
+                    "openood_texture", "openood_places365")
+ID_SETS = ("cifar10", "cifar100", "synthetic", OPENOOD_ID)
 PAPER_OOD_SETS = ("tinyimagenet_crop", "tinyimagenet_resize", "lsun_crop", "lsun_resize", "svhn",
                   "textures", "places365")
 NOISE_SETS = ("gaussian", "rademacher", "blobs")
 SYNTHETIC_OOD_SETS = tuple(f"synthetic_{k}" for k in synthetic.OOD_KINDS)
 #: Auxiliary outlier sets for Outlier Exposure (never used as test sets).
 AUXILIARY_SETS = ("tinyimages300k",) + tuple(f"synthetic_{k}" for k in synthetic.AUXILIARY_KINDS)
-OOD_SETS = PAPER_OOD_SETS + NOISE_SETS + SYNTHETIC_OOD_SETS + AUXILIARY_SETS + ("mnist",)
+OOD_SETS = (PAPER_OOD_SETS + NOISE_SETS + SYNTHETIC_OOD_SETS + AUXILIARY_SETS + ("mnist",)
+            + OPENOOD_OOD_SETS)
 #: What each role accepts: the named sets and the kinds that read files.
 _ACCEPTED = {"id": (ID_SETS, ("folder",)), "ood": (OOD_SETS, ("crop", "resize", "mnist")),
              "any": (ID_SETS + OOD_SETS, FILE_KINDS)}
