@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from mimlib import fetch
-from mimlib.catalog import groups_of
+from mimlib.companion.catalog import groups_of
 from mimlib.companion import needs
 from mimlib.companion.orchestrate import notebook_parameters
 from mimlib.companion.pages import notebook_names
