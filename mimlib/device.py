@@ -30,12 +30,13 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """The device a step computes on: :func:`planned_device`, refused when it is absent."""
     dev = planned_device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {str(dev)!r} was asked for but no CUDA device is available, "
-                          "and this step computes (its result is not stored); use device='auto' "
-                          "or 'cpu'")
+        raise ConfigError(f"device {str(dev)!r} was asked for but no CUDA device is available "
+                          "here, where a step computes on it; use device='auto' or 'cpu' "
+                          "(stored results are read on any machine)")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise ConfigError(f"device {str(dev)!r} was asked for but this machine has "
-                          f"{torch.cuda.device_count()} CUDA device(s); use 'cuda' or 'cpu'")
+                          f"{torch.cuda.device_count()} CUDA device(s), where a step computes on "
+                          "it; use 'cuda' or 'cpu'")
     return dev
 
 

@@ -152,3 +152,35 @@ def test_committed_numbers_are_recomputed_from_the_data() -> None:
     # measured: identical to the bit on the CPU that made the store; on other CPU kinds and
     # thread counts within the tolerances that cross-machine.json's measurement gives
     assert not beyond_tolerance(comparisons), beyond_tolerance(comparisons)[:5]
+
+
+def test_the_rederive_tolerances_follow_the_cross_machine_measurement() -> None:
+    """The re-derivation check's tolerance per kind of step covers what re-deriving on other CPU
+    kinds and thread counts measured (results/cifar10-cpu/cross-machine.json), and the check
+    reads the largest difference of each kind of number per kind of step."""
+    from mimlib.companion.rederive import (EPOCH, FORWARD, MACHINES, SHORT, TOLERANCES,
+                                           Comparison, beyond_tolerance, largest)
+
+    measured = json.loads((ROOT / "results" / PROFILE / "cross-machine.json").read_text())
+    assert set(measured["machines"]) == set(MACHINES)
+    assert measured["made_on"]["bf16_native"]  # the store's own CPU has AVX-512 BF16
+    played = {name: run["machine"] for name, run in measured["machines"].items()}
+    assert played["AVX2, 1 thread"]["capability"] == "AVX2"
+    assert not played["AVX2, 1 thread"]["bf16_native"] and played["AVX2, 1 thread"]["threads"] == 1
+    assert played["no vector extensions, 1 thread"]["capability"] == "DEFAULT"
+    steps = {step for run in measured["machines"].values() for step in run["largest"]}
+    assert steps == {FORWARD, SHORT, EPOCH}
+    for name, run in measured["machines"].items():
+        assert run["beyond_tolerance"] == [], name
+        for step, numbers in run["largest"].items():
+            assert max(numbers.values()) <= TOLERANCES[step], (name, step, numbers)
+    rows = [Comparison("published model, MSP auroc on mnist", 0.9, 0.9 + 2e-6),
+            Comparison("published model, ID accuracy", 0.81, 0.81),
+            Comparison(f"{SHORT}, step 3 loss_out", 2.0, 2.0 + 5e-5, SHORT),
+            Comparison(f"{EPOCH}, MSP fpr95 on mnist", 0.3, 0.35, EPOCH),
+            Comparison(f"{SHORT}, ID accuracy", 0.8, float("nan"), SHORT)]
+    assert largest(rows)[FORWARD] == {"AUROC": pytest.approx(2e-6), "ID accuracy": 0.0}
+    assert largest(rows)[SHORT]["loss"] == pytest.approx(5e-5)
+    assert largest(rows)[SHORT]["ID accuracy"] == float("inf")  # a NaN is infinitely bad
+    assert [c.what for c in beyond_tolerance(rows)] == [f"{EPOCH}, MSP fpr95 on mnist",
+                                                        f"{SHORT}, ID accuracy"]

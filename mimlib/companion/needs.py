@@ -15,6 +15,7 @@ from typing import Any
 from .. import data as D
 from .. import fetch
 from ..checkpoints import weights_item
+from ..device import resolve_device
 from ..errors import DataError, MimlibError
 from ..models import published_oe_weights
 from .setups import setups_of
@@ -47,6 +48,10 @@ def items_of(params: dict[str, Any]) -> tuple[list[tuple[fetch.Item, bool]], lis
                 problems.append(f"- {spec.text}: {err}")
         if setup.results_only:
             continue
+        try:  # the data are here, so the notebook may compute: on the device it names
+            resolve_device(setup.device)
+        except MimlibError as err:
+            problems.append(f"- device {setup.device}: {err}")
         try:
             setup.check_checkpoint()
         except MimlibError as err:

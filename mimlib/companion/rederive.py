@@ -24,11 +24,12 @@ from .store import Store
 SHORT_RUN_STEPS = 5
 #: the kinds of step re-derived, each with its own tolerance
 FORWARD, SHORT, EPOCH = "forward pass", "short fine-tuning", "one-epoch fine-tuning"
-#: the largest difference allowed from the committed numbers on any CPU, per kind of step: the
-#: largest measured on other CPU kinds and thread counts (cross-machine.json), with a margin of
-#: ten. A forward pass differs only in the order of float sums; a fine-tuning compounds that
-#: through its steps.
-TOLERANCES = {FORWARD: 1e-5, SHORT: 1e-4, EPOCH: 2e-2}
+#: the largest difference allowed from the committed numbers on any CPU, per kind of step, about
+#: ten times the largest measured on other CPU kinds and thread counts (cross-machine.json: a
+#: forward pass 1.6e-5 in AUROC on AVX2 kernels, a five-step fine-tuning 1.0e-5 in its losses,
+#: a one-epoch fine-tuning 3e-4 in FPR95 and 1e-4 in ID accuracy, one test image). A forward
+#: pass differs only in the order of float sums; a fine-tuning compounds that through its steps.
+TOLERANCES = {FORWARD: 2e-4, SHORT: 1e-4, EPOCH: 3e-3}
 
 
 @dataclass
