@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -578,3 +579,24 @@ def test_a_control_in_id_stats_is_the_mixed_stats_control():
     assert MIMConfig(bn_mode="id-stats", lam=0.0).bn_mode == "mixed-stats"
     assert MIMConfig(bn_mode="id-stats").bn_mode == "id-stats"
     assert MIMConfig(bn_mode="frozen", lam=0.0).bn_mode == "frozen"
+
+
+def test_the_runtime_pages_cross_machine_table_reads_the_committed_measurement(tmp_path) -> None:
+    """Per machine played and kind of step, the largest differences and the tolerance; one row
+    and a sentence saying so where a profile has no measurement."""
+    from mimlib.companion.rederive import EPOCH, FORWARD, TOLERANCES
+
+    path = Path(__file__).resolve().parents[1] / "results" / "cifar10-cpu" / "cross-machine.json"
+    table = analysis.cross_machine(path)
+    avx2 = table[table["machine played"] == "AVX2, 2 threads"].set_index("step")
+    assert avx2.loc[FORWARD, "largest |Δ| AUROC"] == pytest.approx(1.6345e-05)
+    assert avx2.loc[EPOCH, "largest |Δ| ID accuracy"] == pytest.approx(1e-4, rel=1e-3)
+    assert avx2.loc[EPOCH, "tolerance"] == TOLERANCES[EPOCH]
+    assert set(table["native bf16"]) == {"yes", "no"}
+    sentence = analysis.cross_machine_sentence(path)
+    assert "forward pass (4 machines): AUROC 1.6e-05, ID accuracy 0" in sentence
+    assert "one-epoch fine-tuning (1 machine): AUROC 6.1e-05, ID accuracy 0.0001" in sentence
+    absent = tmp_path / "none.json"
+    assert analysis.cross_machine(absent)["machine played"].tolist() == [
+        "not measured for this profile"]
+    assert analysis.cross_machine_sentence(absent).startswith("This profile's numbers have not")

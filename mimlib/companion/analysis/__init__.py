@@ -18,8 +18,8 @@ from .claims import claims_table, columns_from, landing_headline
 from .gpu import gpu_overview, gpu_plan, gpu_provenance, gpu_summary, gpu_tables, gpu_warnings
 from .manifold import embed_2d, penultimate_features, umap_available
 from .mixed_images import gallery, mixed_batches, mixing_statistics, msp_of
-from .numerics import (cross_machine, cross_machine_sentence, precision_effect,
-                       precision_unmeasurable, precision_verdict)
+from .numerics import (cross_machine, cross_machine_provenance, cross_machine_sentence,
+                       precision_effect, precision_unmeasurable, precision_verdict)
 from .quirks import QUIRK_DETECTORS, bn_mode_effect, design_choices, quirk_effects, quirk_list
 from .runtime import (benchmark_provenance, benchmark_table, chapter_costs, from_scratch,
                       from_scratch_sentence, numerics_speedups, runtime_summary, runtime_table,
@@ -34,7 +34,7 @@ from .tables import (CONTROL, NOT_ADAPTED, NOT_IN_PAPER, Table1Grid, across_setu
 __all__ = ["PostMixAugment", "extract", "claims_table", "columns_from", "landing_headline", "gpu_overview",
            "gpu_plan", "gpu_provenance", "gpu_summary", "gpu_tables", "gpu_warnings", "embed_2d",
            "penultimate_features", "umap_available", "gallery", "mixed_batches",
-           "mixing_statistics", "msp_of", "cross_machine", "cross_machine_sentence", "precision_effect", "precision_unmeasurable", "precision_verdict", "QUIRK_DETECTORS", "bn_mode_effect", "design_choices", "quirk_effects", "quirk_list",
+           "mixing_statistics", "msp_of", "cross_machine", "cross_machine_provenance", "cross_machine_sentence", "precision_effect", "precision_unmeasurable", "precision_verdict", "QUIRK_DETECTORS", "bn_mode_effect", "design_choices", "quirk_effects", "quirk_list",
            "benchmark_provenance", "benchmark_table", "chapter_costs", "from_scratch", "from_scratch_sentence",
            "numerics_speedups", "runtime_summary",
            "runtime_table", "short_git", "sweep_bn_modes", "CONTROL", "NOT_ADAPTED", "NOT_IN_PAPER", "Table1Grid", "across_setups",

@@ -148,3 +148,13 @@ def cross_machine_sentence(path: str | Path) -> str:
     return (f"Re-derived from the data on other CPU kinds and thread counts, played on {made_on} "
             "with torch's and oneDNN's own switches, the committed numbers differ at most by: "
             + "; ".join(parts) + ".")
+
+
+def cross_machine_provenance(path: str | Path) -> str:
+    """What produced the cross-machine table (a committed JSON, not this page's profile)."""
+    if not Path(path).is_file():
+        return "not measured"
+    data = json.loads(Path(path).read_text())
+    git = (data["environment"].get("git") or "?")[:8]
+    return (f"mimlib rederive --machines on {data['made_on']['cpu']} (torch "
+            f"{data['made_on']['torch']}, git {git}), profile {data['profile']}")
