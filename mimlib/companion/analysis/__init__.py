@@ -16,7 +16,7 @@ from ...detectors import extract
 from ..setups import architecture_setups
 from .claims import claims_table, columns_from, landing_headline
 from .gpu import gpu_overview, gpu_plan, gpu_provenance, gpu_summary, gpu_tables, gpu_warnings
-from .manifold import embed_2d, penultimate_features, umap_available
+from .manifold import embed_2d, penultimate_features, stored_embedding, umap_available
 from .mixed_images import gallery, mixed_batches, mixing_statistics, msp_of
 from .numerics import precision_effect, precision_unmeasurable, precision_verdict
 from .quirks import QUIRK_DETECTORS, bn_mode_effect, design_choices, quirk_effects, quirk_list
@@ -32,7 +32,7 @@ from .tables import (CONTROL, NOT_ADAPTED, Table1Grid, across_setups, agreement,
 
 __all__ = ["PostMixAugment", "extract", "claims_table", "columns_from", "landing_headline", "gpu_overview",
            "gpu_plan", "gpu_provenance", "gpu_summary", "gpu_tables", "gpu_warnings", "embed_2d",
-           "penultimate_features", "umap_available", "gallery", "mixed_batches",
+           "penultimate_features", "stored_embedding", "umap_available", "gallery", "mixed_batches",
            "mixing_statistics", "msp_of", "precision_effect", "precision_unmeasurable", "precision_verdict", "QUIRK_DETECTORS", "bn_mode_effect", "design_choices", "quirk_effects", "quirk_list",
            "benchmark_provenance", "benchmark_table", "chapter_costs", "from_scratch", "from_scratch_sentence",
            "numerics_speedups", "runtime_summary",

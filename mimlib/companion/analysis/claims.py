@@ -27,7 +27,7 @@ from ..experiment import Experiment, ModelRun
 from ...protocol import check_protocol
 from ..report import paper_numbers
 from .runtime import benchmark_rows
-from .stats import Interval, auroc_difference, mean_difference, seed_difference
+from .stats import Interval, seed_difference, stored_auroc_difference, stored_mean_difference
 from .tables import replace_setup
 
 HOLDS, PARTLY, FAILS, NOT_RESOLVED, NOT_RUN = (
@@ -153,8 +153,8 @@ def beats_baselines(template: Experiment, column: Column, mim: dict[str, Any],
     for group, sets in _groups(exp, base).items():
         means = {d: _group_mean(rows, sets, name=d) for d in detectors}
         best = max(means, key=means.get)
-        vs_best = auroc_difference(mim_arms, [_scores(exp, base, best)], sets)
-        vs_control = auroc_difference(mim_arms, control_arms, sets)
+        vs_best = stored_auroc_difference(exp, mim_arms, [_scores(exp, base, best)], sets)
+        vs_control = stored_auroc_difference(exp, mim_arms, control_arms, sets)
         intervals[group] = {"best": best, "vs_best": vs_best, "vs_control": vs_control,
                             "sets": sets}
         if group in JUDGED_GROUPS:
@@ -177,8 +177,8 @@ def accuracy_kept(template: Experiment, column: Column, mim: dict[str, Any],
     accuracy = {name: [exp.evaluate(r, ("MSP",)).accuracy for r in rs]
                 for name, rs in runs.items()}
     if column.per_image_accuracy:
-        diff = mean_difference(*[[exp.predictions(r) for r in runs[name]]
-                                 for name in ("MIM", "control")])
+        diff = stored_mean_difference(exp, *[[exp.predictions(r) for r in runs[name]]
+                                             for name in ("MIM", "control")])
     else:  # runs computed before per-image predictions were stored (no weights kept)
         diff = seed_difference(accuracy["MIM"], accuracy["control"])
     verdict = (HOLDS if diff.low > -ACCURACY_TOLERANCE else
@@ -249,8 +249,8 @@ def _variant_difference(template: Experiment, column: Column, params: dict[str, 
                        v, runs) for v, runs in options]
             best[name] = max(scored, key=lambda item: item[0])
         (first, v1, runs1), (second, v2, runs2) = best.values()
-        diff = auroc_difference([_scores(exp, r) for r in runs1], [_scores(exp, r) for r in runs2],
-                                sets)
+        diff = stored_auroc_difference(exp, [_scores(exp, r) for r in runs1],
+                                       [_scores(exp, r) for r in runs2], sets)
         intervals[group] = diff
         if group in JUDGED_GROUPS:
             verdicts.append(side_verdict(diff))
