@@ -155,6 +155,18 @@ def test_chapter_renders_its_figures_and_tables(browser, html_root: Path, chapte
     assert images >= expected and len(figures) >= expected
 
 
+def test_the_claims_page_opens_with_the_forest_plot(browser, html_root: Path) -> None:
+    """The verdict a reader takes in at a glance: the first figure of the claims page, before
+    its table, an image with a caption that names the comparison."""
+    _open(browser, html_root / "book" / "executed" / "15_claims.html")
+    first = browser.execute_script(
+        "const f = document.querySelector('main figure'), t = document.querySelector('main table');"
+        "return [f.id, f.querySelector('img').naturalWidth, f.innerText,"
+        " !!(f.compareDocumentPosition(t) & Node.DOCUMENT_POSITION_FOLLOWING)]")
+    assert first[0] == "fig-claims-forest" and first[1] > 0 and first[3], first
+    assert "MIM minus its control" in first[2] and "MIM minus the best post-hoc baseline" in first[2]
+
+
 def test_front_matter_and_bibliography(browser, html_root: Path) -> None:
     _open(browser, html_root / "book" / "intro.html")
     text = browser.execute_script("return document.body.innerText")
@@ -163,9 +175,17 @@ def test_front_matter_and_bibliography(browser, html_root: Path) -> None:
     headline = browser.execute_script(
         "const h = document.querySelector('.mimlib-headline'); return h && h.innerText")
     assert headline and "The paper's claim:" in headline and "What we measure" in headline
-    # per protocol: near- and far-OOD against the control and the best baseline, then the count
+    # the verdict as a forest plot, its caption naming the comparison; then the count per
+    # protocol
+    figure = browser.execute_script(
+        "const f = document.querySelector('.mimlib-headline figure');"
+        "return f && [f.querySelector('img').naturalWidth, f.innerText,"
+        " f.compareDocumentPosition(document.querySelector('.mimlib-headline ul'))"
+        " & Node.DOCUMENT_POSITION_FOLLOWING]")
+    assert figure and figure[0] > 0 and figure[2], figure
+    assert "MIM minus its control" in figure[1] and "best post-hoc baseline" in figure[1]
     assert "corrected:" in headline and "faithful:" in headline
-    assert headline.count("against its control") >= 4 and "The paper's claims that hold here: " in headline
+    assert headline.count("The paper's claims that hold here: ") >= 2
     link = browser.execute_script(
         "return document.querySelector('.mimlib-headline a').href")
     assert link.endswith("executed/15_claims.html")

@@ -320,3 +320,19 @@ def test_a_run_that_names_no_page_or_profile_says_why_it_has_no_command(
     monkeypatch.chdir(ROOT)
     assert page_of(_page_parameters("09_ablation_training", "smoke", [])) == \
         "09_ablation_training"
+
+
+def test_the_forest_plot_is_legible_at_the_books_width() -> None:
+    """Its text at least the body's size where the book shows it about 7.5 inches wide."""
+    from mimlib.companion import plots
+
+    rows = pd.DataFrame({"setting": ["corrected"] * 2, "comparison": ["MIM − control"] * 2,
+                         "group": ["near", "noise"], "estimate": [0.03, -0.2],
+                         "low": [0.02, -0.3], "high": [0.04, -0.1],
+                         "verdict": ["MIM better", "not judged"], "against": ["", ""]})
+    fig = plots.forest_plot(rows)
+    assert fig.get_size_inches()[0] <= 7.5
+    sizes = {t.get_fontsize() for ax in fig.axes
+             for t in (*ax.get_yticklabels(), *ax.get_xticklabels(), *ax.texts, ax.title)
+             if t.get_text()}
+    assert sizes and min(sizes) >= 12

@@ -24,7 +24,7 @@ from .analysis.runtime import short_git
 from ..detectors import check_detectors
 from ..errors import ConfigError
 from .experiment import Experiment, Setup
-from .labels import readers_table
+from .labels import readers_label, readers_table
 from ..models import ARCHITECTURES
 from .pages import EXECUTED
 from .profiles import load_profile, profile_names
@@ -65,23 +65,50 @@ class Session:
                      protocol=values(lambda s: s.protocol), mim=self.mim,
                      **({"ablation": ablation} if ablation else {}), id=result_id(self.params))
 
+    @property
+    def described(self) -> str:
+        """What this page's results are, in readers' words (the caption's part)."""
+        return self.described_of(self.exp.setup)
+
+    def described_of(self, *setups: Setup, protocol: bool = True) -> str:
+        """What results made by these setups are, in readers' words: data, model, protocol
+        (``protocol``) and the profile, never a spec, path or checksum; those are in the
+        provenance (:meth:`provenance_of`), the CSV's first line and the provenance table."""
+        def values(field: Callable[[Setup], Any]) -> str:
+            return " / ".join(dict.fromkeys(str(field(s)) for s in setups))
+
+        parts = [values(lambda s: readers_label(s.id_data)),
+                 values(lambda s: readers_label(s.arch))]
+        if protocol:
+            parts.append(values(lambda s: f"{s.protocol} protocol"))
+        tag = "SMOKE PROFILE (synthetic data, not comparable with the paper)" \
+            if self.profile == "smoke" else f"profile {self.profile}"
+        return f"{', '.join(parts)}; {tag}"
+
     def experiment(self, **changes: Any) -> Experiment:
         """The session's experiment with some setup fields changed (same store)."""
         return self.exp.derive(dataclasses.replace(self.exp.setup, **changes))
 
     def table(self, df: pd.DataFrame, caption: str, name: str, floatfmt: str = ".4f",
-              provenance: str | None = None, readers: bool = True) -> None:
+              provenance: str | None = None, readers: bool = True,
+              shown: list[str] | None = None, folded: str | None = None) -> None:
         """Show df as a numbered table whose caption names the profile and parameters (or
         the given provenance, for results that another run produced), and links its CSV;
         its headers and label cells in readers' words (``readers``; see mimlib.companion.labels), the
-        CSV with the machine names, and under it the cite line and the re-run command."""
+        CSV with the machine names, and under it the cite line and the re-run command.
+        ``shown``: the columns the page shows (the CSV keeps all); ``folded``: the title of
+        a folded block that holds the table (details a reader opens)."""
         from IPython.display import Markdown, display
 
         provenance = provenance or self.provenance
         csv = save_table(df, name, provenance, self.profile)
-        display(Markdown(markdown_table(readers_table(df) if readers else df, caption, name,
-                                        provenance, floatfmt, link=download_link(csv, "CSV"),
-                                        cite=self.cite_as(name), rerun=self.rerun_line())))
+        page = df[shown] if shown else df
+        markup = markdown_table(readers_table(page) if readers else page, caption, name,
+                                provenance, floatfmt, link=download_link(csv, "CSV"),
+                                cite=self.cite_as(name), rerun=self.rerun_line())
+        if folded:
+            markup = f"::::{{admonition}} {folded}\n:class: dropdown\n\n{markup}\n::::"
+        display(Markdown(markup))
 
     def rerun_line(self) -> str:
         """The commands that re-run this page with its parameters (see mimlib.companion.rerun)."""

@@ -349,6 +349,60 @@ def per_set_heatmap(df: pd.DataFrame, label_col: str = "variant") -> Figure:
     return fig
 
 
+def png_bytes(fig: Figure, dpi: int = 150) -> bytes:
+    """The figure as PNG, as the book's exports draw it (for a page that embeds it: the
+    landing page's forest plot)."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+#: The colour of a forest plot's point by its row's verdict.
+VERDICT_COLOURS = {"holds": "#1a7f37", "MIM better": "#1a7f37", "does not hold": "#c0392b",
+                   "MIM worse": "#c0392b", "partly": "#d4a017", "not resolved": "#6e7781",
+                   "not judged": "#8c8c8c"}
+_PANELS = {**GROUP_LABELS, "noise": "noise (OE paper): apart, not judged", "ID": "ID accuracy"}
+#: Text size of the forest plots, in points at the figure's own size: the book shows a
+#: figure about 7.5 inches wide at the page's width, so these stay at the body text's size.
+FOREST_FONT = 12
+
+
+def forest_plot(rows: pd.DataFrame, xlabel: str = "difference in AUROC") -> Figure:
+    """A forest plot of paired differences (the rows of
+    :func:`~mimlib.companion.analysis.claims.forest_frame`): one panel per group, stacked
+    (near, far; noise and ID accuracy apart, each on its own scale), one row per setting and
+    comparison (the best baseline named, where a row has one), a point and its 95% interval,
+    a line at zero and the row's verdict beside it."""
+    panels = [g for g in (*GROUP_LABELS, "ID") if g in set(rows["group"])]
+    sizes = [len(rows[rows["group"] == g]) for g in panels]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7.5, 0.36 * sum(sizes) + 1.15 * len(panels)),
+                             gridspec_kw={"height_ratios": sizes}, squeeze=False)
+    for ax, group in zip(axes[:, 0], panels):
+        part = rows[rows["group"] == group]
+        y = np.arange(len(part))
+        colours = [VERDICT_COLOURS.get(v, "k") for v in part["verdict"]]
+        ax.axvline(0, color="k", lw=1)
+        ax.hlines(y, part["low"], part["high"], colors=colours, lw=3)
+        ax.scatter(part["estimate"], y, c=colours, s=45, zorder=3)
+        for yi, verdict in zip(y, part["verdict"]):
+            ax.text(1.02, yi, verdict, va="center", fontsize=FOREST_FONT,
+                    color=VERDICT_COLOURS.get(verdict, "k"), transform=ax.get_yaxis_transform())
+        labels = [f"{s}: {c}" + (f" ({a})" if a else "")
+                  for s, c, a in zip(part["setting"], part["comparison"], part["against"])]
+        ax.set_yticks(y, labels, fontsize=FOREST_FONT)
+        ax.set_ylim(len(part) - 0.5, -0.5)
+        ax.set_title(_PANELS[group], fontsize=FOREST_FONT, loc="left")
+        ax.set_xlabel(("difference in accuracy" if group == "ID" else xlabel)
+                      + ", 95% interval", fontsize=FOREST_FONT)
+        ax.tick_params(axis="x", labelsize=FOREST_FONT)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(5))
+        ax.grid(axis="y", visible=False)
+    fig.tight_layout()
+    return fig
+
+
 def _barh(labels: Sequence[str], values: Sequence[float], xlabel: str,
           colors: Sequence[str] | str = "C0", width: float = 6.0) -> tuple[Figure, plt.Axes]:
     """Horizontal bars, first label on top, small tick labels: the layout of every bar chart."""

@@ -14,7 +14,7 @@ tidy :class:`pandas.DataFrame` objects for a notebook to show.
 from ...augment import PostMixAugment
 from ...detectors import extract
 from ..setups import architecture_setups
-from .claims import claims_table, columns_from, landing_headline
+from .claims import claims_table, columns_from, forest_frame, landing_headline
 from .gpu import gpu_overview, gpu_plan, gpu_provenance, gpu_summary, gpu_tables, gpu_warnings
 from .manifold import embed_2d, penultimate_features, stored_embedding, umap_available
 from .mixed_images import gallery, mixed_batches, mixing_statistics, msp_of
@@ -30,7 +30,8 @@ from .tables import (CONTROL, NOT_ADAPTED, Table1Grid, across_setups, agreement,
                      slug, starting_points, summary_row, test_set_selection, sweep, sweep_bn_modes, sweep_spread, table1,
                      table1_grid, wide_table)
 
-__all__ = ["PostMixAugment", "extract", "claims_table", "columns_from", "landing_headline", "gpu_overview",
+__all__ = ["PostMixAugment", "extract", "claims_table", "columns_from", "forest_frame",
+           "landing_headline", "gpu_overview",
            "gpu_plan", "gpu_provenance", "gpu_summary", "gpu_tables", "gpu_warnings", "embed_2d",
            "penultimate_features", "stored_embedding", "umap_available", "gallery", "mixed_batches",
            "mixing_statistics", "msp_of", "precision_effect", "precision_unmeasurable", "precision_verdict", "QUIRK_DETECTORS", "bn_mode_effect", "design_choices", "quirk_effects", "quirk_list",
