@@ -7,6 +7,7 @@ as a fresh clone builds it from the committed results.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -123,14 +124,23 @@ def test_chapter_renders_its_figures_and_tables(browser, html_root: Path, chapte
         assert f"page {chapter}, profile " in figure and ", git " in figure
     everything = browser.execute_script("return document.querySelector('main').textContent")
     assert everything.count("Cite as: mimlib book, Table ") == len(tables)  # folded ones too
-    # readers' labels: no spec or checksum in a table header or a figure's caption outside its
-    # provenance line, which keeps them (figure titles, legends and ticks are drawn into the
-    # image: tests/test_labels.py checks them where matplotlib sets them)
+    # readers' words: no spec, checksum, registry key or result id in a table header, a
+    # table's caption or anything under a figure (the provenance table keeps them, the CSV's
+    # first line and the files' metadata too; figure titles, legends and ticks are drawn into
+    # the image: tests/test_labels.py checks them where matplotlib sets them); labels short
     headers = browser.execute_script(
         "return Array.from(document.querySelectorAll('main table th')).map(h => h.textContent)")
-    captions = [figure[:min(figure.find(m) for m in makers if m in figure)] for figure in figures]
-    for label in headers + captions:
-        assert "folder:" not in label and "sha256" not in label, label
+    provenance = browser.execute_script(
+        "return Array.from(document.querySelectorAll('main table caption'))"
+        ".filter(c => c.textContent.includes('Provenance of this page')).length")
+    assert provenance <= 1
+    shown = [t for t in tables if "Provenance of this page" not in t]
+    for label in headers + shown + figures:
+        assert not any(word in label for word in ("folder:", "sha256", "registry:", "id=")), label
+    names = browser.execute_script(
+        "return Array.from(document.querySelectorAll('main table[id], main figure[id]'))"
+        ".map(e => e.id)")
+    assert all(len(n) <= 40 and not re.search(r"[0-9a-f]{8}", n) for n in names), names
     # each table and figure carries the command that re-runs its own page
     assert everything.count(f"mimlib run {chapter}") >= len(tables) + len(figures)
     # each table links its CSV and each figure its PDF, copied into the built book

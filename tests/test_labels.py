@@ -143,11 +143,15 @@ def test_a_table_with_store_names_shows_readers_names_and_its_csv_the_machines(
     assert rows[1][:5] == ["CIFAR-10 (JPEG copy)", "corrected (quirks fixed)", "ResNet-20",
                            "trained here", "average"]
     assert not _machine_words(headers + [c for row in rows for c in row])
-    assert "*(SMOKE PROFILE" in caption  # the provenance stays in the caption
+    # the caption says what the table shows in readers' words, profile included; the spec
+    # tuple is the CSV's comment line, and no spec, pin or result id is in the caption
+    assert f"*({session.provenance})*" in caption and "SMOKE PROFILE" in caption
+    assert not _machine_words([caption.split("{download}")[0]]) and "id=" not in caption
     assert under[0].startswith("<small>Cite as: ") and under[1].startswith("<small>Re-run: ")
     # the CSV keeps the machine names that code reads, its comment line the provenance
     csv = tmp_path / "exports" / "smoke" / "tbl-labels.csv"
-    assert csv.read_text().splitlines()[0] == f"# {session.provenance}"
+    assert csv.read_text().splitlines()[0] == f"# {session.provenance.spec}"
+    assert "mim=" in session.provenance.spec and ", id=" in session.provenance.spec
     back = pd.read_csv(csv, skiprows=1)
     assert list(back.columns) == list(df.columns)
     assert back["id_data"].tolist() == [SHORT, SHORT]
@@ -170,9 +174,10 @@ def test_figures_made_from_tables_with_store_names_show_readers_names() -> None:
         "method": ["MSP", "MIM"] * 2, "ood": "average", "auroc": [0.8, 0.85, 0.79, 0.83],
         "paper_auroc": [0.9, 0.95, 0.9, 0.95]})
     fig = plots.method_bars(cells)
-    assert [ax.get_title() for ax in fig.axes] == [
-        "CIFAR-10 (JPEG copy), faithful (authors' code): mean AUROC",
-        "CIFAR-10 (JPEG copy), corrected (quirks fixed): mean AUROC"]
+    assert [ax.get_title() for ax in fig.axes] == ["mean over the paper's sets"] * 2
+    assert [ax.get_ylabel() for ax in fig.axes[::1]] == [
+        "CIFAR-10 (JPEG copy),\nfaithful (authors' code)",
+        "CIFAR-10 (JPEG copy),\ncorrected (quirks fixed)"]
     assert not _machine_words(_texts(fig))
     plt.close(fig)
 

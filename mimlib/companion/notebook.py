@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -38,6 +39,30 @@ from ..train import BN_MODES, MIMConfig, OEConfig
 MIM_FIELDS = {f.name for f in dataclasses.fields(MIMConfig)} - {"device", "eval_every"}
 
 
+class Provenance(str):
+    """What produced a result: in readers' words (the text itself, which captions show) and
+    as the spec tuple (``spec``: profile, data specs with their pins, model, protocol,
+    parameters, result id), which the CSV's first line and the files' metadata keep."""
+
+    spec: str
+
+    def __new__(cls, words: str, spec: str) -> "Provenance":
+        made = super().__new__(cls, words)
+        made.spec = spec
+        return made
+
+
+def spec_of(provenance: str) -> str:
+    """The spec tuple of a provenance (a plain string, such as a GPU run's, is its own)."""
+    return getattr(provenance, "spec", provenance)
+
+
+def profile_tag(profile: str) -> str:
+    """How a caption names the profile (the smoke profile with its warning)."""
+    return ("SMOKE PROFILE (synthetic data, not comparable with the paper)" if profile == "smoke"
+            else f"profile {profile}")
+
+
 @dataclass
 class Session:
     """One notebook run: its profile, experiment, MIM parameters and provenance line."""
@@ -48,42 +73,48 @@ class Session:
     params: dict[str, Any]
 
     @property
-    def provenance(self) -> str:
+    def provenance(self) -> "Provenance":
         """The label of results made by this page's own setup."""
         return self.provenance_of(self.exp.setup)
 
-    def provenance_of(self, *setups: Setup) -> str:
+    def provenance_of(self, *setups: Setup) -> "Provenance":
         """The label of results made by these setups (a table over two ID sets names both, a
-        CIFAR-100 table its own data and protocol, a cross-architecture table each base)."""
+        CIFAR-100 table its own data and protocol, a cross-architecture table each base): in
+        readers' words for the caption (data, model, protocol, the ablation's overrides, the
+        profile), with the spec tuple (``spec``: data specs, base, parameters, result id) for
+        the CSV's first line and the files' metadata."""
         def values(field: Callable[[Setup], Any]) -> Any:
             distinct = list(dict.fromkeys(field(s) for s in setups))
             return distinct[0] if len(distinct) == 1 else distinct
 
+        def words(field: Callable[[Setup], Any]) -> str:
+            return " / ".join(dict.fromkeys(str(field(s)) for s in setups))
+
         ablation = self.params.get("ablation")  # MIM parameters that this page's runs override
-        return label(self.profile, data=values(lambda s: pins.display(s.id_data)),
+        spec = label(self.profile, data=values(lambda s: pins.display(s.id_data)),
                      arch=values(lambda s: s.arch), base=values(lambda s: s.base),
                      protocol=values(lambda s: s.protocol), mim=self.mim,
                      **({"ablation": ablation} if ablation else {}), id=result_id(self.params))
+        parts = [words(lambda s: readers_label(s.id_data)), words(lambda s: readers_label(s.arch)),
+                 words(lambda s: f"{s.protocol} protocol")]
+        if ablation:
+            parts.append("ablation runs with " + ", ".join(f"{k} = {v}"
+                                                           for k, v in ablation.items()))
+        return Provenance(f"{', '.join(parts)}; {profile_tag(self.profile)}", spec)
 
     @property
     def described(self) -> str:
-        """What this page's results are, in readers' words (the caption's part)."""
-        return self.described_of(self.exp.setup)
+        """What this page's results are, in readers' words (a caption's part)."""
+        return str(self.provenance)
 
     def described_of(self, *setups: Setup, protocol: bool = True) -> str:
-        """What results made by these setups are, in readers' words: data, model, protocol
-        (``protocol``) and the profile, never a spec, path or checksum; those are in the
-        provenance (:meth:`provenance_of`), the CSV's first line and the provenance table."""
-        def values(field: Callable[[Setup], Any]) -> str:
-            return " / ".join(dict.fromkeys(str(field(s)) for s in setups))
-
-        parts = [values(lambda s: readers_label(s.id_data)),
-                 values(lambda s: readers_label(s.arch))]
+        """Data and model of these setups in readers' words, and the protocol (``protocol``)
+        and the profile: the landing page's caption, which covers every protocol."""
         if protocol:
-            parts.append(values(lambda s: f"{s.protocol} protocol"))
-        tag = "SMOKE PROFILE (synthetic data, not comparable with the paper)" \
-            if self.profile == "smoke" else f"profile {self.profile}"
-        return f"{', '.join(parts)}; {tag}"
+            return str(self.provenance_of(*setups))
+        parts = [" / ".join(dict.fromkeys(str(readers_label(getattr(s, field)))
+                                          for s in setups)) for field in ("id_data", "arch")]
+        return f"{', '.join(parts)}; {profile_tag(self.profile)}"
 
     def experiment(self, **changes: Any) -> Experiment:
         """The session's experiment with some setup fields changed (same store)."""
@@ -101,7 +132,7 @@ class Session:
         from IPython.display import Markdown, display
 
         provenance = provenance or self.provenance
-        csv = save_table(df, name, provenance, self.profile)
+        csv = save_table(df, name, spec_of(provenance), self.profile)
         page = df[shown] if shown else df
         markup = markdown_table(readers_table(page) if readers else page, caption, name,
                                 provenance, floatfmt, link=download_link(csv, "CSV"),
@@ -134,7 +165,7 @@ class Session:
         from myst_nb import glue
 
         provenance = provenance or self.provenance
-        pdf = save_figure(fig, name, provenance, self.profile)[-1]
+        pdf = save_figure(fig, name, spec_of(provenance), self.profile)[-1]
         glue(name, fig, display=False)
         label = "fig-" + name.replace("_", "-")  # the :name: of the page's {glue:figure}
         glue(f"{name}_provenance", Markdown(f"*({provenance})* {download_link(pdf, 'PDF')}. "
@@ -157,8 +188,11 @@ class Session:
         else:
             rows += [(f"sha256 of the pixels: {k}", v)
                      for k, v in self.exp.data_checksums().items()]
+        page = page_of(self.params)
+        name = "tbl-provenance" + (f"-{re.sub(r'[^a-z0-9]+', '-', page.lower())}" if page else "")
         self.table(pd.DataFrame(rows, columns=["what", "value"]), "Provenance of this page",
-                   f"tbl-provenance-{result_id(self.params)}", readers=False)  # specs, pins
+                   name, provenance=Provenance(profile_tag(self.profile), self.provenance.spec),
+                   readers=False)  # the specs and pins themselves: what this table is for
 
     def html(self, name: str, markup: str) -> None:
         """Glue an HTML block that another page pastes (``{glue}`` with ``:doc:``): the

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from ..catalog import GROUP_LABELS
 from .labels import readers_label
+from .report import group_mean_name
 
 PALETTE = {"ID": "#1f77b4", "mixed": "#ff7f0e", "OOD": "#7f7f7f"}
 
@@ -154,22 +155,37 @@ def _classes_from_msp(log: pd.DataFrame) -> float:
 
 
 def method_bars(table: pd.DataFrame, metric: str = "auroc") -> Figure:
-    """Mean metric per method and (ID set, protocol), with the paper's averages as markers."""
-    groups = list(table.groupby(["id_data", "protocol"], sort=False))
-    fig, axes = plt.subplots(1, len(groups), figsize=(4.6 * len(groups), 3.2), squeeze=False)
-    for ax, ((id_data, protocol), df) in zip(axes[0], groups):
-        avg = df[df["ood"] == "average"]
-        y = np.arange(len(avg))
-        ax.barh(y, avg[metric], color=["C3" if m == "MIM" else "C0" for m in avg["method"]])
-        if "paper_auroc" in avg and metric == "auroc" and avg["paper_auroc"].notna().any():
-            ax.scatter(avg["paper_auroc"], y, marker="|", s=200, color="k", label="paper")
-            ax.legend(fontsize=7, loc="lower right")
-        ax.set_yticks(y, avg["method"])
-        lo = max(0.0, float(np.nanmin(avg[metric])) - 0.05)
-        ax.set_xlim(lo, 1.0)
-        ax.set_title(f"{readers_label(id_data)}, {readers_label(protocol)}: mean "
-                     f"{metric.upper()}", fontsize=9)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    """Mean metric per method and (ID set, protocol): one panel per group of OOD sets
+    (near-OOD, far-OOD, the noise sets apart), and the average over the paper's sets beside
+    the paper's (black ticks) only where the sets are the paper's."""
+    settings = list(table.groupby(["id_data", "protocol"], sort=False))
+    means = [(group_mean_name(g), "noise (apart)" if g == "noise" else GROUP_LABELS[g])
+             for g in GROUP_LABELS]
+    paper = "paper_auroc" in table and metric == "auroc" and table.loc[
+        table["ood"] == "average", "paper_auroc"].notna().any()
+    panels = [(name, title) for name, title in means if name in set(table["ood"])] + (
+        [("average", "mean over the paper's sets")] if paper else [])
+    methods = list(dict.fromkeys(table.loc[table["ood"] == panels[0][0], "method"]))
+    fig, axes = plt.subplots(len(settings), len(panels), sharey=True, squeeze=False,
+                             figsize=(7.5, (0.3 * len(methods) + 1.2) * len(settings)))
+    for row, ((id_data, protocol), df) in zip(axes, settings):
+        for ax, (name, title) in zip(row, panels):
+            avg = df[df["ood"] == name].set_index("method").reindex(methods)
+            y = np.arange(len(methods))
+            ax.barh(y, avg[metric], color=["C3" if m == "MIM" else "C0" for m in methods])
+            if name == "average":
+                ax.scatter(avg["paper_auroc"], y, marker="|", s=200, color="k", label="paper")
+                ax.legend(fontsize=11, loc="lower right")
+            ax.set_yticks(y, methods, fontsize=11)
+            ax.set_ylim(len(methods) - 0.5, -0.5)
+            lo = max(0.0, float(np.nanmin(avg[metric])) - 0.05)
+            ax.set_xlim(lo, 1.0)
+            ax.xaxis.set_major_locator(plt.MaxNLocator(3))
+            ax.tick_params(axis="x", labelsize=11)
+            ax.set_title(title, fontsize=11)
+        row[0].set_ylabel(f"{readers_label(id_data)},\n{readers_label(protocol)}", fontsize=11)
+    fig.supxlabel(f"mean {metric.upper()}", fontsize=11)
+    fig.tight_layout()
     return fig
 
 

@@ -25,7 +25,7 @@ from .runtime import (benchmark_provenance, benchmark_table, chapter_costs, from
                       short_git)
 from .tables import (CONTROL, NOT_ADAPTED, Table1Grid, across_setups, agreement,
                      collapse_warnings, data_label, evaluation_frame,
-                     headline, mean_and_std, num_classes, oe_comparison, paper_id,
+                     headline, id_tag, mean_and_std, num_classes, oe_comparison, paper_id,
                      per_class_accuracy, published_not_run, replace_setup,
                      slug, starting_points, summary_row, test_set_selection, sweep, sweep_bn_modes, sweep_spread, table1,
                      table1_grid, wide_table)
@@ -40,7 +40,7 @@ __all__ = ["PostMixAugment", "extract", "claims_table", "columns_from", "forest_
            "runtime_table", "short_git", "sweep_bn_modes", "CONTROL", "NOT_ADAPTED", "Table1Grid", "across_setups",
            "agreement",
            "architecture_setups", "collapse_warnings", "data_label", "evaluation_frame",
-           "headline", "mean_and_std", "oe_comparison", "num_classes", "paper_id",
+           "headline", "id_tag", "mean_and_std", "oe_comparison", "num_classes", "paper_id",
            "per_class_accuracy", "published_not_run", "replace_setup",
            "slug", "starting_points", "summary_row", "test_set_selection", "sweep", "sweep_spread", "table1",
            "table1_grid", "wide_table"]
