@@ -74,6 +74,7 @@ def browser():
     profile = tempfile.mkdtemp(prefix="mimlib-chromium-")
     options.add_argument(f"--user-data-dir={profile}")
     drv = webdriver.Chrome(service=Service(driver_path), options=options)
+    drv.set_window_size(1400, 1000)  # a reader's wide browser window
     yield drv
     drv.quit()
     shutil.rmtree(profile, ignore_errors=True)
@@ -158,6 +159,19 @@ def test_chapter_renders_its_figures_and_tables(browser, html_root: Path, chapte
         ".filter(e => !e.closest('details:not([open])') && e.offsetHeight > 0 && first &&"
         " (e.compareDocumentPosition(first) & Node.DOCUMENT_POSITION_FOLLOWING)).length")
     assert code_above == 0
+    # legible at the page's width: each figure's smallest text (its PNG says which, in
+    # points at 150 dpi) is at least the body text's size where the page shows the image
+    body = browser.execute_script(
+        "return parseFloat(getComputedStyle(document.querySelector('main p')).fontSize)")
+    shown = browser.execute_script(
+        "return Array.from(document.querySelectorAll('figure img'))"
+        ".map(i => [i.src, i.clientWidth, i.naturalWidth])")
+    from PIL import Image
+
+    for src, width, natural in shown:
+        smallest = float(Image.open(urllib.parse.urlparse(src).path).text["MinFontPt"])
+        px = smallest * 150 / 72 * width / natural
+        assert px >= 0.95 * body, (src, f"{px:.1f} px text against a {body} px body")
     # every figure the notebook glues is rendered as an image (no missing glue)
     source = (ROOT / "notebooks" / f"{chapter}.ipynb").read_text()
     expected = source.count("{glue:figure}")

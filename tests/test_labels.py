@@ -341,3 +341,29 @@ def test_the_forest_plot_is_legible_at_the_books_width() -> None:
              for t in (*ax.get_yticklabels(), *ax.get_xticklabels(), *ax.texts, ax.title)
              if t.get_text()}
     assert sizes and min(sizes) >= 12
+
+
+def test_every_figure_is_fitted_to_the_page_and_its_text_to_the_body_size() -> None:
+    """A wide figure with small type becomes at most the page's width with every text at
+    least the body's size as shown; a narrow one, shown at its own size, needs less."""
+    from mimlib.companion import plots
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3))
+    for ax in axes:
+        ax.plot([0, 1], [0, 1], label="a line")
+        ax.set_title("a title", fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.legend(fontsize=6)
+    smallest = plots.fit_to_page(fig)
+    assert fig.get_size_inches()[0] == plots.PAGE_WIDTH_IN
+    # 7.5 inches shown at 700 CSS px: a point is 700 / 540 px, so 16 px need 12.3 points
+    assert smallest == pytest.approx(16 * 72 * 7.5 / 700)
+    assert min(t.get_fontsize() for t in _drawn(fig)) >= smallest - 1e-9
+    plt.close(fig)
+    # 4 inches at 150 dpi is 600 px, shown as it is: 16 px need 7.7 points
+    assert plots.min_font_pt(4.0) == pytest.approx(16 * 72 / 150)
+
+
+def _drawn(fig) -> list:
+    fig.canvas.draw()
+    return [t for t in fig.findobj(matplotlib.text.Text) if t.get_text().strip()]

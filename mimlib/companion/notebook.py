@@ -158,14 +158,18 @@ class Session:
         display(Markdown(f":::{{{kind}}}\n{text}\n:::"))
 
     def figure(self, fig: Any, name: str, provenance: str | None = None) -> None:
-        """Save fig (PNG + PDF, with a provenance footer) and glue it and its provenance
-        (this page's, or the given one for results that another run produced)."""
+        """Fit fig to the book's width (:func:`~mimlib.companion.plots.fit_to_page`), save
+        it (PNG + PDF, the provenance in their metadata) and glue it and its caption's
+        provenance (this page's, or the given one for results that another run produced)."""
         import matplotlib.pyplot as plt
         from IPython.display import Markdown
         from myst_nb import glue
 
         provenance = provenance or self.provenance
-        pdf = save_figure(fig, name, spec_of(provenance), self.profile)[-1]
+        from .plots import fit_to_page
+
+        smallest = fit_to_page(fig)  # legible at the book's width
+        pdf = save_figure(fig, name, spec_of(provenance), self.profile, smallest)[-1]
         glue(name, fig, display=False)
         label = "fig-" + name.replace("_", "-")  # the :name: of the page's {glue:figure}
         glue(f"{name}_provenance", Markdown(f"*({provenance})* {download_link(pdf, 'PDF')}. "

@@ -21,6 +21,8 @@ import pandas as pd
 from ..catalog import GROUP_LABELS, groups_of
 from .store import canonical_json, config_key
 
+EXPORT_DPI = 150  # the figures' PNG and PDF resolution (the book shows the PNG)
+
 def paper_numbers() -> pd.DataFrame:
     """Every number of the paper's Tables 1 and 2 (long format; see paper/SOURCE.md)."""
     with resources.files("mimlib.paper").joinpath("paper_tables.csv").open() as fh:
@@ -131,7 +133,8 @@ def exports_dir() -> Path:
     return Path(os.environ.get("MIMLIB_EXPORTS", "book/exports"))
 
 
-def save_figure(fig: Any, name: str, provenance: str, profile: str) -> list[Path]:
+def save_figure(fig: Any, name: str, provenance: str, profile: str,
+                min_font_pt: float | None = None) -> list[Path]:
     """Save the figure as PNG and PDF, the provenance (the spec tuple) in each file's metadata;
     a smoke-profile figure also says so in a footer drawn into it, so that a copy pasted into
     a report still says it is not comparable with the paper. The caption, not the image, says
@@ -143,9 +146,11 @@ def save_figure(fig: Any, name: str, provenance: str, profile: str) -> list[Path
         fig.text(0.01, 0.005, "SMOKE PROFILE (synthetic data, not comparable with the paper)",
                  fontsize=10, color="0.35", ha="left", va="bottom")
     paths = [_export_path(profile, f"{name}.png"), _export_path(profile, f"{name}.pdf")]
-    metadata = {".png": {"Description": provenance}, ".pdf": {"Subject": provenance}}
+    metadata = {".png": {"Description": provenance,
+                         **({"MinFontPt": f"{min_font_pt:.2f}"} if min_font_pt else {})},
+                ".pdf": {"Subject": provenance}}
     for path in paths:
-        _write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=150, bbox_inches="tight",
+        _write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=EXPORT_DPI, bbox_inches="tight",
                                                         metadata=metadata[path.suffix]))
     return paths
 
