@@ -7,6 +7,7 @@ script plotting one bar chart (or ``import mimlib.companion.plots`` in a test) n
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Sequence
 
 import matplotlib.pyplot as plt
@@ -403,7 +404,9 @@ def fit_to_page(fig: Figure) -> float:
                 text.set_fontsize(smallest)
         if fig.get_layout_engine() is None or type(fig.get_layout_engine()).__name__ == \
                 "TightLayoutEngine":
-            fig.tight_layout()
+            with warnings.catch_warnings():  # a grid of images (a gallery) has no room to
+                warnings.filterwarnings("ignore", "Tight layout not applied")  # give: as drawn
+                fig.tight_layout()
         renderer = fig.canvas.get_renderer()
         saved = max(saved, fig.get_tightbbox(renderer).width)
     return smallest
