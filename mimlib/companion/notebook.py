@@ -30,7 +30,8 @@ from ..models import ARCHITECTURES
 from .pages import EXECUTED
 from .profiles import load_profile, profile_names
 from ..protocol import PROTOCOLS
-from .report import cite_line, label, markdown_table, result_id, save_figure, save_table
+from .report import (cite_line, label, markdown_table, result_id, save_figure, save_table,
+                     written_path)
 from .rerun import page_of, rerun_line
 from ..specs import ID_SETS, DataSpec
 from .store import Store, canonical_json, environment, git_revision
@@ -162,15 +163,17 @@ class Session:
         it (PNG + PDF, the provenance in their metadata) and glue it and its caption's
         provenance (this page's, or the given one for results that another run produced)."""
         import matplotlib.pyplot as plt
-        from IPython.display import Markdown
+        from IPython.display import Image, Markdown
         from myst_nb import glue
 
         provenance = provenance or self.provenance
         from .plots import fit_to_page
 
         smallest = fit_to_page(fig)  # legible at the book's width
-        pdf = save_figure(fig, name, spec_of(provenance), self.profile, smallest)[-1]
-        glue(name, fig, display=False)
+        png, pdf = save_figure(fig, name, spec_of(provenance), self.profile, smallest)
+        # the page shows the exported PNG itself (its resolution and metadata, not a render
+        # of its own)
+        glue(name, Image(data=written_path(png).read_bytes(), format="png"), display=False)
         label = "fig-" + name.replace("_", "-")  # the :name: of the page's {glue:figure}
         glue(f"{name}_provenance", Markdown(f"*({provenance})* {download_link(pdf, 'PDF')}. "
                                             f"{self.cite_as(label)}. {self.rerun_line()}"),

@@ -176,9 +176,15 @@ def _export_path(profile: str, filename: str) -> Path:
     return exports_dir() / profile / filename
 
 
-def _write_target(path: Path) -> Path:
+def written_path(path: Path) -> Path:
+    """Where this run wrote an export whose place is ``path`` (its staging copy while a run is
+    staged, see :func:`_export_path`)."""
     staging = os.environ.get("MIMLIB_EXPORTS_STAGING")
-    target = Path(staging) / path.relative_to(exports_dir()) if staging else path
+    return Path(staging) / path.relative_to(exports_dir()) if staging else path
+
+
+def _write_target(path: Path) -> Path:
+    target = written_path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     return target
 
