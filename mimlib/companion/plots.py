@@ -392,7 +392,8 @@ def fit_to_page(fig: Figure) -> float:
     if width > PAGE_WIDTH_IN:
         fig.set_size_inches(PAGE_WIDTH_IN, height)
     saved = fig.get_size_inches()[0]
-    for _ in range(2):  # the saved image is the tight box: a legend outside the axes widens it
+    for _ in range(4):  # the saved image is the tight box: long labels or a legend outside
+        # the axes widen it, and larger text widens it again; a few passes settle it
         smallest = min_font_pt(saved)
         for ax in fig.axes:
             for axis in ("x", "y"):
