@@ -576,9 +576,12 @@ def runtime_bars(df: pd.DataFrame) -> Figure:
 def quirk_effects(effects: pd.DataFrame) -> Figure:
     """The measured effect of each quirk of the authors' code (applied alone)."""
     df = effects.dropna(subset=["effect"])
-    fig, ax = _barh([f"{q}: {m}" for q, m in zip(df["quirk"], df["measured on"])],
-                    df["effect"], "change of the mean AUROC when the quirk is applied alone",
-                    ["C3" if e < 0 else "C2" for e in df["effect"]], width=6.4)
+    import textwrap
+
+    labels = [textwrap.fill(f"{q}: {m}", 28) for q, m in zip(df["quirk"], df["measured on"])]
+    fig, ax = _barh(labels, df["effect"], "change of the mean AUROC when the quirk is applied "
+                    "alone", ["C3" if e < 0 else "C2" for e in df["effect"]], width=6.4)
+    fig.set_size_inches(6.4, 0.75 * max(len(labels), 1) + 1.4)  # labels of up to three lines
     ax.axvline(0, color="0.3", lw=0.8)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
