@@ -7,6 +7,7 @@ as a fresh clone builds it from the committed results.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -73,6 +74,7 @@ def browser():
     profile = tempfile.mkdtemp(prefix="mimlib-chromium-")
     options.add_argument(f"--user-data-dir={profile}")
     drv = webdriver.Chrome(service=Service(driver_path), options=options)
+    drv.set_window_size(1400, 1000)  # a reader's wide browser window
     yield drv
     drv.quit()
     shutil.rmtree(profile, ignore_errors=True)
@@ -123,14 +125,23 @@ def test_chapter_renders_its_figures_and_tables(browser, html_root: Path, chapte
         assert f"page {chapter}, profile " in figure and ", git " in figure
     everything = browser.execute_script("return document.querySelector('main').textContent")
     assert everything.count("Cite as: mimlib book, Table ") == len(tables)  # folded ones too
-    # readers' labels: no spec or checksum in a table header or a figure's caption outside its
-    # provenance line, which keeps them (figure titles, legends and ticks are drawn into the
-    # image: tests/test_labels.py checks them where matplotlib sets them)
+    # readers' words: no spec, checksum, registry key or result id in a table header, a
+    # table's caption or anything under a figure (the provenance table keeps them, the CSV's
+    # first line and the files' metadata too; figure titles, legends and ticks are drawn into
+    # the image: tests/test_labels.py checks them where matplotlib sets them); labels short
     headers = browser.execute_script(
         "return Array.from(document.querySelectorAll('main table th')).map(h => h.textContent)")
-    captions = [figure[:min(figure.find(m) for m in makers if m in figure)] for figure in figures]
-    for label in headers + captions:
-        assert "folder:" not in label and "sha256" not in label, label
+    provenance = browser.execute_script(
+        "return Array.from(document.querySelectorAll('main table caption'))"
+        ".filter(c => c.textContent.includes('Provenance of this page')).length")
+    assert provenance <= 1
+    shown = [t for t in tables if "Provenance of this page" not in t]
+    for label in headers + shown + figures:
+        assert not any(word in label for word in ("folder:", "sha256", "registry:", "id=")), label
+    names = browser.execute_script(
+        "return Array.from(document.querySelectorAll('main table[id], main figure[id]'))"
+        ".map(e => e.id)")
+    assert all(len(n) <= 40 and not re.search(r"[0-9a-f]{8}", n) for n in names), names
     # each table and figure carries the command that re-runs its own page
     assert everything.count(f"mimlib run {chapter}") >= len(tables) + len(figures)
     # each table links its CSV and each figure its PDF, copied into the built book
@@ -148,11 +159,36 @@ def test_chapter_renders_its_figures_and_tables(browser, html_root: Path, chapte
         ".filter(e => !e.closest('details:not([open])') && e.offsetHeight > 0 && first &&"
         " (e.compareDocumentPosition(first) & Node.DOCUMENT_POSITION_FOLLOWING)).length")
     assert code_above == 0
+    # legible at the page's width: each figure's smallest text (its PNG says which, in
+    # points at 150 dpi) is at least the body text's size where the page shows the image
+    body = browser.execute_script(
+        "return parseFloat(getComputedStyle(document.querySelector('main p')).fontSize)")
+    shown = browser.execute_script(
+        "return Array.from(document.querySelectorAll('figure img'))"
+        ".map(i => [i.src, i.clientWidth, i.naturalWidth])")
+    from PIL import Image
+
+    for src, width, natural in shown:
+        smallest = float(Image.open(urllib.parse.urlparse(src).path).text["MinFontPt"])
+        px = smallest * 150 / 72 * width / natural
+        assert px >= 0.95 * body, (src, f"{px:.1f} px text against a {body} px body")
     # every figure the notebook glues is rendered as an image (no missing glue)
     source = (ROOT / "notebooks" / f"{chapter}.ipynb").read_text()
     expected = source.count("{glue:figure}")
     images = browser.execute_script("return document.querySelectorAll('figure img').length")
     assert images >= expected and len(figures) >= expected
+
+
+def test_the_claims_page_opens_with_the_forest_plot(browser, html_root: Path) -> None:
+    """The verdict a reader takes in at a glance: the first figure of the claims page, before
+    its table, an image with a caption that names the comparison."""
+    _open(browser, html_root / "book" / "executed" / "15_claims.html")
+    first = browser.execute_script(
+        "const f = document.querySelector('main figure'), t = document.querySelector('main table');"
+        "return [f.id, f.querySelector('img').naturalWidth, f.innerText,"
+        " !!(f.compareDocumentPosition(t) & Node.DOCUMENT_POSITION_FOLLOWING)]")
+    assert first[0] == "fig-claims-forest" and first[1] > 0 and first[3], first
+    assert "MIM minus its control" in first[2] and "MIM minus the best post-hoc baseline" in first[2]
 
 
 def test_front_matter_and_bibliography(browser, html_root: Path) -> None:
@@ -163,9 +199,17 @@ def test_front_matter_and_bibliography(browser, html_root: Path) -> None:
     headline = browser.execute_script(
         "const h = document.querySelector('.mimlib-headline'); return h && h.innerText")
     assert headline and "The paper's claim:" in headline and "What we measure" in headline
-    # per protocol: near- and far-OOD against the control and the best baseline, then the count
+    # the verdict as a forest plot, its caption naming the comparison; then the count per
+    # protocol
+    figure = browser.execute_script(
+        "const f = document.querySelector('.mimlib-headline figure');"
+        "return f && [f.querySelector('img').naturalWidth, f.innerText,"
+        " f.compareDocumentPosition(document.querySelector('.mimlib-headline ul'))"
+        " & Node.DOCUMENT_POSITION_FOLLOWING]")
+    assert figure and figure[0] > 0 and figure[2], figure
+    assert "MIM minus its control" in figure[1] and "best post-hoc baseline" in figure[1]
     assert "corrected:" in headline and "faithful:" in headline
-    assert headline.count("against its control") >= 4 and "The paper's claims that hold here: " in headline
+    assert headline.count("The paper's claims that hold here: ") >= 2
     link = browser.execute_script(
         "return document.querySelector('.mimlib-headline a').href")
     assert link.endswith("executed/15_claims.html")

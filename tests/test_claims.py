@@ -63,6 +63,10 @@ class _Exp:
                              **ood_metrics(scores[f"{d}/__id__"], ood)})
         return SimpleNamespace(scores=scores, rows=rows, accuracy=self.acc(run.params))
 
+    def stored(self, kind: str, config: dict, compute) -> SimpleNamespace:
+        """An entry computed on the spot (the claims' intervals; no store to keep it in)."""
+        return SimpleNamespace(record={"result": compute()[0]})
+
     def predictions(self, run: _Run) -> np.ndarray:
         return self._rng(tuple(sorted(run.params.items())), "pred").random(self.n_id) < \
             self.acc(run.params)
@@ -199,7 +203,7 @@ def test_the_augmentation_verdict_is_on_against_off(on, verdict) -> None:
     assert claims.augmentation_helps(exp, CORRECTED, {}, SEEDS).verdict == verdict
 
 
-def test_the_table_has_a_verdict_per_column_and_the_headline_reads_the_intervals(
+def test_the_table_has_a_verdict_per_column_and_the_headline_counts_them(
         tmp_path) -> None:
     exp = _Exp(_shift(1.4), curve=_curve(lambda s: [0.7, 0.8, 0.81, 0.812]))
     columns = [CORRECTED, claims.Column("faithful", "faithful", ablations=False),
@@ -209,18 +213,53 @@ def test_the_table_has_a_verdict_per_column_and_the_headline_reads_the_intervals
                              ks=[1, 10], ablation={"steps": 130}, eval_every=30, seeds=SEEDS,
                              ablation_seeds=SEEDS, benchmark=str(tmp_path))
     assert list(df.columns) == ["claim", "corrected", "faithful", "BN mixed-stats", "evidence",
-                                "rule"]
+                                "rule", "details"]
     assert df.loc[0, "corrected"] == claims.HOLDS
     assert df.loc[3, "faithful"] == claims.NOT_RUN  # k ablation: corrected only
     assert df.loc[2, "BN mixed-stats"] == claims.NOT_RUN  # no curve in that setting
-    assert "t interval over seeds" in df.loc[1, "evidence"]  # the sensitivity's accuracy
-    html = claims.landing_headline(df, "provenance")
-    assert html.count("<li>") == 3 and "near-OOD sets (Tiny ImageNet (crop)" in html
+    assert "t interval over seeds" in df.loc[1, "details"]  # the sensitivity's accuracy
+    html = claims.landing_headline(df, b"\x89PNG forest", "CIFAR-10 (JPEG copy), ResNet-20")
+    assert html.count("<li>") == 3 and "<figure" in html and "data:image/png;base64," in html
+    assert "MIM minus its control" in html and "CIFAR-10 (JPEG copy), ResNet-20" in html
     held = {label: int((df[label] == claims.HOLDS).sum()) for label in ("corrected", "faithful")}
-    assert all(f"<b>{label}:</b>" in html and f"that hold here: {n} of 6." in html
+    assert all(f"<b>{label}:</b> The paper's claims that hold here: {n} of 6." in html
                for label, n in held.items())
-    interval = df.attrs["judgements"]["corrected"][0].intervals["near"]["vs_control"]
-    assert interval.text(3) in html
+    # the page's table: a verdict and a few words per cell, the intervals in the full evidence
+    j = df.attrs["judgements"]["corrected"][0].intervals
+    assert df.loc[0, "evidence"].startswith(
+        f"corrected: near {j['near']['vs_best'].estimate:+.3f} (ODIN), far ")
+    assert j["near"]["vs_best"].text() in df.loc[0, "details"]
+    assert "[" not in df.loc[0, "evidence"] and "not run" in df.loc[3, "evidence"]
+
+
+def test_the_forest_plot_draws_the_claims_tables_intervals(tmp_path) -> None:
+    exp = _Exp(_shift(1.4), curve=_curve(lambda s: [0.7, 0.8, 0.81, 0.812]))
+    df = claims.claims_table(exp, {"k": 10}, detectors=["MSP", "ODIN"], columns=[CORRECTED],
+                             ks=[1, 10], ablation={"steps": 130}, eval_every=30, seeds=SEEDS,
+                             ablation_seeds=SEEDS, benchmark=str(tmp_path))
+    rows = claims.forest_frame(df).set_index(["comparison", "group"])
+    js = df.attrs["judgements"]["corrected"]
+    expected = {("MIM − control", g): js[0].intervals[g]["vs_control"] for g in SETS_GROUPS}
+    expected |= {("MIM − best", g): js[0].intervals[g]["vs_best"] for g in SETS_GROUPS}
+    expected |= {("k > 5 − k ≤ 5", g): js[3].intervals[g] for g in SETS_GROUPS}
+    expected |= {("augment on − off", g): js[4].intervals[g] for g in SETS_GROUPS}
+    expected |= {("epoch end − 2/3", g): js[2].intervals[g]["rise"] for g in SETS_GROUPS}
+    expected[("MIM − control", "ID")] = js[1].intervals["all"]
+    assert sorted(rows.index) == sorted(expected)
+    for key, interval in expected.items():
+        row = rows.loc[key]
+        assert (row["estimate"], row["low"], row["high"]) == \
+            (interval.estimate, interval.low, interval.high), key
+    # MIM far above the best baseline: the claim holds on the judged groups; noise is apart
+    assert rows.loc[("MIM − best", "near"), "verdict"] == claims.HOLDS
+    assert rows.loc[("MIM − best", "near"), "against"] == "ODIN"
+    assert rows.loc[("MIM − best", "noise"), "verdict"] == claims.NOT_JUDGED
+    assert rows.loc[("MIM − control", "far"), "verdict"] == "MIM better"
+    assert rows.loc[("MIM − control", "ID"), "verdict"] == df.loc[1, "corrected"]
+    assert set(claims.forest_frame(df)["figure"]) == set(claims.FOREST_FIGURES)
+
+
+SETS_GROUPS = ("near", "far", "noise")
 
 
 def test_the_cost_claim_uses_the_benchmark_of_the_same_model_when_there_is_one(tmp_path):

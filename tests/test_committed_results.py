@@ -113,6 +113,12 @@ OWN_MODEL_QUOTES = [
       for group, quoted in zip(("near", "far", "noise"), values)],
     *[("tbl-ablation-training", "control (λ=0), BN mixed-stats", f"mean_auroc_{group}", quoted)
       for group, quoted in zip(("near", "far", "noise"), ("0.807", "0.957", "0.763"))],
+    # the faithful protocol's k (the claims page's differences, keyed by setting, comparison
+    # and group)
+    *[("tbl-claims-differences", f"faithful: k > 5 − k ≤ 5, {group}", column, quoted)
+      for group, values in (("far", ("0.059", "0.056", "0.063")),
+                            ("near", ("0.001", "-0.002", "0.003")))
+      for column, quoted in zip(("estimate", "low", "high"), values)],
 ]
 
 
@@ -126,8 +132,9 @@ def test_the_advice_for_your_own_model_quotes_the_committed_ablations(committed_
     exports = committed_book.root / "book" / "exports" / PROFILE
     for table, variant, column, quoted in OWN_MODEL_QUOTES:
         with open(exports / f"{table}.csv", newline="") as f:
-            rows = {row["variant"]: row for row in csv.DictReader(
-                line for line in f if not line.startswith("#"))}
+            rows = {row.get("variant") or f"{row['setting']}: {row['comparison']}, "
+                    f"{row['group']}": row
+                    for row in csv.DictReader(line for line in f if not line.startswith("#"))}
         assert f"{float(rows[variant][column]):.3f}" == quoted, (table, variant, column)
         assert quoted in advice, quoted
 

@@ -143,11 +143,15 @@ def test_a_table_with_store_names_shows_readers_names_and_its_csv_the_machines(
     assert rows[1][:5] == ["CIFAR-10 (JPEG copy)", "corrected (quirks fixed)", "ResNet-20",
                            "trained here", "average"]
     assert not _machine_words(headers + [c for row in rows for c in row])
-    assert "*(SMOKE PROFILE" in caption  # the provenance stays in the caption
+    # the caption says what the table shows in readers' words, profile included; the spec
+    # tuple is the CSV's comment line, and no spec, pin or result id is in the caption
+    assert f"*({session.provenance})*" in caption and "SMOKE PROFILE" in caption
+    assert not _machine_words([caption.split("{download}")[0]]) and "id=" not in caption
     assert under[0].startswith("<small>Cite as: ") and under[1].startswith("<small>Re-run: ")
     # the CSV keeps the machine names that code reads, its comment line the provenance
     csv = tmp_path / "exports" / "smoke" / "tbl-labels.csv"
-    assert csv.read_text().splitlines()[0] == f"# {session.provenance}"
+    assert csv.read_text().splitlines()[0] == f"# {session.provenance.spec}"
+    assert "mim=" in session.provenance.spec and ", id=" in session.provenance.spec
     back = pd.read_csv(csv, skiprows=1)
     assert list(back.columns) == list(df.columns)
     assert back["id_data"].tolist() == [SHORT, SHORT]
@@ -170,9 +174,10 @@ def test_figures_made_from_tables_with_store_names_show_readers_names() -> None:
         "method": ["MSP", "MIM"] * 2, "ood": "average", "auroc": [0.8, 0.85, 0.79, 0.83],
         "paper_auroc": [0.9, 0.95, 0.9, 0.95]})
     fig = plots.method_bars(cells)
-    assert [ax.get_title() for ax in fig.axes] == [
-        "CIFAR-10 (JPEG copy), faithful (authors' code): mean AUROC",
-        "CIFAR-10 (JPEG copy), corrected (quirks fixed): mean AUROC"]
+    assert [ax.get_title() for ax in fig.axes] == ["mean over the paper's sets"] * 2
+    assert [ax.get_ylabel() for ax in fig.axes[::1]] == [
+        "CIFAR-10 (JPEG copy),\nfaithful (authors' code)",
+        "CIFAR-10 (JPEG copy),\ncorrected (quirks fixed)"]
     assert not _machine_words(_texts(fig))
     plt.close(fig)
 
@@ -320,3 +325,45 @@ def test_a_run_that_names_no_page_or_profile_says_why_it_has_no_command(
     monkeypatch.chdir(ROOT)
     assert page_of(_page_parameters("09_ablation_training", "smoke", [])) == \
         "09_ablation_training"
+
+
+def test_the_forest_plot_is_legible_at_the_books_width() -> None:
+    """Its text at least the body's size where the book shows it about 7.5 inches wide."""
+    from mimlib.companion import plots
+
+    rows = pd.DataFrame({"setting": ["corrected"] * 2, "comparison": ["MIM − control"] * 2,
+                         "group": ["near", "noise"], "estimate": [0.03, -0.2],
+                         "low": [0.02, -0.3], "high": [0.04, -0.1],
+                         "verdict": ["MIM better", "not judged"], "against": ["", ""]})
+    fig = plots.forest_plot(rows)
+    assert fig.get_size_inches()[0] <= 7.5
+    sizes = {t.get_fontsize() for ax in fig.axes
+             for t in (*ax.get_yticklabels(), *ax.get_xticklabels(), *ax.texts, ax.title)
+             if t.get_text()}
+    assert sizes and min(sizes) >= 12
+
+
+def test_every_figure_is_fitted_to_the_page_and_its_text_to_the_body_size() -> None:
+    """A wide figure with small type becomes at most the page's width with every text at
+    least the body's size as shown; a narrow one, shown at its own size, needs less."""
+    from mimlib.companion import plots
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3))
+    for ax in axes:
+        ax.plot([0, 1], [0, 1], label="a line")
+        ax.set_title("a title", fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.legend(fontsize=6)
+    smallest = plots.fit_to_page(fig)
+    assert fig.get_size_inches()[0] == plots.PAGE_WIDTH_IN
+    # 7.5 inches shown at 700 CSS px: a point is 700 / 540 px, so 16 px need 12.3 points
+    assert smallest == pytest.approx(16 * 72 * 7.5 / 700)
+    assert min(t.get_fontsize() for t in _drawn(fig)) >= smallest - 1e-9
+    plt.close(fig)
+    # 4 inches at 150 dpi is 600 px, shown as it is: 16 px need 7.7 points
+    assert plots.min_font_pt(4.0) == pytest.approx(16 * 72 / 150)
+
+
+def _drawn(fig) -> list:
+    fig.canvas.draw()
+    return [t for t in fig.findobj(matplotlib.text.Text) if t.get_text().strip()]

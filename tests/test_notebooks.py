@@ -42,9 +42,15 @@ def test_captions_name_the_overrides_an_ablation_runs_with(tmp_path) -> None:
     plain = start("smoke", setup, {"k": 5}, str(tmp_path / "store")).provenance
     ablated = start("smoke", setup, {"k": 5}, str(tmp_path / "store"),
                     ablation={"steps": 40}).provenance
-    assert plain.startswith("SMOKE PROFILE") and "mim={k: 5}" in plain
-    assert "ablation" not in plain
-    assert "mim={k: 5}, ablation={steps: 40}, id=" in ablated
+    # the caption's words name data, model, protocol, the ablation's overrides and profile;
+    # the spec tuple they stand for stays with the files
+    assert plain == "synthetic world, small CNN, corrected protocol; SMOKE PROFILE (synthetic " \
+                    "data, not comparable with the paper)"
+    assert ablated.startswith("synthetic world, small CNN, corrected protocol, ablation runs "
+                              "with steps = 40; SMOKE PROFILE")
+    assert plain.spec.startswith("SMOKE PROFILE") and "mim={k: 5}" in plain.spec
+    assert "ablation" not in plain.spec
+    assert "mim={k: 5}, ablation={steps: 40}, id=" in ablated.spec
     assert not (tmp_path / "store").exists()  # starting a page computes nothing
 
 

@@ -52,7 +52,22 @@ def test_average_rows_are_unweighted_means_per_method():
     out = with_average(rows)
     avg = out[out.ood == "average"].set_index("method").auroc
     assert avg["a"] == pytest.approx(0.7) and avg["b"] == pytest.approx(0.75)
-    assert len(out) == 6
+    assert len(out) == 8  # x and y, their group's mean (far-OOD: unknown sets) and the average
+
+
+def test_means_are_per_group_and_noise_is_never_averaged_with_natural_images():
+    rows = pd.DataFrame({"method": "MIM", "ood": ["tinyimagenet_crop", "tinyimagenet_resize",
+                                                  "mnist", "gaussian", "blobs"],
+                         "auroc": [0.80, 0.84, 0.95, 0.40, 0.60], "aupr_out": 0.5})
+    means = with_average(rows).set_index("ood").auroc
+    assert means["mean near-OOD"] == pytest.approx(0.82)
+    assert means["mean far-OOD"] == pytest.approx(0.95)
+    assert means["mean noise (OE paper)"] == pytest.approx(0.50)
+    assert means["average"] == pytest.approx((0.80 + 0.84 + 0.95) / 3)  # natural sets only
+    wide = analysis.wide_table(compare_with_paper(with_average(rows), "cifar10"), "auroc")
+    assert list(wide.columns) == ["method", "tinyimagenet_crop", "tinyimagenet_resize", "mnist",
+                                  "gaussian", "blobs", "mean near-OOD", "mean far-OOD",
+                                  "mean noise (OE paper)"]  # no average beside other sets
 
 
 def test_wide_table_and_agreement_report_the_distance_to_the_paper():
@@ -61,7 +76,8 @@ def test_wide_table_and_agreement_report_the_distance_to_the_paper():
         "aupr_out": [0.9, 0.9]}))
     cells = compare_with_paper(rows, "cifar10")
     wide = analysis.wide_table(cells, "auroc")
-    assert list(wide.columns[:4]) == ["method", "tinyimagenet_crop", "svhn", "average"]
+    assert list(wide.columns) == ["method", "tinyimagenet_crop", "svhn", "mean near-OOD",
+                                  "mean far-OOD"]
     # an average over two of the paper's seven sets is not put beside the paper's own average
     assert "paper average" not in wide and "Δ average" not in wide
     paper = paper_numbers()
@@ -71,6 +87,7 @@ def test_wide_table_and_agreement_report_the_distance_to_the_paper():
                                       "auroc": seven.auroc.to_numpy() - 0.01, "aupr_out": 0.9}))
     full = analysis.wide_table(compare_with_paper(ours, "cifar10"), "auroc")
     assert full["paper average"].item() == pytest.approx(0.9126)
+    assert full["average (paper's sets)"].item() == pytest.approx(0.9126 - 0.01, abs=1e-3)
     assert full["Δ average"].item() == pytest.approx(-0.01, abs=1e-3)
     agree = analysis.agreement(cells.assign(id_data="cifar10", protocol="faithful"))
     row = agree.iloc[0]
@@ -128,16 +145,26 @@ def test_labels_mark_smoke_results_as_not_comparable():
     assert label("paper", k=10, ood=list("abcdefg")) == "profile paper; k=10, ood=[7 items]"
 
 
-def test_figures_are_saved_as_png_and_pdf_with_the_provenance_drawn_in(tmp_path, monkeypatch):
+def test_figures_are_saved_as_png_and_pdf_with_their_provenance_in_the_files(tmp_path,
+                                                                             monkeypatch):
+    from PIL import Image
+
     monkeypatch.setenv("MIMLIB_EXPORTS", str(tmp_path))
-    fig = plots.sweep_bars(pd.DataFrame({"variant": ["no fine-tuning", "k=10"],
-                                         "accuracy": [0.9, 0.88], "mean_auroc": [0.7, 0.8]}))
-    assert len(fig.axes[0].patches) == 2
-    paths = save_figure(fig, "bars", "profile smoke; k=10", "smoke")
-    assert [p.name for p in paths] == ["bars.png", "bars.pdf"]
-    assert all(p.stat().st_size > 1000 for p in paths)
-    assert sorted(p.name for p in (tmp_path / "smoke").iterdir()) == ["bars.pdf", "bars.png"]
-    assert any(t.get_text() == "profile smoke; k=10" for t in fig.texts)
+    spec = "profile cifar10-cpu; data=folder:cifar10-jpeg.tar.xz@c20cedc5, id=d88073ceb7"
+    for profile in ("cifar10-cpu", "smoke"):
+        fig = plots.sweep_bars(pd.DataFrame({"variant": ["no fine-tuning", "k=10"],
+                                             "accuracy": [0.9, 0.88], "mean_auroc": [0.7, 0.8]}))
+        assert len(fig.axes[0].patches) == 2
+        paths = save_figure(fig, "bars", spec, profile)
+        assert [p.name for p in paths] == ["bars.png", "bars.pdf"]
+        assert all(p.stat().st_size > 1000 for p in paths)
+        assert sorted(p.name for p in (tmp_path / profile).iterdir()) == ["bars.pdf", "bars.png"]
+        # the spec in the files, not drawn on the figure; the smoke profile says what it is
+        assert Image.open(paths[0]).text["Description"] == spec
+        assert spec.encode() in paths[1].read_bytes() or b"Subject" in paths[1].read_bytes()
+        drawn = [t.get_text() for t in fig.texts]
+        assert drawn == ([] if profile != "smoke" else
+                         ["SMOKE PROFILE (synthetic data, not comparable with the paper)"])
 
 
 def test_tables_are_saved_as_csv_with_their_provenance_and_linked_from_the_caption(

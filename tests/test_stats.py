@@ -96,3 +96,43 @@ def test_seed_differences_take_students_t() -> None:
     assert d.side() == 0  # 2 +- 2.48: three seeds this spread do not resolve it
     one = seed_difference([0.5], [0.1])
     assert one.side() == 0 and one.seeds == 1
+
+
+def test_a_stored_interval_is_the_fresh_bootstrap_and_is_read_not_redone(tmp_path,
+                                                                          monkeypatch) -> None:
+    from mimlib.companion.analysis import stats as stats_module
+    from mimlib.companion.experiment import Experiment, Setup
+    from mimlib.companion.store import Store
+
+    rng = np.random.default_rng(4)
+    a = [_arm(rng, 0.8) for _ in range(3)]
+    b = [_arm(rng, 0.3) for _ in range(3)]
+    exp = Experiment(Setup(ood_sets=("gaussian",), test_limit=50, ood_limit=50, device="cpu"),
+                     Store(tmp_path), profile="unit-test")
+    stored = stats_module.stored_auroc_difference(exp, a, b, ["set0", "set1"], n_resamples=300,
+                                                  seed=7)
+    assert stored == auroc_difference(a, b, ["set0", "set1"], n_resamples=300, seed=7)
+    better = [(rng.random(200) < 0.9).astype(float) for _ in range(3)]
+    worse = [(rng.random(200) < 0.6).astype(float) for _ in range(3)]
+    accuracy = stats_module.stored_mean_difference(exp, better, worse, n_resamples=400)
+    assert accuracy == mean_difference(better, worse, n_resamples=400)
+    assert len(exp.store.entries("interval")) == 2
+
+    def no_bootstrap(*args, **kwargs):
+        raise AssertionError("a stored interval was bootstrapped again")
+
+    monkeypatch.setattr(stats_module, "auroc_difference", no_bootstrap)
+    monkeypatch.setattr(stats_module, "mean_difference", no_bootstrap)
+    assert stats_module.stored_auroc_difference(exp, a, b, ["set0", "set1"], n_resamples=300,
+                                                seed=7) == stored
+    assert stats_module.stored_mean_difference(exp, better, worse, n_resamples=400) == accuracy
+    # other inputs, another resample count or other sets are other entries
+    with pytest.raises(AssertionError, match="bootstrapped again"):
+        stats_module.stored_auroc_difference(exp, a, b, ["set0"], n_resamples=300, seed=7)
+    with pytest.raises(AssertionError, match="bootstrapped again"):
+        stats_module.stored_auroc_difference(exp, a, b, ["set0", "set1"], n_resamples=301,
+                                             seed=7)
+    shifted = [{**arm, "set0": arm["set0"] + 0.1} for arm in a]
+    with pytest.raises(AssertionError, match="bootstrapped again"):
+        stats_module.stored_auroc_difference(exp, shifted, b, ["set0", "set1"],
+                                             n_resamples=300, seed=7)

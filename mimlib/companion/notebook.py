@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -24,18 +25,43 @@ from .analysis.runtime import short_git
 from ..detectors import check_detectors
 from ..errors import ConfigError
 from .experiment import Experiment, Setup
-from .labels import readers_table
+from .labels import readers_label, readers_table
 from ..models import ARCHITECTURES
 from .pages import EXECUTED
 from .profiles import load_profile, profile_names
 from .protocol import PROTOCOLS
-from .report import cite_line, label, markdown_table, result_id, save_figure, save_table
+from .report import (cite_line, label, markdown_table, result_id, save_figure, save_table,
+                     written_path)
 from .rerun import page_of, rerun_line
 from ..specs import ID_SETS, DataSpec
 from .store import Store, canonical_json, environment, git_revision
 from ..train import BN_MODES, MIMConfig, OEConfig
 
 MIM_FIELDS = {f.name for f in dataclasses.fields(MIMConfig)} - {"device", "eval_every"}
+
+
+class Provenance(str):
+    """What produced a result: in readers' words (the text itself, which captions show) and
+    as the spec tuple (``spec``: profile, data specs with their pins, model, protocol,
+    parameters, result id), which the CSV's first line and the files' metadata keep."""
+
+    spec: str
+
+    def __new__(cls, words: str, spec: str) -> "Provenance":
+        made = super().__new__(cls, words)
+        made.spec = spec
+        return made
+
+
+def spec_of(provenance: str) -> str:
+    """The spec tuple of a provenance (a plain string, such as a GPU run's, is its own)."""
+    return getattr(provenance, "spec", provenance)
+
+
+def profile_tag(profile: str) -> str:
+    """How a caption names the profile (the smoke profile with its warning)."""
+    return ("SMOKE PROFILE (synthetic data, not comparable with the paper)" if profile == "smoke"
+            else f"profile {profile}")
 
 
 @dataclass
@@ -48,40 +74,73 @@ class Session:
     params: dict[str, Any]
 
     @property
-    def provenance(self) -> str:
+    def provenance(self) -> "Provenance":
         """The label of results made by this page's own setup."""
         return self.provenance_of(self.exp.setup)
 
-    def provenance_of(self, *setups: Setup) -> str:
+    def provenance_of(self, *setups: Setup) -> "Provenance":
         """The label of results made by these setups (a table over two ID sets names both, a
-        CIFAR-100 table its own data and protocol, a cross-architecture table each base)."""
+        CIFAR-100 table its own data and protocol, a cross-architecture table each base): in
+        readers' words for the caption (data, model, protocol, the ablation's overrides, the
+        profile), with the spec tuple (``spec``: data specs, base, parameters, result id) for
+        the CSV's first line and the files' metadata."""
         def values(field: Callable[[Setup], Any]) -> Any:
             distinct = list(dict.fromkeys(field(s) for s in setups))
             return distinct[0] if len(distinct) == 1 else distinct
 
+        def words(field: Callable[[Setup], Any]) -> str:
+            return " / ".join(dict.fromkeys(str(field(s)) for s in setups))
+
         ablation = self.params.get("ablation")  # MIM parameters that this page's runs override
-        return label(self.profile, data=values(lambda s: pins.display(s.id_data)),
+        spec = label(self.profile, data=values(lambda s: pins.display(s.id_data)),
                      arch=values(lambda s: s.arch), base=values(lambda s: s.base),
                      protocol=values(lambda s: s.protocol), mim=self.mim,
                      **({"ablation": ablation} if ablation else {}), id=result_id(self.params))
+        parts = [words(lambda s: readers_label(s.id_data)), words(lambda s: readers_label(s.arch)),
+                 words(lambda s: f"{s.protocol} protocol")]
+        if ablation:
+            parts.append("ablation runs with " + ", ".join(f"{k} = {v}"
+                                                           for k, v in ablation.items()))
+        return Provenance(f"{', '.join(parts)}; {profile_tag(self.profile)}", spec)
+
+    @property
+    def described(self) -> str:
+        """What this page's results are, in readers' words (a caption's part)."""
+        return str(self.provenance)
+
+    def described_of(self, *setups: Setup, protocol: bool = True) -> str:
+        """Data and model of these setups in readers' words, and the protocol (``protocol``)
+        and the profile: the landing page's caption, which covers every protocol."""
+        if protocol:
+            return str(self.provenance_of(*setups))
+        parts = [" / ".join(dict.fromkeys(str(readers_label(getattr(s, field)))
+                                          for s in setups)) for field in ("id_data", "arch")]
+        return f"{', '.join(parts)}; {profile_tag(self.profile)}"
 
     def experiment(self, **changes: Any) -> Experiment:
         """The session's experiment with some setup fields changed (same store)."""
         return self.exp.derive(dataclasses.replace(self.exp.setup, **changes))
 
     def table(self, df: pd.DataFrame, caption: str, name: str, floatfmt: str = ".4f",
-              provenance: str | None = None, readers: bool = True) -> None:
+              provenance: str | None = None, readers: bool = True,
+              shown: list[str] | None = None, folded: str | None = None) -> None:
         """Show df as a numbered table whose caption names the profile and parameters (or
         the given provenance, for results that another run produced), and links its CSV;
         its headers and label cells in readers' words (``readers``; see mimlib.companion.labels), the
-        CSV with the machine names, and under it the cite line and the re-run command."""
+        CSV with the machine names, and under it the cite line and the re-run command.
+        ``shown``: the columns the page shows (the CSV keeps all); ``folded``: the title of
+        a folded block that holds the table (details a reader opens)."""
         from IPython.display import Markdown, display
 
         provenance = provenance or self.provenance
-        csv = save_table(df, name, provenance, self.profile)
-        display(Markdown(markdown_table(readers_table(df) if readers else df, caption, name,
-                                        provenance, floatfmt, link=download_link(csv, "CSV"),
-                                        cite=self.cite_as(name), rerun=self.rerun_line())))
+        csv = save_table(df, name, spec_of(provenance), self.profile)
+        page = df[shown] if shown else df
+        markup = markdown_table(readers_table(page) if readers else page, caption, name,
+                                provenance, floatfmt, link=download_link(csv, "CSV"),
+                                cite=self.cite_as(name), rerun=self.rerun_line())
+        if folded:
+            markup = f"::::{{admonition}} {folded}\n:class: dropdown\n\n{markup}\n::::"
+        display(Markdown(markup))
 
     def rerun_line(self) -> str:
         """The commands that re-run this page with its parameters (see mimlib.companion.rerun)."""
@@ -100,15 +159,21 @@ class Session:
         display(Markdown(f":::{{{kind}}}\n{text}\n:::"))
 
     def figure(self, fig: Any, name: str, provenance: str | None = None) -> None:
-        """Save fig (PNG + PDF, with a provenance footer) and glue it and its provenance
-        (this page's, or the given one for results that another run produced)."""
+        """Fit fig to the book's width (:func:`~mimlib.companion.plots.fit_to_page`), save
+        it (PNG + PDF, the provenance in their metadata) and glue it and its caption's
+        provenance (this page's, or the given one for results that another run produced)."""
         import matplotlib.pyplot as plt
-        from IPython.display import Markdown
+        from IPython.display import Image, Markdown
         from myst_nb import glue
 
         provenance = provenance or self.provenance
-        pdf = save_figure(fig, name, provenance, self.profile)[-1]
-        glue(name, fig, display=False)
+        from .plots import fit_to_page
+
+        smallest = fit_to_page(fig)  # legible at the book's width
+        png, pdf = save_figure(fig, name, spec_of(provenance), self.profile, smallest)
+        # the page shows the exported PNG itself (its resolution and metadata, not a render
+        # of its own)
+        glue(name, Image(data=written_path(png).read_bytes(), format="png"), display=False)
         label = "fig-" + name.replace("_", "-")  # the :name: of the page's {glue:figure}
         glue(f"{name}_provenance", Markdown(f"*({provenance})* {download_link(pdf, 'PDF')}. "
                                             f"{self.cite_as(label)}. {self.rerun_line()}"),
@@ -130,8 +195,11 @@ class Session:
         else:
             rows += [(f"sha256 of the pixels: {k}", v)
                      for k, v in self.exp.data_checksums().items()]
+        page = page_of(self.params)
+        name = "tbl-provenance" + (f"-{re.sub(r'[^a-z0-9]+', '-', page.lower())}" if page else "")
         self.table(pd.DataFrame(rows, columns=["what", "value"]), "Provenance of this page",
-                   f"tbl-provenance-{result_id(self.params)}", readers=False)  # specs, pins
+                   name, provenance=Provenance(profile_tag(self.profile), self.provenance.spec),
+                   readers=False)  # the specs and pins themselves: what this table is for
 
     def html(self, name: str, markup: str) -> None:
         """Glue an HTML block that another page pastes (``{glue}`` with ``:doc:``): the

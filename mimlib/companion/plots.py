@@ -7,6 +7,7 @@ script plotting one bar chart (or ``import mimlib.companion.plots`` in a test) n
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Sequence
 
 import matplotlib.pyplot as plt
@@ -17,6 +18,7 @@ from matplotlib.figure import Figure
 
 from .catalog import GROUP_LABELS
 from .labels import readers_label
+from .report import EXPORT_DPI, group_mean_name
 
 PALETTE = {"ID": "#1f77b4", "mixed": "#ff7f0e", "OOD": "#7f7f7f"}
 
@@ -154,22 +156,37 @@ def _classes_from_msp(log: pd.DataFrame) -> float:
 
 
 def method_bars(table: pd.DataFrame, metric: str = "auroc") -> Figure:
-    """Mean metric per method and (ID set, protocol), with the paper's averages as markers."""
-    groups = list(table.groupby(["id_data", "protocol"], sort=False))
-    fig, axes = plt.subplots(1, len(groups), figsize=(4.6 * len(groups), 3.2), squeeze=False)
-    for ax, ((id_data, protocol), df) in zip(axes[0], groups):
-        avg = df[df["ood"] == "average"]
-        y = np.arange(len(avg))
-        ax.barh(y, avg[metric], color=["C3" if m == "MIM" else "C0" for m in avg["method"]])
-        if "paper_auroc" in avg and metric == "auroc" and avg["paper_auroc"].notna().any():
-            ax.scatter(avg["paper_auroc"], y, marker="|", s=200, color="k", label="paper")
-            ax.legend(fontsize=7, loc="lower right")
-        ax.set_yticks(y, avg["method"])
-        lo = max(0.0, float(np.nanmin(avg[metric])) - 0.05)
-        ax.set_xlim(lo, 1.0)
-        ax.set_title(f"{readers_label(id_data)}, {readers_label(protocol)}: mean "
-                     f"{metric.upper()}", fontsize=9)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    """Mean metric per method and (ID set, protocol): one panel per group of OOD sets
+    (near-OOD, far-OOD, the noise sets apart), and the average over the paper's sets beside
+    the paper's (black ticks) only where the sets are the paper's."""
+    settings = list(table.groupby(["id_data", "protocol"], sort=False))
+    means = [(group_mean_name(g), "noise (apart)" if g == "noise" else GROUP_LABELS[g])
+             for g in GROUP_LABELS]
+    paper = "paper_auroc" in table and metric == "auroc" and table.loc[
+        table["ood"] == "average", "paper_auroc"].notna().any()
+    panels = [(name, title) for name, title in means if name in set(table["ood"])] + (
+        [("average", "mean over the paper's sets")] if paper else [])
+    methods = list(dict.fromkeys(table.loc[table["ood"] == panels[0][0], "method"]))
+    fig, axes = plt.subplots(len(settings), len(panels), sharey=True, squeeze=False,
+                             figsize=(7.5, (0.3 * len(methods) + 1.2) * len(settings)))
+    for row, ((id_data, protocol), df) in zip(axes, settings):
+        for ax, (name, title) in zip(row, panels):
+            avg = df[df["ood"] == name].set_index("method").reindex(methods)
+            y = np.arange(len(methods))
+            ax.barh(y, avg[metric], color=["C3" if m == "MIM" else "C0" for m in methods])
+            if name == "average":
+                ax.scatter(avg["paper_auroc"], y, marker="|", s=200, color="k", label="paper")
+                ax.legend(fontsize=11, loc="lower right")
+            ax.set_yticks(y, methods, fontsize=11)
+            ax.set_ylim(len(methods) - 0.5, -0.5)
+            lo = max(0.0, float(np.nanmin(avg[metric])) - 0.05)
+            ax.set_xlim(lo, 1.0)
+            ax.xaxis.set_major_locator(plt.MaxNLocator(3))
+            ax.tick_params(axis="x", labelsize=11)
+            ax.set_title(title, fontsize=11)
+        row[0].set_ylabel(f"{readers_label(id_data)},\n{readers_label(protocol)}", fontsize=11)
+    fig.supxlabel(f"mean {metric.upper()}", fontsize=11)
+    fig.tight_layout()
     return fig
 
 
@@ -349,6 +366,107 @@ def per_set_heatmap(df: pd.DataFrame, label_col: str = "variant") -> Figure:
     return fig
 
 
+#: The book's figures as the page shows them: at most this wide (inches), saved at
+#: EXPORT_DPI, shown at their own size or shrunk to PAGE_PX (CSS pixels, the text column of the
+#: book's theme in a wide window), and their text at least BODY_PX there (the body font).
+PAGE_WIDTH_IN, PAGE_PX, BODY_PX = 7.5, 700, 16
+
+
+def min_font_pt(width_in: float) -> float:
+    """The smallest text (points) that a figure this wide (inches) may carry so that it is as
+    large as the body text where the page shows it: an image of ``width_in * EXPORT_DPI``
+    pixels shown at ``min(that, PAGE_PX)`` CSS pixels draws a point as ``shown / (72 *
+    width_in)`` CSS pixels."""
+    shown = min(width_in * EXPORT_DPI, PAGE_PX)
+    return BODY_PX * 72 * width_in / shown
+
+
+def fit_to_page(fig: Figure) -> float:
+    """Make a figure legible at the book's width: narrowed to PAGE_WIDTH_IN where it is wider
+    (its height kept), every text (titles, labels, ticks, legends, annotations) raised to
+    :func:`min_font_pt` of the width it is saved at (its tight box, legends outside the axes
+    included), the layout made again; returns that size."""
+    import matplotlib.text
+
+    width, height = fig.get_size_inches()
+    if width > PAGE_WIDTH_IN:
+        fig.set_size_inches(PAGE_WIDTH_IN, height)
+    saved = fig.get_size_inches()[0]
+    for _ in range(4):  # the saved image is the tight box: long labels or a legend outside
+        # the axes widen it, and larger text widens it again; a few passes settle it
+        smallest = min_font_pt(saved)
+        for ax in fig.axes:
+            for axis in ("x", "y"):
+                labels = getattr(ax, f"get_{axis}ticklabels")()
+                if labels and labels[0].get_fontsize() < smallest:
+                    ax.tick_params(axis=axis, labelsize=smallest)
+        for text in fig.findobj(matplotlib.text.Text):
+            if text.get_fontsize() < smallest:
+                text.set_fontsize(smallest)
+        if fig.get_layout_engine() is None or type(fig.get_layout_engine()).__name__ == \
+                "TightLayoutEngine":
+            with warnings.catch_warnings():  # a grid of images (a gallery) has no room to
+                warnings.filterwarnings("ignore", "Tight layout not applied")  # give: as drawn
+                fig.tight_layout()
+        renderer = fig.canvas.get_renderer()
+        saved = max(saved, fig.get_tightbbox(renderer).width)
+    return smallest
+
+
+def png_bytes(fig: Figure, dpi: int = EXPORT_DPI) -> bytes:
+    """The figure as PNG, as the book's exports draw it (for a page that embeds it: the
+    landing page's forest plot)."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+#: The colour of a forest plot's point by its row's verdict.
+VERDICT_COLOURS = {"holds": "#1a7f37", "MIM better": "#1a7f37", "does not hold": "#c0392b",
+                   "MIM worse": "#c0392b", "partly": "#d4a017", "not resolved": "#6e7781",
+                   "not judged": "#8c8c8c"}
+_PANELS = {**GROUP_LABELS, "noise": "noise (OE paper): apart, not judged", "ID": "ID accuracy"}
+#: Text size of the forest plots, in points at the figure's own size: the book shows a
+#: figure about 7.5 inches wide at the page's width, so these stay at the body text's size.
+FOREST_FONT = 12
+
+
+def forest_plot(rows: pd.DataFrame, xlabel: str = "difference in AUROC") -> Figure:
+    """A forest plot of paired differences (the rows of
+    :func:`~mimlib.companion.analysis.claims.forest_frame`): one panel per group, stacked
+    (near, far; noise and ID accuracy apart, each on its own scale), one row per setting and
+    comparison (the best baseline named, where a row has one), a point and its 95% interval,
+    a line at zero and the row's verdict beside it."""
+    panels = [g for g in (*GROUP_LABELS, "ID") if g in set(rows["group"])]
+    sizes = [len(rows[rows["group"] == g]) for g in panels]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7.5, 0.36 * sum(sizes) + 1.15 * len(panels)),
+                             gridspec_kw={"height_ratios": sizes}, squeeze=False)
+    for ax, group in zip(axes[:, 0], panels):
+        part = rows[rows["group"] == group]
+        y = np.arange(len(part))
+        colours = [VERDICT_COLOURS.get(v, "k") for v in part["verdict"]]
+        ax.axvline(0, color="k", lw=1)
+        ax.hlines(y, part["low"], part["high"], colors=colours, lw=3)
+        ax.scatter(part["estimate"], y, c=colours, s=45, zorder=3)
+        for yi, verdict in zip(y, part["verdict"]):
+            ax.text(1.02, yi, verdict, va="center", fontsize=FOREST_FONT,
+                    color=VERDICT_COLOURS.get(verdict, "k"), transform=ax.get_yaxis_transform())
+        labels = [f"{s}: {c}" + (f" ({a})" if a else "")
+                  for s, c, a in zip(part["setting"], part["comparison"], part["against"])]
+        ax.set_yticks(y, labels, fontsize=FOREST_FONT)
+        ax.set_ylim(len(part) - 0.5, -0.5)
+        ax.set_title(_PANELS[group], fontsize=FOREST_FONT, loc="left")
+        ax.set_xlabel(("difference in accuracy" if group == "ID" else xlabel)
+                      + ", 95% interval", fontsize=FOREST_FONT)
+        ax.tick_params(axis="x", labelsize=FOREST_FONT)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(5))
+        ax.grid(axis="y", visible=False)
+    fig.tight_layout()
+    return fig
+
+
 def _barh(labels: Sequence[str], values: Sequence[float], xlabel: str,
           colors: Sequence[str] | str = "C0", width: float = 6.0) -> tuple[Figure, plt.Axes]:
     """Horizontal bars, first label on top, small tick labels: the layout of every bar chart."""
@@ -458,9 +576,12 @@ def runtime_bars(df: pd.DataFrame) -> Figure:
 def quirk_effects(effects: pd.DataFrame) -> Figure:
     """The measured effect of each quirk of the authors' code (applied alone)."""
     df = effects.dropna(subset=["effect"])
-    fig, ax = _barh([f"{q}: {m}" for q, m in zip(df["quirk"], df["measured on"])],
-                    df["effect"], "change of the mean AUROC when the quirk is applied alone",
-                    ["C3" if e < 0 else "C2" for e in df["effect"]], width=6.4)
+    import textwrap
+
+    labels = [textwrap.fill(f"{q}: {m}", 28) for q, m in zip(df["quirk"], df["measured on"])]
+    fig, ax = _barh(labels, df["effect"], "change of the mean AUROC when the quirk is applied "
+                    "alone", ["C3" if e < 0 else "C2" for e in df["effect"]], width=6.4)
+    fig.set_size_inches(6.4, 0.75 * max(len(labels), 1) + 1.4)  # labels of up to three lines
     ax.axvline(0, color="0.3", lw=0.8)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig

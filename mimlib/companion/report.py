@@ -1,8 +1,10 @@
 """Presentation helpers for the notebooks: the paper's numbers, labelled tables and figures.
 
-Every table and figure the book shows says which profile and parameters produced it: tables
-carry it in their caption, figures in their caption and in a footer drawn into the image, so a
-smoke-profile PNG copied into a report still says that it is one.
+Every table and figure the book shows says what it shows in readers' words in its caption
+(data, model, protocol, profile); the spec tuple that produced it (data specs with their pins,
+parameters, result id) is in the CSV's first line, the figure files' metadata and each page's
+provenance table. A smoke-profile figure also carries a footer drawn into the image, so a PNG
+copied into a report still says that it is one.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from .catalog import GROUP_LABELS, groups_of
 from .store import canonical_json, config_key
+
+EXPORT_DPI = 150  # the figures' PNG and PDF resolution (the book shows the PNG)
 
 def paper_numbers() -> pd.DataFrame:
     """Every number of the paper's Tables 1 and 2 (long format; see paper/SOURCE.md)."""
@@ -39,19 +44,39 @@ def compare_with_paper(ours: pd.DataFrame, id_data: str, table: str = "table1") 
     # the paper's average is over its own OOD sets: beside an average over other sets it
     # would compare different things, so it is shown only when the sets are the same
     paper_sets = set(paper["ood"]) - {"average"}
-    if set(ours["ood"]) - {"average"} != paper_sets:
+    if {o for o in ours["ood"] if not is_mean_row(o)} != paper_sets:
         merged.loc[merged["ood"] == "average", ["paper_auroc", "paper_aupr"]] = np.nan
     merged["diff_auroc"] = merged["auroc"] - merged["paper_auroc"]
     merged["diff_aupr"] = merged["aupr_out"] - merged["paper_aupr"]
     return merged
 
 
+def group_mean_name(group: str) -> str:
+    """The ``ood`` name of a group's mean row: ``mean near-OOD``, ``mean far-OOD``, ``mean
+    noise (OE paper)``."""
+    return f"mean {GROUP_LABELS[group]}"
+
+
 def with_average(rows: pd.DataFrame, by: str = "method") -> pd.DataFrame:
-    """Append an ``average`` row per method: the unweighted mean over OOD sets, as the paper."""
-    numeric = rows.select_dtypes("number").columns
-    means = rows.groupby(by, sort=False)[list(numeric)].mean().reset_index()
-    means["ood"] = "average"
-    return pd.concat([rows, means], ignore_index=True)
+    """Append the means per method, unweighted over OOD sets: one per group of sets as the
+    field reports them (:func:`group_mean_name`: near-OOD, far-OOD, and the noise sets apart),
+    and ``average``, over the natural sets (near and far; noise is never averaged with natural
+    images), the paper's average where the sets are the paper's (:func:`compare_with_paper`
+    puts the paper's beside it only then)."""
+    numeric = list(rows.select_dtypes("number").columns)
+    groups = groups_of(list(dict.fromkeys(rows["ood"])))
+    parts = [rows]
+    for name, sets in [*((group_mean_name(g), sets) for g, sets in groups.items()),
+                       ("average", [*groups.get("near", []), *groups.get("far", [])])]:
+        if sets:
+            means = rows[rows["ood"].isin(sets)].groupby(by, sort=False)[numeric].mean()
+            parts.append(means.reset_index().assign(ood=name))
+    return pd.concat(parts, ignore_index=True)
+
+
+def is_mean_row(ood: str) -> bool:
+    """Whether an ``ood`` name is a mean over sets (a group's or the average), not a set."""
+    return ood == "average" or ood in {group_mean_name(g) for g in GROUP_LABELS}
 
 
 def label(profile: str, **params: Any) -> str:
@@ -108,16 +133,25 @@ def exports_dir() -> Path:
     return Path(os.environ.get("MIMLIB_EXPORTS", "book/exports"))
 
 
-def save_figure(fig: Any, name: str, provenance: str, profile: str) -> list[Path]:
-    """Draw the provenance footer into the figure and save it as PNG and PDF.
+def save_figure(fig: Any, name: str, provenance: str, profile: str,
+                min_font_pt: float | None = None) -> list[Path]:
+    """Save the figure as PNG and PDF, the provenance (the spec tuple) in each file's metadata;
+    a smoke-profile figure also says so in a footer drawn into it, so that a copy pasted into
+    a report still says it is not comparable with the paper. The caption, not the image, says
+    what a figure of a real profile shows.
 
     Files go to ``exports_dir()/<profile>/<name>.{png,pdf}``; returns their paths.
     """
-    fig.text(0.01, 0.005, provenance, fontsize=6, color="0.35", ha="left", va="bottom",
-             wrap=True)
+    if profile == "smoke":
+        fig.text(0.01, 0.005, "SMOKE PROFILE (synthetic data, not comparable with the paper)",
+                 fontsize=10, color="0.35", ha="left", va="bottom")
     paths = [_export_path(profile, f"{name}.png"), _export_path(profile, f"{name}.pdf")]
+    metadata = {".png": {"Description": provenance,
+                         **({"MinFontPt": f"{min_font_pt:.2f}"} if min_font_pt else {})},
+                ".pdf": {"Subject": provenance}}
     for path in paths:
-        _write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=150, bbox_inches="tight"))
+        _write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=EXPORT_DPI, bbox_inches="tight",
+                                                        metadata=metadata[path.suffix]))
     return paths
 
 
@@ -142,9 +176,15 @@ def _export_path(profile: str, filename: str) -> Path:
     return exports_dir() / profile / filename
 
 
-def _write_target(path: Path) -> Path:
+def written_path(path: Path) -> Path:
+    """Where this run wrote an export whose place is ``path`` (its staging copy while a run is
+    staged, see :func:`_export_path`)."""
     staging = os.environ.get("MIMLIB_EXPORTS_STAGING")
-    target = Path(staging) / path.relative_to(exports_dir()) if staging else path
+    return Path(staging) / path.relative_to(exports_dir()) if staging else path
+
+
+def _write_target(path: Path) -> Path:
+    target = written_path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     return target
 

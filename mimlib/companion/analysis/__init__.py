@@ -14,9 +14,9 @@ tidy :class:`pandas.DataFrame` objects for a notebook to show.
 from ...augment import PostMixAugment
 from ...detectors import extract
 from ..setups import architecture_setups
-from .claims import claims_table, columns_from, landing_headline
+from .claims import claims_table, columns_from, forest_frame, landing_headline
 from .gpu import gpu_overview, gpu_plan, gpu_provenance, gpu_summary, gpu_tables, gpu_warnings
-from .manifold import embed_2d, penultimate_features, umap_available
+from .manifold import embed_2d, penultimate_features, stored_embedding, umap_available
 from .mixed_images import gallery, mixed_batches, mixing_statistics, msp_of
 from .numerics import (cross_machine, cross_machine_provenance, cross_machine_sentence,
                        precision_effect, precision_unmeasurable, precision_verdict)
@@ -26,21 +26,25 @@ from .runtime import (benchmark_provenance, benchmark_table, chapter_costs, from
                       short_git)
 from .tables import (CONTROL, NOT_ADAPTED, NOT_IN_PAPER, Table1Grid, across_setups, agreement,
                      collapse_warnings, data_label, evaluation_frame,
-                     headline, mean_and_std, num_classes, oe_comparison, paper_id,
+                     headline, id_tag, mean_and_std, num_classes, oe_comparison, paper_id,
                      per_class_accuracy, published_not_run, replace_setup,
                      slug, starting_points, summary_row, test_set_selection, sweep, sweep_bn_modes, sweep_spread, table1,
                      table1_grid, wide_table)
 
-__all__ = ["PostMixAugment", "extract", "claims_table", "columns_from", "landing_headline", "gpu_overview",
+__all__ = ["PostMixAugment", "extract", "claims_table", "columns_from", "forest_frame",
+           "landing_headline", "gpu_overview",
            "gpu_plan", "gpu_provenance", "gpu_summary", "gpu_tables", "gpu_warnings", "embed_2d",
-           "penultimate_features", "umap_available", "gallery", "mixed_batches",
-           "mixing_statistics", "msp_of", "cross_machine", "cross_machine_provenance", "cross_machine_sentence", "precision_effect", "precision_unmeasurable", "precision_verdict", "QUIRK_DETECTORS", "bn_mode_effect", "design_choices", "quirk_effects", "quirk_list",
+           "penultimate_features", "stored_embedding", "umap_available", "gallery",
+           "mixed_batches", "mixing_statistics", "msp_of", "cross_machine",
+           "cross_machine_provenance", "cross_machine_sentence", "precision_effect",
+           "precision_unmeasurable", "precision_verdict", "QUIRK_DETECTORS", "bn_mode_effect",
+           "design_choices", "quirk_effects", "quirk_list",
            "benchmark_provenance", "benchmark_table", "chapter_costs", "from_scratch", "from_scratch_sentence",
            "numerics_speedups", "runtime_summary",
            "runtime_table", "short_git", "sweep_bn_modes", "CONTROL", "NOT_ADAPTED", "NOT_IN_PAPER", "Table1Grid", "across_setups",
            "agreement",
            "architecture_setups", "collapse_warnings", "data_label", "evaluation_frame",
-           "headline", "mean_and_std", "oe_comparison", "num_classes", "paper_id",
+           "headline", "id_tag", "mean_and_std", "oe_comparison", "num_classes", "paper_id",
            "per_class_accuracy", "published_not_run", "replace_setup",
            "slug", "starting_points", "summary_row", "test_set_selection", "sweep", "sweep_spread", "table1",
            "table1_grid", "wide_table"]

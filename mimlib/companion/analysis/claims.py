@@ -13,6 +13,7 @@ handling, a design choice rather than a quirk, as a sensitivity column.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any, Sequence
@@ -27,7 +28,7 @@ from ..experiment import Experiment, ModelRun
 from ..protocol import check_protocol
 from ..report import paper_numbers
 from .runtime import benchmark_rows
-from .stats import Interval, auroc_difference, mean_difference, seed_difference
+from .stats import Interval, seed_difference, stored_auroc_difference, stored_mean_difference
 from .tables import replace_setup
 
 HOLDS, PARTLY, FAILS, NOT_RESOLVED, NOT_RUN = (
@@ -153,8 +154,8 @@ def beats_baselines(template: Experiment, column: Column, mim: dict[str, Any],
     for group, sets in _groups(exp, base).items():
         means = {d: _group_mean(rows, sets, name=d) for d in detectors}
         best = max(means, key=means.get)
-        vs_best = auroc_difference(mim_arms, [_scores(exp, base, best)], sets)
-        vs_control = auroc_difference(mim_arms, control_arms, sets)
+        vs_best = stored_auroc_difference(exp, mim_arms, [_scores(exp, base, best)], sets)
+        vs_control = stored_auroc_difference(exp, mim_arms, control_arms, sets)
         intervals[group] = {"best": best, "vs_best": vs_best, "vs_control": vs_control,
                             "sets": sets}
         if group in JUDGED_GROUPS:
@@ -177,8 +178,8 @@ def accuracy_kept(template: Experiment, column: Column, mim: dict[str, Any],
     accuracy = {name: [exp.evaluate(r, ("MSP",)).accuracy for r in rs]
                 for name, rs in runs.items()}
     if column.per_image_accuracy:
-        diff = mean_difference(*[[exp.predictions(r) for r in runs[name]]
-                                 for name in ("MIM", "control")])
+        diff = stored_mean_difference(exp, *[[exp.predictions(r) for r in runs[name]]
+                                             for name in ("MIM", "control")])
     else:  # runs computed before per-image predictions were stored (no weights kept)
         diff = seed_difference(accuracy["MIM"], accuracy["control"])
     verdict = (HOLDS if diff.low > -ACCURACY_TOLERANCE else
@@ -220,7 +221,7 @@ def one_epoch_enough(template: Experiment, column: Column, mim: dict[str, Any],
             verdict, why = HOLDS, f"flat at the end (within {FLAT})"
         else:
             verdict, why = NOT_RESOLVED, "the intervals are too wide to tell"
-        intervals[group] = {"rise": rise, "drop": drop}
+        intervals[group] = {"rise": rise, "drop": drop, "verdict": verdict}
         if group in JUDGED_GROUPS:
             verdicts.append(verdict)
         parts.append(f"{GROUP_LABELS[group]}: {mean[0]:.4f} at step 0, peak {mean[peak]:.4f} at "
@@ -249,8 +250,8 @@ def _variant_difference(template: Experiment, column: Column, params: dict[str, 
                        v, runs) for v, runs in options]
             best[name] = max(scored, key=lambda item: item[0])
         (first, v1, runs1), (second, v2, runs2) = best.values()
-        diff = auroc_difference([_scores(exp, r) for r in runs1], [_scores(exp, r) for r in runs2],
-                                sets)
+        diff = stored_auroc_difference(exp, [_scores(exp, r) for r in runs1],
+                                       [_scores(exp, r) for r in runs2], sets)
         intervals[group] = diff
         if group in JUDGED_GROUPS:
             verdicts.append(side_verdict(diff))
@@ -329,7 +330,7 @@ def costs_little(exp: Experiment, mim: dict[str, Any], benchmark: str | None = N
             "evidence": evidence + f"; one epoch, against the {_epochs_note(exp)}",
             "rule": f"holds if a MIM step costs at most {1 + overhead:.1f} x a plain step on twice "
                     f"the batch; partly up to {1 + 3 * overhead:.1f} x",
-            "verdict": verdict,
+            "verdict": verdict, "ratio": ratio,
             "note": f"on {exp.setup.device}; the runtime chapter has every stored wall time"}
 
 
@@ -343,7 +344,28 @@ def _epochs_note(exp: Experiment) -> str:
 
 def _cost(exp: Experiment, mim: dict[str, Any], benchmark: str | None) -> Judgement:
     row = costs_little(exp, mim, benchmark)
-    return Judgement(row["verdict"], f"{row['evidence']} ({row['note']})", {"rule": row["rule"]})
+    return Judgement(row["verdict"], f"{row['evidence']} ({row['note']})",
+                     {"rule": row["rule"], "ratio": row["ratio"]})
+
+
+def short_evidence(claim: int, judgement: Judgement) -> str:
+    """The evidence of one verdict in a few words (the estimates of the judged groups; the
+    intervals are in the forest plots, the full evidence in the table's CSV): ``claim`` is the
+    index in :data:`CLAIMS`."""
+    iv = judgement.intervals
+    if judgement.verdict == NOT_RUN or not iv:
+        return NOT_RUN
+    groups = [g for g in JUDGED_GROUPS if g in iv]
+    if claim == 0:
+        return ", ".join(f"{g} {iv[g]['vs_best'].estimate:+.3f} ({iv[g]['best']})"
+                         for g in groups)
+    if claim == 1:
+        return f"{iv['all'].estimate:+.3f}"
+    if claim == 2:
+        return "end − 2/3: " + ", ".join(f"{g} {iv[g]['rise'].estimate:+.3f}" for g in groups)
+    if claim == len(CLAIMS) - 1:
+        return f"{iv['ratio']:.2f} x a plain step"
+    return ", ".join(f"{g} {iv[g].estimate:+.3f}" for g in groups)
 
 
 CLAIMS = (
@@ -377,8 +399,9 @@ def claims_table(exp: Experiment, mim: dict[str, Any], *, detectors: Sequence[st
                  columns: Sequence[Column], ks: Sequence[int], ablation: dict[str, Any],
                  eval_every: int, seeds: Sequence[int], ablation_seeds: Sequence[int],
                  benchmark: str | None = None) -> pd.DataFrame:
-    """Every claim with a verdict per column (protocol or sensitivity), the evidence of each
-    (intervals in brackets) and the rule. ``df.attrs["judgements"]`` keeps the intervals."""
+    """Every claim with a verdict per column (protocol or sensitivity), its evidence in a few
+    words (``evidence``: the estimates), the rule, and the full evidence (``details``:
+    every interval, in brackets). ``df.attrs["judgements"]`` keeps the intervals."""
     cost = _cost(exp, mim, benchmark)
     judgements: dict[str, list[Judgement]] = {}
     for column in columns:
@@ -398,52 +421,101 @@ def claims_table(exp: Experiment, mim: dict[str, Any], *, detectors: Sequence[st
     for i, (claim, rule) in enumerate(CLAIMS):
         row: dict[str, Any] = {"claim": claim}
         row.update({label: js[i].verdict for label, js in judgements.items()})
-        row["evidence"] = " ".join(f"**{label}:** {js[i].evidence}."
-                                   for label, js in judgements.items()
-                                   if i != len(CLAIMS) - 1 or label == columns[0].label)
+        shown = [(label, js[i]) for label, js in judgements.items()
+                 if i != len(CLAIMS) - 1 or label == columns[0].label]  # the cost: once
+        row["evidence"] = "; ".join(f"{label}: {short_evidence(i, j)}" for label, j in shown)
         row["rule"] = rule
+        row["details"] = " ".join(f"**{label}:** {j.evidence}." for label, j in shown)
         rows.append(row)
     df = pd.DataFrame(rows)
     df.attrs["judgements"] = judgements
     return df
 
 
-def landing_headline(claims: pd.DataFrame, provenance: str,
+def _better(interval: Interval) -> str:
+    """A comparison that is no claim (MIM against its control): which arm is better."""
+    return {1: "MIM better", -1: "MIM worse", 0: NOT_RESOLVED}[interval.side()]
+
+
+#: The figures of :func:`forest_frame`: the verdict (MIM against its control and against the
+#: best baseline) and the claims' other comparisons.
+FOREST_FIGURES = ("verdict", "other")
+NOT_JUDGED = "not judged"
+
+
+def forest_frame(claims: pd.DataFrame) -> pd.DataFrame:
+    """Every paired difference the verdicts rest on, one row each, as the forest plots draw
+    them: ``figure`` (``verdict``: MIM minus its control and minus the best baseline, per
+    group; ``other``: k > 5, augmentation, one epoch, accuracy), ``setting`` (the claims
+    column), ``comparison`` (in words), ``group`` (near, far, noise; ``ID`` for accuracy),
+    ``estimate``, ``low``, ``high`` (the claims table's intervals, the same objects),
+    ``verdict`` (the row's reading by its claim's rule; MIM better / worse for the control,
+    which no claim is about; noise is shown, not judged),
+    ``against`` (the best baseline, for that comparison) and ``method`` (how the interval
+    was computed)."""
+    judgements: dict[str, list[Judgement]] = claims.attrs["judgements"]
+    rows: list[dict[str, Any]] = []
+
+    def add(figure: str, setting: str, comparison: str, group: str, interval: Interval,
+            verdict: str, against: str = "") -> None:
+        rows.append({"figure": figure, "setting": setting, "comparison": comparison,
+                     "group": group, "estimate": interval.estimate, "low": interval.low,
+                     "high": interval.high,
+                     "verdict": verdict if group in (*JUDGED_GROUPS, "ID") else NOT_JUDGED,
+                     "against": against, "method": interval.method})
+
+    for setting, (baselines, accuracy, epoch, k, augment, _cost) in judgements.items():
+        for group, g in baselines.intervals.items():
+            add("verdict", setting, "MIM − control", group, g["vs_control"],
+                _better(g["vs_control"]))
+            add("verdict", setting, "MIM − best", group, g["vs_best"],
+                side_verdict(g["vs_best"]), g["best"])
+        for group, interval in k.intervals.items():
+            add("other", setting, "k > 5 − k ≤ 5", group, interval,
+                side_verdict(interval))
+        for group, interval in augment.intervals.items():
+            add("other", setting, "augment on − off", group, interval,
+                side_verdict(interval))
+        for group, g in epoch.intervals.items():
+            add("other", setting, "epoch end − 2/3", group, g["rise"], g["verdict"])
+        if "all" in accuracy.intervals:  # judged by its tolerance: the claim's verdict
+            add("other", setting, "MIM − control", "ID",
+                accuracy.intervals["all"], accuracy.verdict)
+    return pd.DataFrame(rows, columns=["figure", "setting", "comparison", "group", "estimate",
+                                       "low", "high", "verdict", "against", "method"])
+
+
+def landing_headline(claims: pd.DataFrame, forest_png: bytes, described: str,
                      link: str = "executed/15_claims.html") -> str:
-    """The book's opening result as HTML (the landing page pastes it): the paper's claim, then
-    per protocol what MIM does to near- and far-OOD AUROC against its control and against the
-    best baseline, with the interval, then how many claims hold; the details one link away."""
+    """The book's opening result as HTML (the landing page pastes it): the paper's claim, the
+    forest plot of the verdict (``forest_png``, a PNG, embedded: MIM minus its control and minus the
+    best baseline per OOD group and protocol) with a caption that says what it compares on
+    what (``described``: data and model in readers' words), then one line per protocol: how
+    many of the paper's claims hold there; the details one link away."""
     paper = paper_numbers()
     mim = paper[(paper.table == "table1") & (paper.method == "MIM")
                 & (paper.ood_dataset == "average")].set_index("id_dataset")["auroc"]
     judgements: dict[str, list[Judgement]] = claims.attrs["judgements"]
-    items = []
-    for label, js in judgements.items():
-        groups = js[0].intervals
-        if not groups:
-            continue
-        said = []
-        for group in JUDGED_GROUPS:
-            if group in groups:
-                g = groups[group]
-                said.append(f"on {GROUP_LABELS[group]} sets ({escape(_sets_text(g['sets']))}) "
-                            f"MIM changes AUROC by {g['vs_control'].text(3)} against its "
-                            f"control and by {g['vs_best'].text(3)} against the best baseline "
-                            f"({escape(g['best'])})")
-        held = sum(j.verdict == HOLDS for j in js)
-        items.append(f"<li><b>{escape(label)}:</b> {'; '.join(said)}. The paper's claims that "
-                     f"hold here: {held} of {len(js)}.</li>")
-    seeds = next(iter(judgements.values()))[0].intervals
-    n_seeds = next(iter(seeds.values()))["vs_control"].seeds if seeds else 0
+    items = [f"<li><b>{escape(label)}:</b> The paper's claims that hold here: "
+             f"{sum(j.verdict == HOLDS for j in js)} of {len(js)}.</li>"
+             for label, js in judgements.items() if js[0].intervals]
+    first = next(iter(judgements.values()))[0].intervals
+    n_seeds = next(iter(first.values()))["vs_control"].seeds if first else 0
+    image = base64.b64encode(forest_png).decode("ascii")
+    caption = (f"MIM minus its control (the same fine-tuning without mixed images) and minus "
+               f"the best post-hoc baseline, AUROC per OOD group and protocol: a point and its "
+               f"95% interval (mean of {n_seeds} fine-tuning seeds, paired bootstrap), the "
+               f"verdict beside it; {described}.")
     return (
         '<div class="mimlib-headline">'
         "<p><b>The paper's claim:</b> one epoch of MIM fine-tuning makes the maximum softmax "
         "probability beat every post-hoc OOD detector (mean AUROC "
         f"{mim['cifar10']:.4f} on CIFAR-10 with a WRN-40-2 and seven OOD sets, "
         f"{mim['cifar100']:.4f} on CIFAR-100).</p>"
-        f"<p><b>What we measure</b> (differences in AUROC, mean of {n_seeds} fine-tuning seeds, "
-        "95% interval in brackets):</p>"
+        "<p><b>What we measure:</b></p>"
+        f'<figure class="mimlib-forest"><img src="data:image/png;base64,{image}" '
+        f'alt="{escape(caption)}" style="width: 100%"/>'
+        f"<figcaption>{escape(caption)}</figcaption></figure>"
         f"<ul>{''.join(items)}</ul>"
         f'<p>Each claim, its evidence and its rule: <a href="{escape(link)}">the paper\'s '
-        "claims, tested</a>.</p>"
-        f"<p><i>({escape(provenance)})</i></p></div>")
+        "claims, tested</a>.</p></div>")

@@ -11,6 +11,7 @@ import torch
 from ..experiment import Experiment, ModelRun
 from ...models import features_and_logits, input_normalization
 from .mixed_images import mixed_batches
+from .stats import scores_digest
 
 
 def penultimate_features(exp: Experiment, run: ModelRun, ks: Sequence[int], n: int = 300,
@@ -82,6 +83,20 @@ def embed_2d(features: pd.DataFrame, method: str = "pca", seed: int = 0) -> np.n
 
         return umap.UMAP(random_state=seed).fit_transform(z)
     raise ValueError(f"unknown embedding {method!r}; use pca, tsne or umap")
+
+
+def stored_embedding(exp: Experiment, features: pd.DataFrame, method: str = "pca",
+                     seed: int = 0) -> np.ndarray:
+    """:func:`embed_2d`, computed once and kept in the results store (kind ``analysis``), keyed
+    by a digest of the feature columns, the method and the seed: a t-SNE takes minutes on two
+    cores, and a page drawn again from the store reads it."""
+    z = features.filter(regex=r"^f\d+$").to_numpy(np.float32)
+    config = {"what": "embedding", "features": scores_digest([z]), "method": method,
+              "seed": seed}
+    def compute() -> tuple[dict, dict[str, np.ndarray]]:
+        return {}, {"coords": embed_2d(features, method, seed).astype(np.float32)}
+
+    return exp.stored("analysis", config, compute).arrays()["coords"]
 
 
 def umap_available() -> bool:

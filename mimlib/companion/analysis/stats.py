@@ -7,15 +7,25 @@ drawn, so its interval resamples both at once (a crossed bootstrap through
 replacement, independently; every arm is scored on the same draw, which is the pairing). An arm
 that has no seeds (a post-hoc detector on the model before fine-tuning) is the same under
 every seed. AUROC on a weighted draw is computed exactly, from each image's count in the draw.
+
+The intervals are computed once: :func:`stored_auroc_difference` and
+:func:`stored_mean_difference` keep each in the results store (kind ``interval``), keyed by a
+digest of the scores it resamples, the sets, the resample count, the confidence and the seed,
+so a page drawn again from the store reads them instead of bootstrapping again.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import numpy as np
 from scipy import stats
+
+if TYPE_CHECKING:  # the store-backed forms take an experiment; the rest is plain numpy
+    from ..experiment import Experiment
 
 #: Scores of one arm: per seed, per set ("__id__" for the ID test images), one score per image.
 ArmScores = Sequence[Mapping[str, np.ndarray]]
@@ -107,6 +117,49 @@ def seed_difference(a: Sequence[float], b: Sequence[float], *,
     ci = stats.ttest_1samp(d, 0.0).confidence_interval(confidence)
     return Interval(float(d.mean()), float(ci.low), float(ci.high), len(d), confidence,
                     "t interval over seeds")
+
+
+def scores_digest(arm: ArmScores | Sequence[np.ndarray]) -> str:
+    """SHA-256 of an arm's scores, seed by seed (set names, dtypes, shapes and bytes): what a
+    stored interval is keyed by, so the same scores find the same interval."""
+    h = hashlib.sha256()
+    for seed_scores in arm:
+        items = seed_scores.items() if isinstance(seed_scores, Mapping) else [("", seed_scores)]
+        for name, values in sorted(items, key=lambda item: item[0]):
+            x = np.ascontiguousarray(values)
+            h.update(f"{name}|{x.dtype.str}|{x.shape}|".encode())
+            h.update(x.tobytes())
+        h.update(b"/")
+    return h.hexdigest()
+
+
+def stored_auroc_difference(exp: "Experiment", a: ArmScores, b: ArmScores,
+                            sets: Sequence[str], *, n_resamples: int = N_RESAMPLES,
+                            confidence: float = CONFIDENCE, seed: int = 0) -> Interval:
+    """:func:`auroc_difference`, computed once and kept in ``exp``'s results store."""
+    inputs = {"a": scores_digest(a), "b": scores_digest(b), "sets": list(sets)}
+    return _stored(exp, "auroc_difference", inputs, n_resamples, confidence, seed,
+                   lambda: auroc_difference(a, b, sets, n_resamples=n_resamples,
+                                            confidence=confidence, seed=seed))
+
+
+def stored_mean_difference(exp: "Experiment", a: Sequence[np.ndarray], b: Sequence[np.ndarray],
+                           *, n_resamples: int = N_RESAMPLES, confidence: float = CONFIDENCE,
+                           seed: int = 0) -> Interval:
+    """:func:`mean_difference`, computed once and kept in ``exp``'s results store."""
+    inputs = {"a": scores_digest(a), "b": scores_digest(b)}
+    return _stored(exp, "mean_difference", inputs, n_resamples, confidence, seed,
+                   lambda: mean_difference(a, b, n_resamples=n_resamples,
+                                           confidence=confidence, seed=seed))
+
+
+def _stored(exp: "Experiment", what: str, inputs: dict, n_resamples: int, confidence: float,
+            seed: int, compute: Callable[[], Interval]) -> Interval:
+    config = {"what": what, **inputs, "n_resamples": n_resamples, "confidence": confidence,
+              "seed": seed, "method": Interval.method}
+    entry = exp.stored("interval", config,
+                       lambda: ({"interval": dataclasses.asdict(compute())}, None))
+    return Interval(**entry.record["result"]["interval"])
 
 
 class _PlacedAUROC:

@@ -16,7 +16,7 @@ from ...detectors import NEWER_DETECTORS, extract
 from ...errors import ConfigError
 from ..experiment import Evaluation, Experiment, ModelRun, Setup
 from ...models import published_oe_weights
-from ..report import compare_with_paper, with_average
+from ..report import compare_with_paper, is_mean_row, with_average
 from ...specs import BaseSpec
 
 
@@ -261,16 +261,23 @@ def paper_id(id_data: str, aliases: dict[str, str] | None = None) -> str | None:
 
 
 def wide_table(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Methods as rows, OOD sets (and the average) as columns, plus the paper's average and Δ."""
+    """Methods as rows, OOD sets as columns, then the mean of each group of sets (near-OOD,
+    far-OOD, the noise sets apart); the average over all natural sets only where the sets are
+    the paper's, beside the paper's average and the difference (``average (paper's sets)``,
+    ``paper average``, ``Δ average``)."""
     wide = rows.pivot_table(index="method", columns="ood", values=metric, sort=False)
-    order = [o for o in rows["ood"].unique() if o != "average"] + ["average"]
-    wide = wide[order].rename(columns=lambda c: c.removeprefix("synthetic_"))
+    seen = list(rows["ood"].unique())
+    order = [o for o in seen if not is_mean_row(o)] + [o for o in seen if is_mean_row(o)
+                                                        and o != "average"]
     paper_col = "paper_auroc" if metric == "auroc" else "paper_aupr"
-    if paper_col in rows and rows.loc[rows["ood"] == "average", paper_col].notna().any():
+    same_sets = paper_col in rows and rows.loc[rows["ood"] == "average", paper_col].notna().any()
+    out = wide[order].rename(columns=lambda c: c.removeprefix("synthetic_"))
+    if same_sets:
         avg = rows[rows["ood"] == "average"].set_index("method")[paper_col]
-        wide["paper average"] = avg.reindex(wide.index)
-        wide["Δ average"] = wide["average"] - wide["paper average"]
-    return wide.reset_index()
+        out["average (paper's sets)"] = wide["average"]
+        out["paper average"] = avg.reindex(wide.index)
+        out["Δ average"] = out["average (paper's sets)"] - out["paper average"]
+    return out.reset_index()
 
 
 def agreement(cells: pd.DataFrame) -> pd.DataFrame:
@@ -326,6 +333,13 @@ def slug(text: str) -> str:
     except ConfigError:  # not a spec (a claim, a column label): its own words
         pass
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[-40:] or "x"
+
+
+def id_tag(id_data: str, id_datasets: Sequence[str]) -> str:
+    """The part of a label that tells one ID set's table from another's on a page: empty on a
+    page with one ID set, else ``-`` and the set's readers' name as a slug (``-cifar-100``),
+    never a checksum or a path."""
+    return "" if len(id_datasets) == 1 else f"-{slug(data_label(id_data))}"
 
 
 def data_label(spec: str) -> str:
