@@ -109,8 +109,17 @@ def test_each_table_of_a_page_with_two_id_sets_is_labelled_by_its_own_runs(
     specs = {"synthetic world": "synthetic", "other": "folder:other"}  # readers' name: spec
     for text in per_set:
         name, protocol = re.search(r"per OOD set, (.+?), (\w+) protocol", text).groups()
-        data = specs[name]  # the caption in readers' words, the provenance with the spec
-        assert f"data={data}, arch=small_cnn, base=pretrain, protocol={protocol}," in text, text
-    means = next(t for t in captions if "averaged over the OOD sets" in t)
+        data = specs[name]  # the caption in readers' words, its CSV's first line the spec
+        assert f"data={data}, arch=small_cnn, base=pretrain, protocol={protocol}," in \
+            _csv_spec(root, text), text
+    means = next(t for t in captions if "averaged over each group of OOD sets" in t)
     assert "data=[synthetic, folder:other], arch=small_cnn, base=pretrain, " \
-           "protocol=[faithful, corrected]," in means
+           "protocol=[faithful, corrected]," in _csv_spec(root, means)
+
+
+def _csv_spec(root: Path, caption: str) -> str:
+    """The first line of the CSV a table's caption links (the exports under root)."""
+    import re
+
+    name = re.search(r":name: (\S+)", caption).group(1)
+    return (root / "exports" / "smoke" / f"{name}.csv").read_text().splitlines()[0]

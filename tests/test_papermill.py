@@ -188,12 +188,17 @@ def _check_rerun(clone: Clone, out: Path, exports: Path) -> None:
     # one row per k and batch-norm mode: the k left out take that many rows each
     left_out = (len(params["ks"]) - 2) * len(params["bn_modes"])
     assert len(rows) == len(page_rows) - left_out, "only the chosen k are shown"
-    def provenance(line: str) -> str:  # the label of the runs, less the parameters' id
-        return line[line.index("*(profile "):].split(", id=")[0]
+    def provenance(line: str) -> str:  # the caption's runs in readers' words
+        return line[line.index("*("):line.index(")*") + 2]
 
-    assert provenance(caption) == provenance(page_caption)  # same profile, data, model, store
-    assert provenance(caption).startswith(f"*(profile {PROFILE}; ")
-    assert (exports / PROFILE / "tbl-ablation-k.csv").is_file()
+    def spec(csv: Path) -> str:  # the CSV's first line: the runs' spec, less the parameters' id
+        return csv.read_text().splitlines()[0].split(", id=")[0]
+
+    assert provenance(caption) == provenance(page_caption)  # same profile, data, model
+    assert provenance(caption).endswith(f"profile {PROFILE})*")
+    book_csv = clone.root / "book" / "exports" / PROFILE / "tbl-ablation-k.csv"
+    assert spec(exports / PROFILE / "tbl-ablation-k.csv") == spec(book_csv)  # and store
+    assert spec(book_csv).startswith(f"# profile {PROFILE}; data=")
     # under the table, the commands that re-run what this run did: the page as mimlib run made
     # it names the profile alone; papermill's run (no MIMLIB_NOTEBOOK: the page is found by
     # its parameters) names the page and the k it was given

@@ -150,10 +150,11 @@ def cross_machine_sentence(path: str | Path) -> str:
             + "; ".join(parts) + ".")
 
 
-def cross_machine_provenance(path: str | Path) -> str:
-    """What produced the cross-machine table (a committed JSON, not this page's profile)."""
+def cross_machine_provenance(path: str | Path) -> str | None:
+    """What produced the cross-machine table (a committed JSON, not this page's profile);
+    None where there is none (the page's own provenance then labels the table)."""
     if not Path(path).is_file():
-        return "not measured"
+        return None
     data = json.loads(Path(path).read_text())
     git = (data["environment"].get("git") or "?")[:8]
     return (f"mimlib rederive --machines on {data['made_on']['cpu']} (torch "
