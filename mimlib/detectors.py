@@ -341,7 +341,7 @@ def extract(model: nn.Module, images: ImageSet, *, batch_size: int = 512,
             layout: str = "auto") -> Representations:
     """One forward pass over a data set: features (N, D) and logits (N, C), float32 on the CPU;
     ``precision`` is the forward pass's (fp32, or bf16 autocast) and ``layout`` its memory
-    layout (auto: the faster one on this machine, measured; the model is contiguous after)."""
+    layout (auto: contiguous on a CPU, channels_last on CUDA; the model is contiguous after)."""
     _check_kind(images, ImageSet, "images", "an ImageSet (mimlib.load_id or load_ood gives one)")
     whole(batch_size, "batch_size")
     dev = resolve_device(device)

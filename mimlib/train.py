@@ -69,7 +69,7 @@ class LoopConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"  # fp32 or bf16 autocast; auto: bf16 on CUDA, fp32 on a CPU
-    layout: str = "auto"  # contiguous or channels_last; auto: the faster one, measured
+    layout: str = "auto"  # contiguous or channels_last; auto: by the device
     compile: bool = False
     eval_every: int = 0  # call the evaluation hook every N steps (and at 0 and the end)
     check_every: int = 0  # steps between checks for a non-finite loss; 0: 1 on the CPU, 50 on

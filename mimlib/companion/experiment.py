@@ -67,7 +67,7 @@ class Setup:
     # numerics (each in the store keys where it differs from fp32 / contiguous, so a run
     # computed another way is never mixed with one computed before these settings existed):
     precision: str = "auto"  # training: fp32 or bf16 autocast; auto: bf16 on CUDA, else fp32
-    layout: str = "auto"  # training: contiguous or channels_last; auto: the faster, measured
+    layout: str = "auto"  # training: contiguous or channels_last; auto: by the device
     eval_precision: str = "fp32"  # evaluation forward passes: fp32 (as the authors) or bf16
     eval_layout: str = "auto"  # evaluation forward passes' memory layout
     deterministic: bool = False  # CUDA: deterministic kernels (slower); CPU runs are anyway

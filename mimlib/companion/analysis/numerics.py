@@ -44,8 +44,8 @@ def precision_unmeasurable(exp: Experiment, mim: dict[str, Any], seeds: Sequence
     return (f"Not measurable on this machine: the {precision} runs of the comparison "
             f"({' and '.join(missing)}, seed {seeds[0]}) are not in the store, and this "
             f"{device.type.upper()} has no native {precision} (AVX-512 BF16 / AMX on a CPU, "
-            "or a GPU), where emulation would be slower than fp32. The committed store holds "
-            "them, measured on a CPU with AVX-512 BF16.")
+            "or a GPU), where emulation would be slower than fp32: compute them on a CPU with "
+            "AVX-512 BF16 or AMX, or on a GPU.")
 
 
 def precision_effect(exp: Experiment, mim: dict[str, Any], seeds: Sequence[int],
