@@ -63,6 +63,11 @@ class _Exp:
                              **ood_metrics(scores[f"{d}/__id__"], ood)})
         return SimpleNamespace(scores=scores, rows=rows, accuracy=self.acc(run.params))
 
+    def per_image_scores(self, run: _Run, detector: str = "MSP", stored_as: str = "float32"):
+        prefix = f"{detector}/"
+        return {k[len(prefix):]: v for k, v in self.evaluate(run, (detector,)).scores.items()
+                if k.startswith(prefix)}
+
     def stored(self, kind: str, config: dict, compute) -> SimpleNamespace:
         """An entry computed on the spot (the claims' intervals; no store to keep it in)."""
         return SimpleNamespace(record={"result": compute()[0]})

@@ -31,6 +31,7 @@ from ..errors import ConfigError
 from ..metrics import METRIC_KEYS, mean_metrics, ood_metrics
 from ..models import ARCHITECTURES, build_model, linear_head, paper_weights
 from ..specs import NOISE_SETS, SYNTHETIC_OOD_SETS, BaseSpec, DataSpec
+from .score_codes import FLOAT32, check_format, code_error, encode
 from .protocol import ProtocolSettings, check_protocol, paper_k, protocol_settings
 from .store import Entry, Store, canonical_json
 from ..train import (LEGACY_BN_MODES, AdaptConfig, MIMConfig, OEConfig, PretrainConfig,
@@ -525,15 +526,17 @@ class Experiment:
         return hook
 
     def evaluate(self, run: ModelRun, detectors: tuple[str, ...] | list[str] = ("MSP",), *,
-                 force: bool = False) -> Evaluation:
+                 force: bool = False, stored_as: str = FLOAT32) -> Evaluation:
         """Score the ID test set and every OOD set with each detector (stored per detector).
 
         Each detector's scores are a store entry of their own, keyed by the model's recipe,
         the detector and only the options it uses, so asking for a subset or a superset of
         detectors later reuses them. The network runs once per model and data set.
+        ``stored_as`` is how the entries keep per-image scores (:mod:`.score_codes`: float32,
+        or one byte per image for chapters whose scores would not fit the committed store).
         """
         names = check_detectors(detectors)
-        entries = {name: self._detector_entry(run, name, force) for name in names}
+        entries = {name: self._detector_entry(run, name, force, stored_as) for name in names}
         rows, scores, timings = [], {}, {}
         for name, entry in entries.items():
             result = entry.record["result"]
@@ -548,19 +551,35 @@ class Experiment:
                   "entries": {n: str(e.path) for n, e in entries.items()}}
         return Evaluation(rows, scores, first["result"]["accuracy"], record)
 
-    def detector_config(self, run: ModelRun, name: str) -> dict[str, Any]:
-        """The store key of one detector's scores for one model (see :meth:`evaluate`)."""
+    def per_image_scores(self, run: ModelRun, detector: str = "MSP",
+                         stored_as: str = FLOAT32) -> dict[str, np.ndarray]:
+        """One detector's per-image scores under one model, as stored: ``__id__`` (the ID
+        test images) and each OOD set (float32 scores, or codes of the same order)."""
+        return self.scores_entry(run, detector, stored_as).arrays()
+
+    def scores_entry(self, run: ModelRun, detector: str, stored_as: str = FLOAT32) -> Entry:
+        """The store entry of one detector's scores under one model, computed if missing:
+        its record holds the metrics per set, its arrays the per-image scores."""
+        return self._detector_entry(run, check_detectors((detector,))[0], False, stored_as)
+
+    def detector_config(self, run: ModelRun, name: str,
+                        stored_as: str = FLOAT32) -> dict[str, Any]:
+        """The store key of one detector's scores for one model (see :meth:`evaluate`); the
+        format enters it only when not float32, so float32 keys are those of before."""
         opts, fitted = self.settings.detector_options, detector_spec(name).fitted
         return {"model": run.recipe, "detector": name, "options": opts.relevant(name),
                 "fit_split": self.settings.fit_split if fitted else None,
-                "data": _eval_data_key(self.setup), **_precision_key(self.setup)}
+                "data": _eval_data_key(self.setup), **_precision_key(self.setup),
+                **({} if check_format(stored_as) == FLOAT32 else {"stored_as": stored_as})}
 
-    def _detector_entry(self, run: ModelRun, name: str, force: bool) -> Entry:
-        return self.store.get_or_compute("scores", self.detector_config(run, name),
-                                         lambda: self._score(run, name), force=force,
+    def _detector_entry(self, run: ModelRun, name: str, force: bool,
+                        stored_as: str = FLOAT32) -> Entry:
+        return self.store.get_or_compute("scores", self.detector_config(run, name, stored_as),
+                                         lambda: self._score(run, name, stored_as), force=force,
                                          provenance=self.provenance)
 
-    def _score(self, run: ModelRun, name: str) -> tuple[dict[str, Any], dict[str, Any], None]:
+    def _score(self, run: ModelRun, name: str,
+               stored_as: str = FLOAT32) -> tuple[dict[str, Any], dict[str, Any], None]:
         """Fit one detector and score every set with it: (result, per-sample scores, no files)."""
         opts, fitted = self.settings.detector_options, detector_spec(name).fitted
         reps = {key: self._reps(run, key) for key in ("__id__", *self.ood)}
@@ -581,7 +600,11 @@ class Experiment:
                               "forward (all sets, shared)": self._forward_seconds.get(
                                   canonical_json(run.recipe), 0.0)}}
         # metrics come from the float64 scores; the stored per-sample scores are compact
-        return result, {key: a.astype(np.float32) for key, a in arrays.items()}, None
+        stored = encode(arrays, stored_as)
+        if stored_as != FLOAT32:
+            result["stored_as"] = {"format": stored_as,
+                                   "max_auroc_error": code_error(arrays, stored)}
+        return result, stored, None
 
     def _reps(self, run: ModelRun, key: str) -> Representations:
         """Features and logits of one set under one model, computed once per experiment."""

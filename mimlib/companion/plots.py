@@ -467,6 +467,47 @@ def forest_plot(rows: pd.DataFrame, xlabel: str = "difference in AUROC") -> Figu
     return fig
 
 
+#: Colours of :func:`detector_forest`'s readings (a difference, not a claim: no verdict words).
+READING_COLOURS = {"higher": "#1a7f37", "lower": "#c0392b", "not resolved": "#6e7781"}
+
+
+def detector_forest(rows: pd.DataFrame, newer: Sequence[str] = ()) -> Figure:
+    """Paired differences per detector (the rows of
+    :func:`~mimlib.companion.analysis.other_detectors.forest_rows`): one column per
+    comparison, one row of panels per OOD group, one line per detector (those in ``newer``
+    below a dashed rule, marked *), a point and its 95% interval, a line at zero; colours say
+    whether the interval lies above zero, below it, or straddles it."""
+    groups = [g for g in GROUP_LABELS if g in set(rows["group"])]
+    comparisons = list(dict.fromkeys(rows["comparison"]))
+    detectors = list(dict.fromkeys(rows["detector"]))
+    fig, axes = plt.subplots(len(groups), len(comparisons), sharey=True, squeeze=False,
+                             figsize=(7.5, 0.3 * len(detectors) * len(groups) + 1.4 * len(groups)))
+    y = {d: i for i, d in enumerate(detectors)}
+    labels = [f"{d} *" if d in newer else d for d in detectors]
+    for r, group in enumerate(groups):
+        for c, comparison in enumerate(comparisons):
+            ax = axes[r, c]
+            part = rows[(rows["group"] == group) & (rows["comparison"] == comparison)]
+            ys = [y[d] for d in part["detector"]]
+            colours = [READING_COLOURS.get(v, "k") for v in part["reading"]]
+            ax.axvline(0, color="k", lw=1)
+            ax.hlines(ys, part["low"], part["high"], colors=colours, lw=3)
+            ax.scatter(part["estimate"], ys, c=colours, s=30, zorder=3)
+            first_newer = [y[d] for d in detectors if d in newer]
+            if first_newer:
+                ax.axhline(min(first_newer) - 0.5, color="0.5", lw=0.8, ls="--")
+            ax.set_yticks(range(len(detectors)), labels, fontsize=FOREST_FONT)
+            ax.set_ylim(len(detectors) - 0.5, -0.5)
+            ax.set_title(f"{GROUP_LABELS[group]}: {comparison}", fontsize=FOREST_FONT, loc="left")
+            ax.tick_params(axis="x", labelsize=FOREST_FONT)
+            ax.xaxis.set_major_locator(plt.MaxNLocator(4))
+            ax.grid(axis="y", visible=False)
+            if r == len(groups) - 1:
+                ax.set_xlabel("difference in AUROC, 95% interval", fontsize=FOREST_FONT)
+    fig.tight_layout()
+    return fig
+
+
 def _barh(labels: Sequence[str], values: Sequence[float], xlabel: str,
           colors: Sequence[str] | str = "C0", width: float = 6.0) -> tuple[Figure, plt.Axes]:
     """Horizontal bars, first label on top, small tick labels: the layout of every bar chart."""

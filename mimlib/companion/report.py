@@ -29,6 +29,13 @@ def paper_numbers() -> pd.DataFrame:
         return pd.read_csv(fh)
 
 
+def openood_leaderboard() -> pd.DataFrame:
+    """The OpenOOD v1.5 CIFAR-10 leaderboard rows the book quotes (near / far AUROC in percent,
+    ResNet-18; see paper/SOURCE.md)."""
+    with resources.files("mimlib.companion.paper").joinpath("openood_v15_cifar10.csv").open() as fh:
+        return pd.read_csv(fh)
+
+
 def compare_with_paper(ours: pd.DataFrame, id_data: str, table: str = "table1") -> pd.DataFrame:
     """Our (method, ood, auroc, aupr_out) rows beside the paper's, with the differences.
 

@@ -7,6 +7,7 @@ tidy :class:`pandas.DataFrame` objects for a notebook to show.
 - :mod:`.manifold`: penultimate features and 2-D embeddings;
 - :mod:`.quirks`: the authors' quirks and their measured effects;
 - :mod:`.claims`: the paper's claims, each with evidence and a verdict;
+- :mod:`.other_detectors`: MIM under every detector (a question beyond the paper);
 - :mod:`.runtime`: wall times and the benchmark;
 - :mod:`.gpu`: the prepared GPU run's summary.
 """
@@ -18,6 +19,8 @@ from .claims import claims_table, columns_from, forest_frame, landing_headline
 from .gpu import gpu_overview, gpu_plan, gpu_provenance, gpu_summary, gpu_tables, gpu_warnings
 from .manifold import embed_2d, penultimate_features, stored_embedding, umap_available
 from .mixed_images import gallery, mixed_batches, mixing_statistics, msp_of
+from .other_detectors import (beside_leaderboard, compare_detectors, difference_table, forest_rows, verdict_html,
+                              verdict_sentence)
 from .numerics import (cross_machine, cross_machine_provenance, cross_machine_sentence,
                        precision_effect, precision_unmeasurable, precision_verdict)
 from .quirks import QUIRK_DETECTORS, bn_mode_effect, design_choices, quirk_effects, quirk_list
@@ -37,7 +40,8 @@ __all__ = ["PostMixAugment", "extract", "claims_table", "columns_from", "forest_
            "penultimate_features", "stored_embedding", "umap_available", "gallery",
            "mixed_batches", "mixing_statistics", "msp_of", "cross_machine",
            "cross_machine_provenance", "cross_machine_sentence", "precision_effect",
-           "precision_unmeasurable", "precision_verdict", "QUIRK_DETECTORS", "bn_mode_effect",
+           "precision_unmeasurable", "precision_verdict", "difference_table", "forest_rows",
+           "beside_leaderboard", "compare_detectors", "verdict_html", "verdict_sentence", "QUIRK_DETECTORS", "bn_mode_effect",
            "design_choices", "quirk_effects", "quirk_list",
            "benchmark_provenance", "benchmark_table", "chapter_costs", "from_scratch", "from_scratch_sentence",
            "numerics_speedups", "runtime_summary",

@@ -114,9 +114,7 @@ def _runs(exp: Experiment, base: ModelRun, params: dict[str, Any], seeds: Sequen
 
 def _scores(exp: Experiment, run: ModelRun, detector: str = "MSP") -> dict[str, np.ndarray]:
     """Per-image scores of one detector: ``__id__`` and every OOD set."""
-    prefix = f"{detector}/"
-    return {k[len(prefix):]: v for k, v in exp.evaluate(run, (detector,)).scores.items()
-            if k.startswith(prefix)}
+    return exp.per_image_scores(run, detector)
 
 
 def _groups(exp: Experiment, base: ModelRun) -> dict[str, list[str]]:
