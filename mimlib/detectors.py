@@ -1,5 +1,6 @@
-"""OOD scores: MSP, the ten baselines of the paper's Table 1 and seven newer detectors (KNN,
-ReAct, ASH, SCALE, GEN, fDBD, NNGuide; not in the paper), through pytorch-ood's detectors.
+"""OOD scores: the ten detectors of the paper's Table 1 (MSP and nine post-hoc baselines) and
+seven newer ones (KNN, ReAct, ASH, SCALE, GEN, fDBD, NNGuide; not in the paper), through
+pytorch-ood's detectors.
 
 The model runs once per data set (:func:`extract`); every post-hoc detector is fitted on, and
 scores, the cached features and logits with pytorch-ood's ``fit_features`` / ``predict_logits``

@@ -19,7 +19,7 @@ def check_k(k: object) -> int:
     if not is_whole(k):
         raise ConfigError(
             f"k (the number of images per mix) must be a whole number >= 1, got {k!r}; "
-            "k = 1 returns the batch unchanged, the paper uses k = 10 (CIFAR-10) and 5 (CIFAR-100)"
+            "k = 1 returns a permutation of the batch (no mixing), the paper uses k = 10 (CIFAR-10) and 5 (CIFAR-100)"
         )
     return k
 

@@ -434,27 +434,11 @@ def _seeded_sweep() -> pd.DataFrame:
     return pd.DataFrame(rows).astype({"seed": "Int64", "k": "Int64"})
 
 
-def test_sweep_figures_draw_the_spread_over_seeds_and_each_seed():
+def test_sweep_bars_draw_the_spread_over_seeds_and_each_seed():
     import matplotlib.collections as mcoll
     import matplotlib.pyplot as plt
 
     df = _seeded_sweep()
-    fig = plots.sweep_lines(df[df.k.notna()], "k", log_x=True, baseline=0.6,
-                            control=[0.65, 0.66, 0.67])
-    ax = fig.axes[0]
-    bands = [c for c in ax.collections if isinstance(c, mcoll.FillBetweenPolyCollection)]
-    assert len(bands) == 1  # seaborn's sd band around the mean line
-    dots = [c for c in ax.collections if isinstance(c, mcoll.PathCollection)]
-    assert sum(len(c.get_offsets()) for c in dots) == 6  # every seed of every k
-    mean_line = ax.lines[0]
-    assert list(mean_line.get_ydata()) == pytest.approx([0.71, 0.81])
-    assert len(ax.patches) == 1  # the control's band (axhspan)
-    plt.close(fig)
-    one_seed = plots.sweep_lines(df[df.seed == 0], "k", control=0.65)
-    assert not [c for c in one_seed.axes[0].collections
-                if isinstance(c, mcoll.FillBetweenPolyCollection)]
-    plt.close(one_seed)
-
     bars = plots.sweep_bars(df)
     ax = bars.axes[0]
     assert [p.get_width() for p in ax.patches] == pytest.approx([0.60, 0.71, 0.81])

@@ -502,10 +502,12 @@ class Experiment:
 
     def accuracy(self, model: nn.Module) -> float:
         """Top-1 accuracy on the ID test set."""
-        reps = self._extract(model, self.id_test)
+        reps = self.representations(model, self.id_test)
         return float((reps.logits.argmax(1) == reps.labels).float().mean())
 
-    def _extract(self, model: nn.Module, images: D.ImageSet) -> Representations:
+    def representations(self, model: nn.Module, images: D.ImageSet) -> Representations:
+        """Features and logits of a set under a model, the one forward pass every evaluation
+        uses: the setup's device, eval precision, eval layout and eval batch size."""
         return extract(model, images, batch_size=self.setup.eval_batch_size,
                        device=self.setup.device, precision=self.setup.eval_precision,
                        layout=self.setup.eval_layout)
@@ -514,9 +516,9 @@ class Experiment:
         limit, seed = self.setup.curve_limit, self.setup.seed
 
         def hook(model: nn.Module, step: int) -> dict[str, float]:
-            id_reps = self._extract(model, self.id_test.subset(limit, seed))
+            id_reps = self.representations(model, self.id_test.subset(limit, seed))
             id_msp = id_reps.logits.softmax(1).amax(1).numpy()
-            aurocs = {name: ood_metrics(id_msp, self._extract(model, s.subset(limit, seed))
+            aurocs = {name: ood_metrics(id_msp, self.representations(model, s.subset(limit, seed))
                                         .logits.softmax(1).amax(1).numpy())["auroc"]
                       for name, s in self.ood.items()}
             return {"mean_auroc": float(np.mean(list(aurocs.values()))),
@@ -616,7 +618,7 @@ class Experiment:
             if key == "__fit__" and self.settings.fit_split == "test":
                 cache[key] = self._reps(run, "__id__")
             else:
-                cache[key] = self._extract(run.model, images)
+                cache[key] = self.representations(run.model, images)
             self._forward_seconds[recipe] = (self._forward_seconds.get(recipe, 0.0)
                                              + time.perf_counter() - t)
         return cache[key]

@@ -35,11 +35,6 @@ HEADER_NAMES = {"id_data": "ID data", "ood": "OOD set"}
 WEIGHTS_COLUMNS = ("weights", "base")
 
 
-def protocol_display(name: str) -> str:
-    """The readers' name of a protocol (its own name when it has none)."""
-    return PROTOCOL_NAMES.get(name, name)
-
-
 def readers_label(text: Any) -> Any:
     """One label as readers see it: a data set (store name or spec), an architecture, published
     weights (``registry:KEY``) or a protocol by its display name, ``METRIC[SET]`` as

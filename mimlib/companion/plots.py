@@ -256,51 +256,6 @@ def _several_seeds(df: pd.DataFrame) -> bool:
     return "seed" in df and df["seed"].nunique() > 1
 
 
-def sweep_lines(df: pd.DataFrame, x: str, *, log_x: bool = False,
-                baseline: float | None = None,
-                control: Sequence[float] | float | None = None) -> Figure:
-    """Mean AUROC and ID accuracy against one swept parameter (one row per run: with several
-    seeds per point, the mean over seeds, a band of one standard deviation and each seed as a
-    dot); dotted: the model before fine-tuning, dashed: the same fine-tuning without mixed
-    images (lambda = 0), the mean of its seeds with the same band."""
-    import seaborn as sns
-
-    data = df.astype({x: float})
-    spread = "sd" if _several_seeds(data) else None
-    fig, ax = plt.subplots(figsize=(5.2, 3.0))
-    sns.lineplot(data, x=x, y="mean_auroc", ax=ax, errorbar=spread, marker="o", markersize=4,
-                 color="C0", label="mean AUROC (MSP)")
-    if spread:
-        sns.scatterplot(data, x=x, y="mean_auroc", ax=ax, color="C0", s=9, alpha=0.5,
-                        legend=False)
-    if baseline is not None:
-        ax.axhline(baseline, color="0.5", ls=":", label="before fine-tuning")
-    if control is not None:
-        values = np.atleast_1d(np.asarray(control, dtype=float))
-        ax.axhline(values.mean(), color="C3", ls="--", lw=0.8, label="control (λ=0)")
-        if len(values) > 1:
-            sd = values.std(ddof=1)
-            ax.axhspan(values.mean() - sd, values.mean() + sd, color="C3", alpha=0.1, lw=0)
-    ax2 = ax.twinx()
-    sns.lineplot(data, x=x, y="accuracy", ax=ax2, errorbar=spread, marker="s", markersize=3,
-                 color="C2", ls="--", label="ID accuracy", legend=False)
-    ax2.set_ylabel("ID accuracy")
-    ax2.grid(False)
-    if log_x:
-        ax.set_xscale("log")
-    ticks = sorted(data[x].unique())
-    ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
-    ax.minorticks_off()
-    ax.set_xlabel(x)
-    ax.set_ylabel("mean AUROC")
-    lines = ax.get_legend_handles_labels()
-    lines2 = ax2.get_legend_handles_labels()
-    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="lower center",
-              bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)  # above: no line is hidden
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    return fig
-
-
 def sweep_groups(df: pd.DataFrame, x: str, *, hue: str = "bn_mode", log_x: bool = False,
                  reference: str | None = None) -> Figure:
     """AUROC (MSP) against a swept setting, one panel per OOD group (near, far, noise), one

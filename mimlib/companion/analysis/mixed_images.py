@@ -39,11 +39,15 @@ def mixed_batches(images: ImageSet, ks: Sequence[int], n: int, *, augment: bool,
 
 @torch.no_grad()
 def msp_of(model: nn.Module, pixels: torch.Tensor, batch_size: int = 512) -> np.ndarray:
-    """Maximum softmax probability of [0, 1] pixel inputs (CPU), normalised as the model wants."""
-    model.eval().cpu()
+    """Maximum softmax probability of [0, 1] pixel inputs, normalised as the model wants, on
+    the device the model is on (the model stays there)."""
+    model.eval()
+    device = next(model.parameters()).device
     norm = input_normalization(model)
-    return torch.cat([model(norm.apply(pixels[i:i + batch_size])).softmax(1).amax(1)
-                      for i in range(0, len(pixels), batch_size)]).numpy()
+    with torch.no_grad():
+        return torch.cat([model(norm.apply(pixels[i:i + batch_size].to(device))).softmax(1)
+                          .amax(1).float().cpu()
+                          for i in range(0, len(pixels), batch_size)]).numpy()
 
 
 def gallery(exp: Experiment, run: ModelRun, ks: Sequence[int], n: int, seed: int = 0

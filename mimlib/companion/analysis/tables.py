@@ -12,7 +12,7 @@ import pandas as pd
 from ... import pins
 from ..catalog import groups_of
 from ...data import known_num_classes
-from ...detectors import NEWER_DETECTORS, extract
+from ...detectors import NEWER_DETECTORS
 from ...errors import ConfigError
 from ..experiment import Evaluation, Experiment, ModelRun, Setup
 from ...models import published_oe_weights
@@ -384,7 +384,7 @@ def per_class_accuracy(exp: Experiment, run: ModelRun) -> pd.DataFrame:
     config = {"what": "per_class_accuracy", "model": run.recipe, "data": exp.eval_data_key()}
 
     def compute() -> tuple[dict, None]:
-        reps = extract(run.model, exp.id_test, device=exp.setup.device)
+        reps = exp.representations(run.model, exp.id_test)
         pred = reps.logits.argmax(1)
         return {"rows": [{"class": name, "accuracy": float((pred[reps.labels == c] == c)
                                                            .float().mean())}
