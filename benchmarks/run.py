@@ -42,11 +42,11 @@ from torchvision.transforms.functional import to_pil_image
 from mimlib import (FittedDetectors, PostMixAugment, build_model, extract, mim_finetune,
                     multi_input_mixup, pretrain, wrn40_2)
 from mimlib.mixing import mixing_indices
-from mimlib.data import CIFAR_MEAN, CIFAR_STD, ImageSet
+from mimlib.images import CIFAR_MEAN, CIFAR_STD, ImageSet
 from mimlib.detectors import DetectorOptions, TABLE1_DETECTORS
 from mimlib.device import resolve_device
 from mimlib.models import architecture_display
-from mimlib.companion.store import git_revision
+from mimlib.companion.results.provenance import git_revision
 
 
 def authors_mix_and_augment(x: torch.Tensor, k: int, p: float = 1.0) -> torch.Tensor:

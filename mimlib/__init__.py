@@ -6,7 +6,8 @@ The public API in a few names::
 """
 
 from .augment import PostMixAugment
-from .data import ImageSet, load_id, load_ood, normalize
+from .data import load_id, load_ood
+from .images import ImageSet, normalize
 from .detectors import NEWER_DETECTORS, TABLE1_DETECTORS, FittedDetectors, extract
 from .errors import (CheckpointError, ConfigError, DataError, DeviceMemoryError, MimlibError,
                      NonFiniteLossError)
@@ -14,7 +15,8 @@ from .metrics import ood_metrics
 from .mixing import multi_input_mixup
 from .models import (CifarResNet, DenseNet, ResNet18, SmallCNN, WideResNet, build_model,
                      input_normalization, set_normalization, wrn40_2)
-from .train import MIMConfig, OEConfig, PretrainConfig, mim_finetune, oe_finetune, pretrain
+from .train import mim_finetune, oe_finetune, pretrain
+from .train_config import MIMConfig, OEConfig, PretrainConfig
 
 __version__ = "0.1.0"
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .checks import choice, flag, interval, non_negative, probability
-from .data import CIFAR_MEAN, CIFAR_STD, denormalize, normalize
+from .images import CIFAR_MEAN, CIFAR_STD, denormalize, normalize
 from .errors import ConfigError
 from .models import Normalization
 

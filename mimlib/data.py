@@ -34,9 +34,9 @@ import io
 import os
 import tarfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
@@ -47,86 +47,14 @@ from . import fetch, pins, synthetic
 from .checks import flag, whole
 from .errors import ConfigError, DataError
 from .fetch import IMAGE_SUFFIXES
-from .models.normalization import CIFAR, Normalization
+from .images import ImageSet
+from .noise import noise_images
 from .pixels import rgb8
 from .specs import (AUXILIARY_SETS, MNIST_IMAGES, NOISE_SETS, OPENOOD_ID, OPENOOD_OOD_SETS,
                     SYNTHETIC_OOD_SETS, DataSpec)
 
-#: Normalisation of the paper and the OE code (mimlib.models.CIFAR): (mean, std) per channel.
-CIFAR_MEAN, CIFAR_STD = CIFAR.mean, CIFAR.std
-
 SYNTHETIC_SIZES = {"train": 6000, "test": 1200, "ood": 1200}
 NOISE_SIZE = 2000
-
-
-@dataclass
-class ImageSet:
-    """A named set of 32x32 RGB images as uint8 (N, 3, 32, 32) with int64 labels (-1 = OOD)."""
-
-    name: str
-    images: Tensor
-    labels: Tensor
-    classes: tuple[str, ...] = ()
-    source: str = ""
-    _sha256: str | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[1] != 3:
-            raise DataError(f"{self.name}: images must be uint8 (N, 3, H, W), got "
-                            f"{self.images.dtype} {tuple(self.images.shape)}")
-        if self.labels.dtype != torch.int64 or self.labels.ndim != 1:
-            raise DataError(f"{self.name}: labels must be int64 (N,), got {self.labels.dtype} "
-                            f"{tuple(self.labels.shape)}")
-        if len(self.labels) != len(self.images):
-            raise DataError(f"{self.name}: {len(self.images)} images but {len(self.labels)} labels")
-        if len(self.images) == 0:
-            raise DataError(f"{self.name} holds no images; check its source ({self.source})")
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def sha256(self) -> str:
-        """Checksum of the pixels and labels: names the exact data a stored result came from."""
-        if self._sha256 is None:
-            h = hashlib.sha256()
-            h.update(self.images.contiguous().numpy().tobytes())
-            h.update(self.labels.contiguous().numpy().tobytes())
-            self._sha256 = h.hexdigest()
-        return self._sha256
-
-    def subset(self, limit: int | None, seed: int = 0) -> "ImageSet":
-        """At most ``limit`` samples, drawn without replacement by a seeded permutation."""
-        if limit is None:
-            return self
-        whole(limit, "a subset limit")
-        if limit >= len(self):
-            return self
-        g = torch.Generator().manual_seed(seed)
-        keep = torch.randperm(len(self), generator=g)[:limit].sort().values
-        return ImageSet(self.name, self.images[keep], self.labels[keep], self.classes,
-                        f"{self.source} (subset of {limit}, seed {seed})")
-
-
-def normalize(images: Tensor, mean: Sequence[float] = CIFAR_MEAN,
-              std: Sequence[float] = CIFAR_STD) -> Tensor:
-    """uint8 (or [0, 1] float) images to normalised float inputs, on the images' device."""
-    if not (isinstance(images, Tensor) and images.ndim == 4 and images.shape[1] == 3
-            and (images.dtype == torch.uint8 or images.is_floating_point())):
-        given = (f"{images.dtype} of shape {tuple(images.shape)}" if isinstance(images, Tensor)
-                 else type(images).__name__)
-        raise ConfigError(f"normalize takes uint8 or [0, 1] float images (N, 3, H, W), got "
-                          f"{given}; add the batch dimension to one image (images[None])")
-    return Normalization(tuple(mean), tuple(std)).apply(images)
-
-
-def denormalize(x: Tensor, mean: Sequence[float] = CIFAR_MEAN,
-                std: Sequence[float] = CIFAR_STD) -> Tensor:
-    """Normalised inputs back to [0, 1] pixel intensities (not clamped)."""
-    return Normalization(tuple(mean), tuple(std)).invert(x)
 
 
 @dataclass(frozen=True)
@@ -417,32 +345,6 @@ def _crop_or_resize(img: Image.Image, mode: str, rng: np.random.Generator) -> Im
     return img.crop((left, top, left + 32, top + 32))
 
 
-def noise_images(kind: str, n: int, seed: int) -> Tensor:
-    """The OE paper's noise OOD sets, mapped from its [-1, 1] arrays to pixels (uint8).
-
-    gaussian: clip(N(0, 0.5^2), -1, 1); rademacher: +-1 with probability 1/2; blobs: Bernoulli(0.7)
-    pixels blurred with a Gaussian of sigma 1.5 and thresholded at 0.75. OE feeds the [-1, 1]
-    arrays to the network unnormalised; here they become images (v + 1) / 2 and are normalised
-    like every other set.
-    """
-    rng = np.random.default_rng(seed)
-    if kind == "gaussian":
-        v = np.clip(rng.normal(0.0, 0.5, (n, 3, 32, 32)), -1, 1)
-        pixels = (v + 1) / 2
-    elif kind == "rademacher":
-        pixels = rng.binomial(1, 0.5, (n, 3, 32, 32)).astype(np.float64)
-    elif kind == "blobs":
-        from scipy.ndimage import gaussian_filter
-
-        raw = rng.binomial(1, 0.7, (n, 32, 32, 3)).astype(np.float64)
-        blurred = gaussian_filter(raw, sigma=(0, 1.5, 1.5, 0), mode="nearest")
-        blurred[blurred < 0.75] = 0.0
-        pixels = blurred.transpose(0, 3, 1, 2)
-    else:
-        raise ConfigError(f"unknown noise set {kind!r}; choose one of {NOISE_SETS}")
-    return torch.from_numpy(np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8))
-
-
 def _paper_ood(name: str, options: DataOptions) -> ImageSet:
     """One of the paper's seven OOD sets (or the 300K random images), fetched once with its
     checksum and read by pytorch-ood / torchvision; the decoded pixels are cached."""
@@ -541,55 +443,3 @@ def _pil_dataset_to_uint8(dataset: object) -> Tensor:
             img = img.resize((32, 32), Image.BILINEAR)
         out[i] = np.asarray(img)
     return torch.from_numpy(out.transpose(0, 3, 1, 2).copy())
-
-
-def iter_batches(n: int, batch_size: int) -> Iterator[slice]:
-    """Consecutive slices covering range(n)."""
-    for start in range(0, n, batch_size):
-        yield slice(start, min(start + batch_size, n))
-
-
-# --------------------------------------------------------------------------- checks before work
-
-def check_available(spec: str | DataSpec, options: DataOptions = DataOptions(), *,
-                    role: str = "ood") -> None:
-    """Fail fast, before any work, when a data set named by ``spec`` cannot be had.
-
-    Paths must exist (an ID folder with train/ and test/, an OOD folder with images); with
-    downloads off, torchvision and pytorch-ood sets must already be in ``options.root``. Reading
-    and decoding are left to the load itself.
-    """
-    spec = DataSpec.parse(spec, role)
-    pins.verify(spec)
-    path = spec.source_path
-    if spec.kind == "mnist":
-        if not path.is_file():  # type: ignore[union-attr]  # files: a path
-            raise DataError(f"{path} (in {spec.text!r}) does not exist; 'mnist:PATH' needs the "
-                            f"original MNIST test files {' and '.join(MNIST_FILES)}")
-        return
-    if path is not None:
-        if not path.exists():
-            raise DataError(f"{path} (in {spec.text!r}) does not exist; give an existing folder "
-                            "or .tar/.tar.gz/.tar.xz archive")
-        if path.is_dir():
-            if role == "id" and not all((path / s).is_dir() for s in ("train", "test")):
-                raise DataError(f"{path} needs train/<class>/ and test/<class>/ folders")
-            if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.rglob("*")):
-                raise DataError(f"{path} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
-        return
-    if not options.download:  # with downloads on, a run fetches them before its work
-        fetch.ensure(fetch.data_items(spec.where, options.root), download=False)
-
-
-def known_num_classes(spec: str | DataSpec) -> int | None:
-    """The number of classes of an ID set when it is known without reading images."""
-    spec = DataSpec.parse(spec, "id")
-    if spec.kind == "set":
-        return {"cifar10": 10, "cifar100": 100, "synthetic": len(synthetic.ID_CLASSES),
-                OPENOOD_ID: 10}[spec.where]
-    if spec.path is not None:
-        train = spec.path / "train"
-        if train.is_dir():  # the class folders that hold images, as the loader counts them
-            return sum(1 for p in train.iterdir() if p.is_dir() and any(
-                f.suffix.lower() in IMAGE_SUFFIXES for f in p.rglob("*")))
-    return None

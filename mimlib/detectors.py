@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from .checks import interval, non_negative, positive, whole
-from .data import ImageSet, iter_batches
+from .images import ImageSet, iter_batches
 from .device import (eval_precision, in_layout, out_of_memory_as_error, resolve_device,
                      resolve_layout)
 from .errors import ConfigError

@@ -9,7 +9,7 @@ Data specs (see :mod:`mimlib.data` for what each set is):
   ``NAME=crop:PATH``; any of them may pin its files' SHA-256, ``folder:PATH#sha256=HEX``
   (see :mod:`mimlib.pins`).
 
-Base specs (:class:`mimlib.companion.experiment.Setup`'s ``base``): ``pretrain`` (trained here),
+Base specs (:class:`mimlib.companion.results.setup.Setup`'s ``base``): ``pretrain`` (trained here),
 ``published`` (the paper's checkpoint for the ID data), ``registry:KEY`` (mimlib's or
 pytorch-ood's registry of published weights) and ``checkpoint:PATH`` (a state dict file).
 

@@ -25,9 +25,12 @@ from pathlib import Path
 import torch
 
 from mimlib.detectors import TABLE1_DETECTORS
-from mimlib.companion.experiment import Experiment, Setup
-from mimlib.companion.store import Store, environment
-from mimlib.train import PretrainConfig, pretrain
+from mimlib.companion.results.experiment import Experiment
+from mimlib.companion.results.setup import Setup
+from mimlib.companion.results.provenance import environment
+from mimlib.companion.results.store import Store
+from mimlib.train import pretrain
+from mimlib.train_config import PretrainConfig
 from mimlib.models import build_model
 
 

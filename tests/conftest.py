@@ -119,7 +119,7 @@ def committed_book(tmp_path_factory: pytest.TempPathFactory) -> Clone:
     env.pop("MIMLIB_RESULTS", None)
     env.pop("MIMLIB_EXPORTS", None)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "mimlib.companion.cli", "reproduce", "--quiet"], cwd=copy,
+    proc = subprocess.run([sys.executable, "-m", "mimlib.companion.run.cli", "reproduce", "--quiet"], cwd=copy,
                           env=env, capture_output=True, text=True, timeout=1800)
     return Clone(copy, proc.returncode, proc.stdout[-4000:] + proc.stderr[-4000:],
                  time.perf_counter() - start)

@@ -9,7 +9,8 @@ from torchvision.transforms import InterpolationMode
 from mimlib import PostMixAugment, multi_input_mixup
 from mimlib.augment import (adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation,
                             affine, color_jitter)
-from mimlib.data import CIFAR_MEAN, CIFAR_STD, denormalize, load_id, normalize
+from mimlib.data import load_id
+from mimlib.images import CIFAR_MEAN, CIFAR_STD, denormalize, normalize
 from mimlib.errors import ConfigError
 
 REFERENCE_OPS = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)

@@ -53,7 +53,7 @@ def html_root(request, tmp_path_factory) -> Path:
     stale = copy / "book" / "executed" / ".09_ablation_training.1.running.ipynb"
     stale.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "notebooks" / "09_ablation_training.ipynb", stale)
-    proc = subprocess.run([sys.executable, "-m", "mimlib.companion.cli", "reproduce", "--profile",
+    proc = subprocess.run([sys.executable, "-m", "mimlib.companion.run.cli", "reproduce", "--profile",
                            "smoke", "--quiet"], cwd=copy, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return copy / "_build" / "html"

@@ -38,8 +38,8 @@ def test_each_check_accepts_its_values_and_says_what_it_refuses(check, good, bad
 
 
 def test_config_objects_use_the_shared_checks():
-    from mimlib.companion.executors import ExecutorSettings
-    from mimlib.train import MIMConfig
+    from mimlib.companion.run.executors import ExecutorSettings
+    from mimlib.train_config import MIMConfig
 
     with pytest.raises(ConfigError, match=r"^alpha must be a finite number > 0, got 0$"):
         MIMConfig(alpha=0)

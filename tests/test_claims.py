@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mimlib.companion.analysis import claims
-from mimlib.companion.experiment import Setup
+from mimlib.companion.analysis import claims, claims_summary
+from mimlib.companion.results.setup import Setup
 from mimlib.metrics import ood_metrics
 
 SETS = ("tinyimagenet_crop", "tinyimagenet_resize", "mnist", "gaussian")
@@ -223,7 +223,7 @@ def test_the_table_has_a_verdict_per_column_and_the_headline_counts_them(
     assert df.loc[3, "faithful"] == claims.NOT_RUN  # k ablation: corrected only
     assert df.loc[2, "BN mixed-stats"] == claims.NOT_RUN  # no curve in that setting
     assert "t interval over seeds" in df.loc[1, "details"]  # the sensitivity's accuracy
-    html = claims.landing_headline(df, b"\x89PNG forest", "CIFAR-10 (JPEG copy), ResNet-20")
+    html = claims_summary.landing_headline(df, b"\x89PNG forest", "CIFAR-10 (JPEG copy), ResNet-20")
     assert html.count("<li>") == 3 and "<figure" in html and "data:image/png;base64," in html
     assert "MIM minus its control" in html and "CIFAR-10 (JPEG copy), ResNet-20" in html
     held = {label: int((df[label] == claims.HOLDS).sum()) for label in ("corrected", "faithful")}
@@ -242,7 +242,7 @@ def test_the_forest_plot_draws_the_claims_tables_intervals(tmp_path) -> None:
     df = claims.claims_table(exp, {"k": 10}, detectors=["MSP", "ODIN"], columns=[CORRECTED],
                              ks=[1, 10], ablation={"steps": 130}, eval_every=30, seeds=SEEDS,
                              ablation_seeds=SEEDS, benchmark=str(tmp_path))
-    rows = claims.forest_frame(df).set_index(["comparison", "group"])
+    rows = claims_summary.forest_frame(df).set_index(["comparison", "group"])
     js = df.attrs["judgements"]["corrected"]
     expected = {("MIM − control", g): js[0].intervals[g]["vs_control"] for g in SETS_GROUPS}
     expected |= {("MIM − best", g): js[0].intervals[g]["vs_best"] for g in SETS_GROUPS}
@@ -258,10 +258,10 @@ def test_the_forest_plot_draws_the_claims_tables_intervals(tmp_path) -> None:
     # MIM far above the best baseline: the claim holds on the judged groups; noise is apart
     assert rows.loc[("MIM − best", "near"), "verdict"] == claims.HOLDS
     assert rows.loc[("MIM − best", "near"), "against"] == "ODIN"
-    assert rows.loc[("MIM − best", "noise"), "verdict"] == claims.NOT_JUDGED
+    assert rows.loc[("MIM − best", "noise"), "verdict"] == claims_summary.NOT_JUDGED
     assert rows.loc[("MIM − control", "far"), "verdict"] == "MIM better"
     assert rows.loc[("MIM − control", "ID"), "verdict"] == df.loc[1, "corrected"]
-    assert set(claims.forest_frame(df)["figure"]) == set(claims.FOREST_FIGURES)
+    assert set(claims_summary.forest_frame(df)["figure"]) == set(claims_summary.FOREST_FIGURES)
 
 
 SETS_GROUPS = ("near", "far", "noise")
@@ -300,7 +300,7 @@ def test_the_cost_claim_uses_the_benchmark_of_the_same_model_when_there_is_one(t
 
 def test_columns_come_from_plain_mappings_and_bad_ones_say_what_is_wrong() -> None:
     from mimlib.errors import ConfigError
-    from mimlib.companion.notebook import check_parameters
+    from mimlib.companion.book.parameters import check_parameters
 
     spec = [{"label": "corrected", "protocol": "corrected"},
             {"label": "BN mixed-stats", "protocol": "corrected",

@@ -11,17 +11,17 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from mimlib.companion import cli
+from mimlib.companion.run import cli
 from mimlib.errors import ConfigError, MimlibError
-from mimlib.companion.book_build import build_book
-from mimlib.companion.orchestrate import run_notebooks, summary
-from mimlib.companion.profiles import apply_overrides, load_profile, parse_value
+from mimlib.companion.run.book_build import build_book
+from mimlib.companion.run.orchestrate import run_notebooks, summary
+from mimlib.companion.book.profiles import apply_overrides, load_profile, parse_value
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _mimlib(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mimlib.companion.cli", *args], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "mimlib.companion.run.cli", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=600)
 
 
@@ -46,7 +46,7 @@ def test_profiles_are_listed_and_parsed_as_data() -> None:
 def test_bad_parameters_exit_non_zero_before_any_work(tmp_path, args, message) -> None:
     store = tmp_path / "store"
     profile = [] if "--profile" in args else ["--profile", "smoke"]
-    out = subprocess.run([sys.executable, "-m", "mimlib.companion.cli", *args, *profile, "--no-book",
+    out = subprocess.run([sys.executable, "-m", "mimlib.companion.run.cli", *args, *profile, "--no-book",
                           "--quiet"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300,
                          env={**__import__("os").environ, "MIMLIB_RESULTS": str(store)})
@@ -141,7 +141,7 @@ def test_a_book_that_links_a_missing_export_fails_with_what_to_do(tmp_path) -> N
 def test_a_profile_that_needs_a_gpu_stops_up_front_without_one(tmp_path, monkeypatch) -> None:
     import torch
 
-    from mimlib.companion.profiles import check_gpu
+    from mimlib.companion.book.profiles import check_gpu
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for name in ("paper", "paper-scratch", "offline-cifar10"):

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from mimlib.companion.profiles import load_profile
-from mimlib.companion.store import Store, config_key
+from mimlib.companion.book.profiles import load_profile
+from mimlib.companion.results.store import Store, config_key
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = "cifar10-cpu"
@@ -142,8 +142,8 @@ def test_the_advice_for_your_own_model_quotes_the_committed_ablations(committed_
 @pytest.mark.slow
 @pytest.mark.shared
 def test_committed_numbers_are_recomputed_from_the_data() -> None:
-    from mimlib.companion.experiment import Setup
-    from mimlib.companion.rederive import beyond_tolerance, rederive
+    from mimlib.companion.results.setup import Setup
+    from mimlib.companion.results.rederive import beyond_tolerance, rederive
 
     settings = load_profile(PROFILE)["common"]
     setup = Setup(**settings["setup"])
@@ -165,7 +165,7 @@ def test_the_rederive_tolerances_follow_the_cross_machine_measurement() -> None:
     """The re-derivation check's tolerance per kind of step covers what re-deriving on other CPU
     kinds and thread counts measured (results/cifar10-cpu/cross-machine.json), and the check
     reads the largest difference of each kind of number per kind of step."""
-    from mimlib.companion.rederive import (EPOCH, FORWARD, MACHINES, SHORT, TOLERANCES,
+    from mimlib.companion.results.rederive import (EPOCH, FORWARD, MACHINES, SHORT, TOLERANCES,
                                            Comparison, beyond_tolerance, largest)
 
     measured = json.loads((ROOT / "results" / PROFILE / "cross-machine.json").read_text())

@@ -5,7 +5,11 @@ import pytest
 import torch
 from PIL import Image
 
-from mimlib.data import (DataOptions, ImageSet, load_id, load_ood, noise_images)
+from mimlib.data import DataOptions, load_id, load_ood
+
+from mimlib.images import ImageSet
+
+from mimlib.noise import noise_images
 from mimlib.errors import ConfigError, DataError
 from mimlib.synthetic import ID_CLASSES
 

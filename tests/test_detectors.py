@@ -3,11 +3,12 @@ import pytest
 import torch
 
 from mimlib import TABLE1_DETECTORS, FittedDetectors, build_model, extract
-from mimlib.data import load_id, load_ood, normalize
+from mimlib.data import load_id, load_ood
+from mimlib.images import normalize
 from mimlib import detectors
 from mimlib.detectors import DetectorOptions, DetectorSpec, check_detectors, register_detector
 from mimlib.errors import ConfigError
-from mimlib.companion.store import canonical_json
+from mimlib.companion.results.store import canonical_json
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +168,7 @@ def test_a_fit_set_without_some_class_names_the_class_for_class_gaussians(settin
 
 def test_evaluation_precision_is_fp32_by_default_and_part_of_keys_where_it_acts(
         monkeypatch) -> None:
-    from mimlib.companion import experiment
+    from mimlib.companion.results import experiment, keys
     from mimlib.device import eval_precision
 
     with pytest.raises(ConfigError, match="eval_precision must be one of"):
@@ -180,12 +181,12 @@ def test_evaluation_precision_is_fp32_by_default_and_part_of_keys_where_it_acts(
     channels_last = experiment.Setup(eval_layout="channels_last")
     # fp32 contiguous evaluations (all entries stored before these settings) keep their keys;
     # any other way of evaluating is named in the key, on every device
-    assert experiment._precision_key(fp32) == {}
-    assert experiment._precision_key(bf16) == {"eval_precision": "bf16"}
-    assert experiment._precision_key(channels_last) == {"eval_layout": "channels_last"}
-    monkeypatch.setattr(experiment, "planned_device", lambda device: torch.device("cuda"))
-    assert experiment._precision_key(fp32) == {}
-    assert experiment._precision_key(bf16) == {"eval_precision": "bf16"}
+    assert keys.precision_key(fp32) == {}
+    assert keys.precision_key(bf16) == {"eval_precision": "bf16"}
+    assert keys.precision_key(channels_last) == {"eval_layout": "channels_last"}
+    monkeypatch.setattr(keys, "planned_device", lambda device: torch.device("cuda"))
+    assert keys.precision_key(fp32) == {}
+    assert keys.precision_key(bf16) == {"eval_precision": "bf16"}
 
 
 #: What DetectorOptions.relevant gives each Table 1 detector under four sets of options, as the

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from mimlib.specs import SYNTHETIC_OOD_SETS
-from mimlib.companion.experiment import Experiment, Setup
-from mimlib.companion.store import Store
+from mimlib.companion.results.experiment import Experiment
+from mimlib.companion.results.setup import Setup
+from mimlib.companion.results.store import Store
 
 pytestmark = pytest.mark.slow
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from mimlib.errors import ConfigError
-from mimlib.companion.executors import ExecutorSettings, executor_settings
-from mimlib.companion.orchestrate import run_notebooks
-from mimlib.companion.store import Store
+from mimlib.companion.run.executors import ExecutorSettings, executor_settings
+from mimlib.companion.run.orchestrate import run_notebooks
+from mimlib.companion.results.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [("setup.pretrain_epochs", "0.2"), ("setup.train_limit", "300"),

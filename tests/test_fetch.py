@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from mimlib import fetch
-from mimlib.companion import needs
+from mimlib.companion.run import needs
 from mimlib.data import DataOptions, load_id, load_ood
 from mimlib.errors import DataError
 

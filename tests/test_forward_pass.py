@@ -13,7 +13,8 @@ import torch
 from mimlib import build_model
 from mimlib.companion.analysis.mixed_images import msp_of
 from mimlib.companion.analysis.tables import per_class_accuracy
-from mimlib.companion.experiment import Experiment, Setup
+from mimlib.companion.results.experiment import Experiment
+from mimlib.companion.results.setup import Setup
 from mimlib.detectors import Representations
 
 
@@ -24,7 +25,7 @@ def test_the_experiment_forward_pass_uses_the_setups_eval_settings(monkeypatch) 
         seen.update(kwargs)
         return "reps"
 
-    monkeypatch.setattr("mimlib.companion.experiment.extract", fake_extract)
+    monkeypatch.setattr("mimlib.companion.results.scoring.extract", fake_extract)
     setup = Setup(device="cpu", eval_batch_size=77, eval_precision="bf16",
                   eval_layout="channels_last")
     assert Experiment(setup).representations(None, None) == "reps"

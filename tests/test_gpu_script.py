@@ -20,7 +20,8 @@ import torch
 from PIL import Image
 
 from mimlib import build_model
-from mimlib.companion import analysis, plots
+from mimlib.companion import analysis
+from mimlib.companion.analysis import plots
 from mimlib.checkpoints import load_checkpoint
 from mimlib.detectors import TABLE1_DETECTORS
 
@@ -157,9 +158,9 @@ def test_the_prepared_device_call_runs_end_to_end_and_returns_what_the_book_read
 def _the_chapter_shows(results: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The offline CIFAR-10 chapter, run on these results as the book runs it (smoke profile),
     shows them with their origin and warns that one epoch is not the recipe's hundred."""
-    from mimlib.companion.orchestrate import notebook_parameters
-    from mimlib.companion.papermill_run import execute_notebook
-    from mimlib.companion.profiles import load_profile
+    from mimlib.companion.run.orchestrate import notebook_parameters
+    from mimlib.companion.run.papermill_run import execute_notebook
+    from mimlib.companion.book.profiles import load_profile
 
     name = "14_offline_cifar10"
     params = notebook_parameters(ROOT, name, load_profile("smoke"),

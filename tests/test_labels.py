@@ -27,13 +27,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.text  # noqa: E402
 
 from mimlib import pins  # noqa: E402
-from mimlib.companion import analysis, cli, plots  # noqa: E402
-from mimlib.companion.catalog import CATALOG, spec_display  # noqa: E402
-from mimlib.companion.labels import PROTOCOL_NAMES, readers_label, readers_table  # noqa: E402
+from mimlib.companion import analysis
+from mimlib.companion.analysis import plots
+from mimlib.companion.run import cli  # noqa: E402
+from mimlib.companion.results.catalog import CATALOG, spec_display  # noqa: E402
+from mimlib.companion.analysis.labels import PROTOCOL_NAMES, readers_label, readers_table  # noqa: E402
 from mimlib.models import ARCHITECTURE_NAMES, ARCHITECTURES, PUBLISHED  # noqa: E402
-from mimlib.companion.orchestrate import notebook_parameters  # noqa: E402
-from mimlib.companion.profiles import load_profile  # noqa: E402
-from mimlib.companion.protocol import PROTOCOLS  # noqa: E402
+from mimlib.companion.run.orchestrate import notebook_parameters  # noqa: E402
+from mimlib.companion.book.profiles import load_profile  # noqa: E402
+from mimlib.companion.results.protocol import PROTOCOLS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = load_profile("cifar10-cpu")["common"]["setup"]  # the real profile's pinned specs
@@ -91,7 +93,7 @@ def _smoke_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, page: str = 
     template's defaults, the profile's values, the overrides), with what it shows recorded."""
     import IPython.display
 
-    from mimlib.companion.notebook import start
+    from mimlib.companion.book.session import start
 
     monkeypatch.chdir(ROOT)  # notebooks run in the project's root
     monkeypatch.setenv("MIMLIB_EXPORTS", str(tmp_path / "exports"))
@@ -315,7 +317,7 @@ def test_the_rerun_command_under_a_figure_names_the_page_mimlib_run_ran(
 
 def test_a_run_that_names_no_page_or_profile_says_why_it_has_no_command(
         tmp_path, monkeypatch) -> None:
-    from mimlib.companion.rerun import page_of, rerun_line
+    from mimlib.companion.book.rerun import page_of, rerun_line
 
     monkeypatch.delenv("MIMLIB_NOTEBOOK", raising=False)
     monkeypatch.chdir(tmp_path)  # no notebooks/ here
@@ -329,7 +331,7 @@ def test_a_run_that_names_no_page_or_profile_says_why_it_has_no_command(
 
 def test_the_forest_plot_is_legible_at_the_books_width() -> None:
     """Its text at least the body's size where the book shows it about 7.5 inches wide."""
-    from mimlib.companion import plots
+    from mimlib.companion.analysis import plots
 
     rows = pd.DataFrame({"setting": ["corrected"] * 2, "comparison": ["MIM − control"] * 2,
                          "group": ["near", "noise"], "estimate": [0.03, -0.2],
@@ -346,7 +348,7 @@ def test_the_forest_plot_is_legible_at_the_books_width() -> None:
 def test_every_figure_is_fitted_to_the_page_and_its_text_to_the_body_size() -> None:
     """A wide figure with small type becomes at most the page's width with every text at
     least the body's size as shown; a narrow one, shown at its own size, needs less."""
-    from mimlib.companion import plots
+    from mimlib.companion.analysis import plots
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3))
     for ax in axes:

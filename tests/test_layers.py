@@ -81,10 +81,10 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_graph_sees_imports_at_module_level_and_inside_functions() -> None:
     graph = import_graph()
-    assert "mimlib.detectors" in graph["mimlib.companion.experiment"]  # module level
+    assert "mimlib.detectors" in graph["mimlib.companion.results.experiment"]  # module level
     assert "mimlib.detectors" in graph["mimlib.companion.analysis.quirks"]  # from ..detectors
-    assert "mimlib.companion.executors" in graph["mimlib.companion.cli"]  # inside a function
-    assert "mimlib.companion.analysis" in graph["mimlib.companion.notebook"]  # via analysis.claims: runs its __init__
+    assert "mimlib.companion.run.executors" in graph["mimlib.companion.run.cli"]  # inside a function
+    assert "mimlib.companion.analysis" in graph["mimlib.companion.book.session"]  # via analysis.claims: runs its __init__
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
@@ -96,29 +96,28 @@ def test_mimlib_imports_have_no_circle() -> None:
 
 #: The layers, lowest first: a module imports only from its own layer and those below. The
 #: method (what a user imports to apply MIM to their own model) sits below the companion's
-#: machinery (the results store, the analyses of the book, the notebooks' orchestration).
+#: machinery, whose layers are the folders of ``mimlib/companion/``.
 LAYERS: dict[str, tuple[str, ...]] = {
     "foundation": ("errors", "checks", "specs", "progress", "fetch", "pins", "device", "synthetic",
-                   "pixels", "models"),
-    "method": ("mixing", "augment", "data", "metrics", "detectors", "train", "checkpoints"),
-    "results": ("protocol", "catalog", "paper", "store", "report", "experiment", "setups", "needs",
-                "labels", "rederive"),
-    "analysis": ("analysis", "plots"),
-    "orchestration": ("notebook", "pages", "manifest", "papermill_run", "parameters_cell",
-                      "book_build", "executors", "orchestrate", "rerun", "profiles", "interrupt",
-                      "cli"),
+                   "pixels", "noise", "models"),
+    "method": ("images", "mixing", "augment", "data", "data_checks", "metrics", "detectors",
+               "train_config", "train", "checkpoints"),
+    "results": ("results",),
+    "analysis": ("analysis",),
+    "book": ("book",),
+    "run": ("run",),
 }
 
 
-#: The layers of the companion's machinery, the modules under ``mimlib/companion/``; the
+#: The layers of the companion's machinery, one folder each under ``mimlib/companion/``; the
 #: others are the method's, the modules directly under ``mimlib/``.
-MACHINERY = ("results", "analysis", "orchestration")
+MACHINERY = ("results", "analysis", "book", "run")
 
 
 def layer_of(module: str) -> int:
     """The index in :data:`LAYERS` of a mimlib module (``mimlib.companion.analysis.claims`` is
-    in the layer of ``analysis``; the ``mimlib.companion`` package itself, which imports
-    nothing, in the machinery's lowest)."""
+    in the layer of its folder, ``analysis``; the ``mimlib.companion`` package itself, which
+    imports nothing, in the machinery's lowest)."""
     parts = module.split(".")[1:]
     if parts == ["companion"]:
         return list(LAYERS).index(MACHINERY[0])
@@ -138,21 +137,38 @@ def upward_imports(graph: dict[str, set[str]]) -> list[str]:
 def test_no_import_points_up_a_layer() -> None:
     graph = {k: v for k, v in import_graph().items() if k != "mimlib"}
     assert upward_imports(graph) == []
-    assert upward_imports({"mimlib.train": {"mimlib.companion.store"}}) == [
-        "mimlib.train -> mimlib.companion.store"]  # the check sees one
+    assert upward_imports({"mimlib.train": {"mimlib.companion.results.store"}}) == [
+        "mimlib.train -> mimlib.companion.results.store"]  # the check sees one
+    assert upward_imports({"mimlib.companion.results.store": {
+        "mimlib.companion.book.session"}}) == [
+        "mimlib.companion.results.store -> mimlib.companion.book.session"]
     names = [n for layer in LAYERS.values() for n in layer]
     assert len(names) == len(set(names)), "a module is in two layers"
 
 
 def test_the_folders_show_the_layers() -> None:
-    """The method's modules sit directly in ``mimlib/``, the machinery's in
-    ``mimlib/companion/``."""
+    """The method's modules sit directly in ``mimlib/``; every module of the machinery sits in
+    the folder of its layer under ``mimlib/companion/``, none loose beside them."""
     for module in import_graph():
         parts = module.split(".")[1:]
         if not parts or parts == ["companion"]:
             continue
         layer = list(LAYERS)[layer_of(module)]
         assert (parts[0] == "companion") == (layer in MACHINERY), (module, layer)
+        if parts[0] == "companion":
+            assert len(parts) >= 2 and parts[1] == layer, (module, layer)
+    loose = sorted(p.name for p in (PACKAGE / "companion").glob("*.py") if p.name != "__init__.py")
+    assert loose == [], f"modules loose in mimlib/companion/: {loose}"
+
+
+#: The most lines a module may have: past it, a module holds more than one job.
+MAX_LINES = 450
+
+
+def test_no_module_is_longer_than_one_job() -> None:
+    long = {str(p.relative_to(PACKAGE.parent)): n for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert long == {}, f"split these by job: {long}"
 
 
 def test_the_package_exports_only_the_method() -> None:
@@ -165,14 +181,15 @@ def test_the_package_exports_only_the_method() -> None:
 def test_the_readme_draws_the_same_layers() -> None:
     """The README's drawing of the layers is this table's, top layer first."""
     text = (PACKAGE.parent / "README.md").read_text()
-    block = text.split("```\norchestration", 1)[1].split("```", 1)[0]
+    block = text.split("```\nrun", 1)[1].split("```", 1)[0]
     drawn: dict[str, list[str]] = {}
-    layer = "orchestration"
-    for line in ("orchestration" + block).splitlines():
+    layer = "run"
+    for line in ("run" + block).splitlines():
         head, _, rest = line.partition("  ")
         if head.strip():
             layer = head.strip()
         drawn.setdefault(layer, []).extend(
-            n.strip().rstrip("/") for n in rest.split(",") if n.strip())
+            n.strip().rstrip("/").removeprefix("mimlib/companion/") for n in rest.split(",")
+            if n.strip())
     assert list(drawn) == list(reversed(LAYERS))
     assert {k: sorted(v) for k, v in drawn.items()} == {k: sorted(v) for k, v in LAYERS.items()}

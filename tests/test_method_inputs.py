@@ -17,7 +17,8 @@ from mimlib.data import DataOptions, load_id
 from mimlib.detectors import DetectorOptions
 from mimlib.errors import ConfigError, DataError
 from mimlib.metrics import METRIC_KEYS
-from mimlib.train import AdaptConfig, MIMConfig, OEConfig, adapt
+from mimlib.train import adapt
+from mimlib.train_config import AdaptConfig, MIMConfig, OEConfig
 
 NAN, INF = math.nan, math.inf
 

@@ -5,10 +5,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mimlib.companion.notebook import check_parameters
-from mimlib.companion.orchestrate import notebook_parameters
-from mimlib.companion.pages import notebook_names
-from mimlib.companion.profiles import load_profile, profile_names
+from mimlib.companion.book.parameters import check_parameters
+from mimlib.companion.run.orchestrate import notebook_parameters
+from mimlib.companion.book.pages import notebook_names
+from mimlib.companion.book.profiles import load_profile, profile_names
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = notebook_names(ROOT)
@@ -35,7 +35,7 @@ def test_every_profile_gives_every_notebook_parameters_it_accepts(profile: str) 
 
 
 def test_captions_name_the_overrides_an_ablation_runs_with(tmp_path) -> None:
-    from mimlib.companion.notebook import start
+    from mimlib.companion.book.session import start
 
     setup = {"id_data": "synthetic", "ood_sets": ["gaussian"], "arch": "small_cnn",
              "base": "pretrain", "protocol": "corrected", "device": "cpu"}
@@ -57,7 +57,7 @@ def test_captions_name_the_overrides_an_ablation_runs_with(tmp_path) -> None:
 def test_notes_are_myst_admonitions(tmp_path, monkeypatch) -> None:
     import IPython.display
 
-    from mimlib.companion.notebook import start
+    from mimlib.companion.book.session import start
 
     shown = []
     monkeypatch.setattr(IPython.display, "display", shown.append)
@@ -78,7 +78,7 @@ def test_each_table_of_a_page_with_two_id_sets_is_labelled_by_its_own_runs(
     import numpy as np
     from PIL import Image
 
-    from mimlib.companion import cli
+    from mimlib.companion.run import cli
     from mimlib.data import load_id
 
     root = tmp_path / "project"

@@ -9,11 +9,11 @@ import torch
 from PIL import Image
 
 from mimlib import fetch
-from mimlib.companion.catalog import groups_of
-from mimlib.companion import needs
-from mimlib.companion.orchestrate import notebook_parameters
-from mimlib.companion.pages import notebook_names
-from mimlib.companion.profiles import load_profile
+from mimlib.companion.results.catalog import groups_of
+from mimlib.companion.run import needs
+from mimlib.companion.run.orchestrate import notebook_parameters
+from mimlib.companion.book.pages import notebook_names
+from mimlib.companion.book.profiles import load_profile
 from mimlib.data import DataOptions, load_id, load_ood
 from mimlib.errors import DataError
 from mimlib.specs import OPENOOD_ID, OPENOOD_OOD_SETS

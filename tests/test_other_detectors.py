@@ -10,13 +10,15 @@ import hashlib
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from mimlib.companion.analysis import other_detectors as od
-from mimlib.companion.experiment import Experiment, Setup
-from mimlib.companion.score_codes import (FLOAT32, QUANTILE8, check_format, code_error,
+from mimlib.companion.results.experiment import Experiment
+from mimlib.companion.results.setup import Setup
+from mimlib.companion.results.score_codes import (FLOAT32, QUANTILE8, check_format, code_error,
                                           encode)
-from mimlib.companion.store import Store
+from mimlib.companion.results.store import Store
 from mimlib.detectors import NEWER_DETECTORS, TABLE1_DETECTORS
 from mimlib.errors import ConfigError
 from mimlib.metrics import ood_metrics
@@ -190,18 +192,24 @@ def test_the_chapter_needs_msp_and_known_detectors() -> None:
 
 
 def test_the_figure_draws_both_differences_per_group_with_newer_detectors_marked() -> None:
-    from mimlib.companion import plots
+    from mimlib.companion.analysis import plots
 
     means = {("start", "MSP"): 0.5, ("mim", "MSP"): 1.2, ("control", "MSP"): 0.6,
              ("start", "Energy"): 0.6, ("mim", "Energy"): 1.6, ("control", "Energy"): 0.6,
              ("start", "KNN"): 1.0, ("mim", "KNN"): 0.3, ("control", "KNN"): 0.3}
-    rows = od.forest_rows(_frame(lambda arm, d: means[(arm, d)]), "corrected")
+    rows = od.forest_rows(_frame(lambda arm, d: means[(arm, d)]))
     assert len(rows) == 3 * 2 * 2  # detectors x drawn comparisons x judged groups
+    assert set(rows["protocol"]) == {"corrected"}
     fig = plots.detector_forest(rows, newer=("KNN",))
     axes = fig.axes
     assert len(axes) == 4
     assert [t.get_text() for t in axes[0].get_yticklabels()] == ["MSP", "Energy", "KNN *"]
-    assert axes[0].get_title(loc="left") == "near-OOD: on MIM − on the starting model"
+    assert axes[0].get_title(loc="left") == ("near-OOD, corrected protocol\n"
+                                             "on MIM − on the starting model")
+    two = od.forest_rows(pd.concat([_frame(lambda arm, d: means[(arm, d)]),
+                                    _frame(lambda arm, d: means[(arm, d)]).assign(
+                                        protocol="faithful")]))
+    assert len(plots.detector_forest(two).axes) == 8  # a row of panels per protocol and group
     table = od.difference_table(_frame(lambda arm, d: means[(arm, d)]), "corrected")
     energy = table[table["detector"] == "Energy"].set_index("OOD group")
     assert table.loc[0, "on MIM − MSP on MIM"] == ""  # MSP's own row

@@ -21,10 +21,11 @@ import pytest
 import torch
 
 from conftest import other_machine_env
-from mimlib.companion.experiment import Experiment, Setup
-from mimlib.companion.profiles import load_profile, profile_parameters
-from mimlib.companion.setups import setups_of
-from mimlib.companion.store import RECORD, Store
+from mimlib.companion.results.experiment import Experiment
+from mimlib.companion.results.setup import Setup
+from mimlib.companion.book.profiles import load_profile, profile_parameters
+from mimlib.companion.results.setups import setups_of
+from mimlib.companion.results.store import RECORD, Store
 from mimlib.errors import ConfigError
 from test_specs import GOLDEN, _observed
 
@@ -68,7 +69,7 @@ def test_a_bf16_run_that_must_compute_on_a_cpu_without_it_is_a_sentence_or_an_er
     sentence on the runtime page in place of the measurement, and a training step asked for in
     bf16 a ConfigError saying why; with native bf16 the page would compute them."""
     from mimlib.companion.analysis import precision_unmeasurable
-    from mimlib.data import ImageSet
+    from mimlib.images import ImageSet
     from mimlib.train import mim_finetune
 
     params = profile_parameters(load_profile("cifar10-cpu"), "12_runtime")
@@ -116,7 +117,7 @@ def test_a_clone_on_another_machine_runs_the_runtime_page_from_the_committed_sto
                            cwd=copy, env=env, capture_output=True, text=True, check=True)
     assert probe.stdout.split() == ["True", "False", "AVX2", "4"]  # the machine played
     before = sorted(p.relative_to(copy) for p in (copy / "results").rglob(RECORD))
-    proc = subprocess.run([sys.executable, "-m", "mimlib.companion.cli", "run", "12_runtime",
+    proc = subprocess.run([sys.executable, "-m", "mimlib.companion.run.cli", "run", "12_runtime",
                            "--quiet", "--no-book"], cwd=copy, env=env, capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -20,10 +20,10 @@ import nbformat
 import pytest
 import yaml
 
-from mimlib.companion.orchestrate import notebook_parameters
-from mimlib.companion.pages import notebook_names
-from mimlib.companion.parameters_cell import fold_values
-from mimlib.companion.profiles import load_profile, profile_names
+from mimlib.companion.run.orchestrate import notebook_parameters
+from mimlib.companion.book.pages import notebook_names
+from mimlib.companion.book.parameters_cell import fold_values
+from mimlib.companion.book.profiles import load_profile, profile_names
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = "cifar10-cpu"
@@ -89,13 +89,13 @@ def test_the_docs_show_both_papermill_forms() -> None:
 
 
 def test_parameters_command_prints_what_mimlib_run_would_use(tmp_path) -> None:
-    out = subprocess.run([sys.executable, "-m", "mimlib.companion.cli", "parameters", "07", "-p", "ks",
+    out = subprocess.run([sys.executable, "-m", "mimlib.companion.run.cli", "parameters", "07", "-p", "ks",
                           "[1, 5]"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith(f"# {PAGE} with profile {PROFILE}")
     expected = notebook_parameters(ROOT, PAGE, load_profile(PROFILE), [("ks", "[1, 5]")])
     assert yaml.safe_load(out.stdout) == expected  # papermill -f reads it as YAML
-    bad = subprocess.run([sys.executable, "-m", "mimlib.companion.cli", "parameters", "07", "-p", "ks",
+    bad = subprocess.run([sys.executable, "-m", "mimlib.companion.run.cli", "parameters", "07", "-p", "ks",
                           "[0]"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "whole numbers >= 1" in bad.stderr and not bad.stdout
 
@@ -134,7 +134,7 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Clone:
                         "MIMLIB_NOTEBOOK", "MIMLIB_USAGE")}
     env.update(MIMLIB_DATA=str(base / "no-data"), MIMLIB_CACHE=str(base / "decoded"),
                MIMLIB_PROGRESS="0")
-    run = subprocess.run([sys.executable, "-m", "mimlib.companion.cli", "run", PAGE, "--no-book",
+    run = subprocess.run([sys.executable, "-m", "mimlib.companion.run.cli", "run", PAGE, "--no-book",
                           "--quiet"], cwd=copy, env=env, capture_output=True, text=True,
                          timeout=900)
     assert run.returncode == 0, run.stdout + run.stderr
@@ -235,7 +235,7 @@ def test_executed_page_reruns_with_only_the_given_parameter_changed(clone, tmp_p
 @pytest.mark.slow
 @pytest.mark.book
 def test_template_runs_with_a_profiles_parameters_file(clone, tmp_path) -> None:
-    listing = subprocess.run([sys.executable, "-m", "mimlib.companion.cli", "parameters", PAGE,
+    listing = subprocess.run([sys.executable, "-m", "mimlib.companion.run.cli", "parameters", PAGE,
                               "--profile", PROFILE], cwd=clone.root, env=clone.env,
                              capture_output=True, text=True, timeout=120)
     assert listing.returncode == 0, listing.stderr

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 
 from mimlib import pins
-from mimlib.companion import experiment
+from mimlib.companion.results import experiment
 from mimlib.data import load_ood
 from mimlib.errors import ConfigError, DataError
-from mimlib.companion.experiment import Experiment, Setup
+from mimlib.companion.results.experiment import Experiment
+from mimlib.companion.results.setup import Setup
 from mimlib.specs import DataSpec
-from mimlib.companion.store import Store
+from mimlib.companion.results.store import Store
 
 
 def _image_folder(root: Path, n: int = 3, seed: int = 0) -> Path:

@@ -8,8 +8,8 @@ import pytest
 from mimlib.companion import analysis
 from mimlib.detectors import DetectorOptions
 from mimlib.errors import ConfigError
-from mimlib.companion.protocol import DESIGN_CHOICES, QUIRKS, check_protocol, paper_k, protocol_settings
-from mimlib.train import BN_MODES
+from mimlib.companion.results.protocol import DESIGN_CHOICES, QUIRKS, check_protocol, paper_k, protocol_settings
+from mimlib.train_config import BN_MODES
 
 TRAINING_QUIRKS = {"shuffle", "aug_p", "aug_quantize"}
 

@@ -29,8 +29,8 @@ def test_readme_has_the_two_commands_and_ci_runs_the_second() -> None:
 
 
 def test_profiles_and_notebooks_named_in_the_docs_exist() -> None:
-    from mimlib.companion.pages import notebook_names
-    from mimlib.companion.profiles import profile_names
+    from mimlib.companion.book.pages import notebook_names
+    from mimlib.companion.book.profiles import profile_names
 
     readme = (ROOT / "README.md").read_text()
     named = set(re.findall(r"--profile ([a-z][\w-]+)", readme)) | {"cifar10-cpu", "smoke"}

@@ -9,8 +9,9 @@ this weak, so only a bound on the change is asserted (the measured values are in
 import pytest
 
 from mimlib.companion.analysis.mixed_images import mixed_batches, msp_of
-from mimlib.companion.experiment import Experiment, Setup
-from mimlib.companion.store import Store
+from mimlib.companion.results.experiment import Experiment
+from mimlib.companion.results.setup import Setup
+from mimlib.companion.results.store import Store
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
 

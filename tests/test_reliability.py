@@ -175,13 +175,14 @@ import pytest
 import torch
 
 from mimlib import build_model, mim_finetune
-from mimlib.companion import cli
+from mimlib.companion.run import cli
 from mimlib.checkpoints import atomic_torch_save, load_checkpoint
 from mimlib.data import load_id
 from mimlib.device import set_deterministic
 from mimlib.errors import DeviceMemoryError
-from mimlib.companion.experiment import Experiment, Setup
-from mimlib.companion.store import Store
+from mimlib.companion.results.experiment import Experiment
+from mimlib.companion.results.setup import Setup
+from mimlib.companion.results.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["-p", "setup.pretrain_epochs", "2", "-p", "setup.train_limit", "1500",
@@ -226,7 +227,7 @@ def _store_is_sound(store_root: Path) -> int:
 
 @pytest.mark.slow
 def test_a_killed_reproduction_resumes_and_leaves_nothing_half_written(project: Path) -> None:
-    cmd = [sys.executable, "-m", "mimlib.companion.cli", "--root", str(project), "reproduce", "--only",
+    cmd = [sys.executable, "-m", "mimlib.companion.run.cli", "--root", str(project), "reproduce", "--only",
            "02", "03", "--profile", "smoke", "--no-book", "--quiet", *FAST]
     for delay in (3.0, 9.0, 16.0, 24.0):  # kernel start, pretraining, fine-tuning, writing
         proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
@@ -503,7 +504,7 @@ def test_a_what_if_run_leaves_the_committed_results_unchanged(
         project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """What a chapter costs is what its run with the profile's own parameters used: a run with
     other parameters (-p ks '[1, 5]') reads the store and records nothing in it."""
-    from mimlib.companion.orchestrate import run_notebooks
+    from mimlib.companion.run.orchestrate import run_notebooks
 
     store = _committed_project(project, monkeypatch)
     done = run_notebooks(project, ["07_ablation_k"], "cifar10-cpu", progress=False)
@@ -523,7 +524,7 @@ def test_a_read_only_store_does_not_fail_a_run_that_succeeded(
     at all, and one that would change stays as it was, with a note."""
     import errno
 
-    from mimlib.companion.orchestrate import run_notebooks
+    from mimlib.companion.run.orchestrate import run_notebooks
 
     store = _committed_project(project, monkeypatch).resolve()
     run_notebooks(project, ["07_ablation_k"], "cifar10-cpu", progress=False)

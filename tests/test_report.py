@@ -9,11 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mimlib.companion import analysis, plots
+from mimlib.companion import analysis
+from mimlib.companion.analysis import plots
 from mimlib.errors import ConfigError
-from mimlib.companion.experiment import Evaluation
-from mimlib.companion.notebook import download_link
-from mimlib.companion.report import (compare_with_paper, label, markdown_table, paper_numbers,
+from mimlib.companion.results.runs import Evaluation
+from mimlib.companion.book.session import download_link
+from mimlib.companion.analysis.report import (compare_with_paper, label, markdown_table, paper_numbers,
                            save_figure, save_table, with_average)
 
 
@@ -245,7 +246,7 @@ def test_collapse_warnings_fire_only_near_chance_accuracy():
 
 
 def test_runtime_table_counts_a_shared_forward_pass_once(tmp_path):
-    from mimlib.companion.store import Store
+    from mimlib.companion.results.store import Store
 
     store = Store(tmp_path)
     model = {"method": "mim", "base": {"arch": "small_cnn"}}
@@ -330,7 +331,7 @@ def test_from_scratch_scales_training_and_forward_passes_by_the_measured_speed_u
 def test_what_each_chapter_costs_comes_from_the_entries_its_run_used(tmp_path, monkeypatch):
     """01 pretrains and scores MSP; 02 re-uses both and adds Energy (on the same forward pass)
     and a MIM run: 02 alone costs everything, in order only what 01 had not computed."""
-    from mimlib.companion.store import USAGE_ENV, Store
+    from mimlib.companion.results.store import USAGE_ENV, Store
 
     store = Store(tmp_path)
     base, mim = {"arch": "small_cnn"}, {"method": "mim", "base": {"arch": "small_cnn"}}
@@ -520,7 +521,7 @@ def test_msp_distributions_draw_every_set_in_its_own_style():
 
 
 def test_the_runtime_page_of_an_empty_store_says_so_instead_of_crashing(tmp_path):
-    from mimlib.companion.store import Store
+    from mimlib.companion.results.store import Store
 
     table = analysis.runtime_table(Store(tmp_path / "empty"))
     summary = analysis.runtime_summary(table)
@@ -568,7 +569,7 @@ def test_the_batch_norm_effect_is_each_modes_mean_over_seeds_and_its_change_from
     def row(exp, run, **labels):
         if run is None:  # the model before fine-tuning
             return {**labels, "mean_auroc_near": 0.7, "accuracy": 0.9}
-        from mimlib.train import MIMConfig  # the control's mode as the store keys it
+        from mimlib.train_config import MIMConfig  # the control's mode as the store keys it
         mode = MIMConfig(**{k: v for k, v in run.items() if k != "steps"}).bn_mode
         return {**labels, "mean_auroc_near": near[(mode, run.get("lam", 1.0), run["seed"])],
                 "accuracy": 0.9}
@@ -585,7 +586,7 @@ def test_the_batch_norm_effect_is_each_modes_mean_over_seeds_and_its_change_from
 
 
 def test_a_control_in_id_stats_is_the_mixed_stats_control():
-    from mimlib.train import MIMConfig
+    from mimlib.train_config import MIMConfig
 
     assert MIMConfig(bn_mode="id-stats", lam=0.0).bn_mode == "mixed-stats"
     assert MIMConfig(bn_mode="id-stats").bn_mode == "id-stats"
@@ -595,7 +596,7 @@ def test_a_control_in_id_stats_is_the_mixed_stats_control():
 def test_the_runtime_pages_cross_machine_table_reads_the_committed_measurement(tmp_path) -> None:
     """Per machine played and kind of step, the largest differences and the tolerance; one row
     and a sentence saying so where a profile has no measurement."""
-    from mimlib.companion.rederive import EPOCH, FORWARD, TOLERANCES
+    from mimlib.companion.results.rederive import EPOCH, FORWARD, TOLERANCES
 
     path = Path(__file__).resolve().parents[1] / "results" / "cifar10-cpu" / "cross-machine.json"
     table = analysis.cross_machine(path)

@@ -19,16 +19,18 @@ from typing import Any
 import pytest
 
 from mimlib import pins
-from mimlib.companion import catalog
+from mimlib.companion.results import catalog
 from mimlib.errors import ConfigError
-from mimlib.companion.experiment import Experiment, Setup, _eval_data_key, _train_data_key
-from mimlib.companion.labels import readers_label
+from mimlib.companion.results.experiment import Experiment
+from mimlib.companion.results.keys import eval_data_key, train_data_key
+from mimlib.companion.results.setup import Setup
+from mimlib.companion.analysis.labels import readers_label
 from mimlib.models import weights_display
-from mimlib.companion.needs import items_of
-from mimlib.companion.profiles import load_profile, profile_parameters
-from mimlib.companion.setups import setups_of
+from mimlib.companion.run.needs import items_of
+from mimlib.companion.book.profiles import load_profile, profile_parameters
+from mimlib.companion.results.setups import setups_of
 from mimlib.specs import BaseSpec, DataSpec
-from mimlib.companion.store import Store, config_key
+from mimlib.companion.results.store import Store, config_key
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "data" / "spec_keys.json"
@@ -46,7 +48,7 @@ DATA_SPECS = ("svhn", "mnist", "tinyimages300k", "synthetic_shapes", f"mnist:/x/
 
 def _setup_keys(setup: Setup, store: Store) -> dict[str, Any]:
     exp = Experiment(setup, store)
-    out: dict[str, Any] = {"train": _train_data_key(setup), "eval": _eval_data_key(setup),
+    out: dict[str, Any] = {"train": train_data_key(setup), "eval": eval_data_key(setup),
                            "specs": {spec: [pins.identity(spec), pins.display(spec),
                                             catalog.spec_display(spec), readers_label(spec)]
                                      for spec in (setup.id_data, *setup.ood_sets)},

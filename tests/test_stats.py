@@ -101,8 +101,9 @@ def test_seed_differences_take_students_t() -> None:
 def test_a_stored_interval_is_the_fresh_bootstrap_and_is_read_not_redone(tmp_path,
                                                                           monkeypatch) -> None:
     from mimlib.companion.analysis import stats as stats_module
-    from mimlib.companion.experiment import Experiment, Setup
-    from mimlib.companion.store import Store
+    from mimlib.companion.results.experiment import Experiment
+    from mimlib.companion.results.setup import Setup
+    from mimlib.companion.results.store import Store
 
     rng = np.random.default_rng(4)
     a = [_arm(rng, 0.8) for _ in range(3)]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mimlib.errors import MimlibError
-from mimlib.companion.store import Store, config_key
+from mimlib.companion.results.store import Store, config_key
 
 
 def test_put_then_get_returns_the_record_and_arrays(store_root) -> None:
@@ -98,7 +98,7 @@ from pathlib import Path
 # a job on another host (or in another PID namespace): its PID names no process here
 os.getpid = lambda: 999999999
 socket.gethostname = lambda: "node-b"
-from mimlib.companion.store import Store
+from mimlib.companion.results.store import Store
 
 root, signal = Path(sys.argv[1]), Path(sys.argv[2])
 
@@ -234,7 +234,7 @@ def test_a_file_computed_again_goes_beside_the_entry_once(store_root) -> None:
 
 _WORKER = """
 import os, sys, time
-from mimlib.companion.store import Store
+from mimlib.companion.results.store import Store
 
 root, log, delay = sys.argv[1], sys.argv[2], float(sys.argv[3])
 

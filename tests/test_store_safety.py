@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from mimlib.companion.analysis.runtime import runtime_table
-from mimlib.companion.experiment import Experiment, Setup
-from mimlib.companion.store import Store
+from mimlib.companion.results.experiment import Experiment
+from mimlib.companion.results.setup import Setup
+from mimlib.companion.results.store import Store
 from mimlib.errors import MimlibError
 from test_reliability import ROOT, _files, project  # noqa: F401  # project: a fixture
 
@@ -56,7 +57,7 @@ def test_a_forced_recompute_whose_write_fails_keeps_the_stored_entry(store_root:
 _FORCED = """
 import os, sys
 from pathlib import Path
-from mimlib.companion.store import Store
+from mimlib.companion.results.store import Store
 
 root, step = Path(sys.argv[1]), sys.argv[2]
 store = Store(root)
@@ -134,7 +135,7 @@ def test_a_richer_curve_never_rewrites_the_stored_entry(tmp_path: Path,
     def untrained(*args, **kwargs):
         raise AssertionError("the stored curve is read, not trained again")
 
-    monkeypatch.setattr("mimlib.companion.experiment.mim_finetune", untrained)
+    monkeypatch.setattr("mimlib.companion.results.experiment.mim_finetune", untrained)
     again = Experiment(setup, Store(tmp_path)).mim_model(base, steps=4, k=3, eval_every=2)
     assert again.evals == run.evals
     assert _files(entry.path) == committed
@@ -152,7 +153,7 @@ def test_two_runs_at_once_keep_each_others_manifest_records(
     keeps that record, so 03 with the default k runs again instead of keeping the k = 3 page."""
     import papermill as pm
 
-    from mimlib.companion.orchestrate import run_notebooks
+    from mimlib.companion.run.orchestrate import run_notebooks
 
     def execute(source: str, executed: str, parameters: dict, **kwargs) -> None:
         if "02_pretraining" in source:  # meanwhile, in another terminal
@@ -241,7 +242,7 @@ _TERMINATED = """
 import sys, time
 from pathlib import Path
 import papermill as pm
-from mimlib.companion import cli
+from mimlib.companion.run import cli
 
 root, marker = sys.argv[1], Path(sys.argv[2])
 
@@ -281,7 +282,7 @@ def test_the_next_run_removes_what_dead_runs_left_and_nothing_else(
         project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import papermill as pm
 
-    from mimlib.companion.orchestrate import run_notebooks
+    from mimlib.companion.run.orchestrate import run_notebooks
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()

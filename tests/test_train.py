@@ -8,10 +8,12 @@ import torch
 import torch.nn.functional as F
 
 from mimlib import PostMixAugment, build_model, mim_finetune, multi_input_mixup, pretrain
-from mimlib.data import load_id, normalize
+from mimlib.data import load_id
+from mimlib.images import normalize
 from mimlib.device import bf16_native
 from mimlib.errors import ConfigError, NonFiniteLossError
-from mimlib.train import MIMConfig, PretrainConfig, random_crop_flip
+from mimlib.train import random_crop_flip
+from mimlib.train_config import MIMConfig, PretrainConfig
 
 
 @pytest.fixture(scope="module")

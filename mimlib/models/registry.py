@@ -160,7 +160,7 @@ def architecture_display(arch: str) -> str:
 
 
 def weights_display(base: str | BaseSpec) -> str:
-    """The readers' name of a starting point (:class:`mimlib.companion.experiment.Setup`'s ``base``):
+    """The readers' name of a starting point (:class:`mimlib.companion.results.setup.Setup`'s ``base``):
     trained here, the paper's published WRN-40-2, a registry entry, or a checkpoint file; text
     that is no base comes back as it is."""
     spec = BaseSpec.find(base)

@@ -1,12 +1,13 @@
 """Computations behind the notebooks, one module per topic; each takes an
-:class:`~mimlib.companion.experiment.Experiment` (so heavy steps go through the results store) and returns
+:class:`~mimlib.companion.results.experiment.Experiment` (so heavy steps go through the results store) and returns
 tidy :class:`pandas.DataFrame` objects for a notebook to show.
 
 - :mod:`.tables`: Table 1 with its control, summaries, sweeps, setups, the paper beside ours;
 - :mod:`.mixed_images`: mixed-image galleries and statistics;
 - :mod:`.manifold`: penultimate features and 2-D embeddings;
 - :mod:`.quirks`: the authors' quirks and their measured effects;
-- :mod:`.claims`: the paper's claims, each with evidence and a verdict;
+- :mod:`.claims`, :mod:`.claims_summary`: the paper's claims, each with evidence and a verdict,
+  and the verdict at a glance (the forest plots' rows, the landing page's headline);
 - :mod:`.other_detectors`: MIM under every detector (a question beyond the paper);
 - :mod:`.runtime`: wall times and the benchmark;
 - :mod:`.gpu`: the prepared GPU run's summary.
@@ -14,8 +15,9 @@ tidy :class:`pandas.DataFrame` objects for a notebook to show.
 
 from ...augment import PostMixAugment
 from ...detectors import extract
-from ..setups import architecture_setups
-from .claims import claims_table, columns_from, forest_frame, landing_headline
+from ..results.setups import architecture_setups
+from .claims import claims_table, columns_from
+from .claims_summary import forest_frame, landing_headline
 from .gpu import gpu_overview, gpu_plan, gpu_provenance, gpu_summary, gpu_tables, gpu_warnings
 from .manifold import embed_2d, penultimate_features, stored_embedding, umap_available
 from .mixed_images import gallery, mixed_batches, mixing_statistics, msp_of

@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..experiment import Experiment, ModelRun
+from ..results.experiment import Experiment
+
+from ..results.runs import ModelRun
 from ...models import features_and_logits, input_normalization
 from .mixed_images import mixed_batches
 from .stats import scores_digest

@@ -15,8 +15,9 @@ import torch
 from torch import nn
 
 from ...augment import PostMixAugment
-from ...data import ImageSet
-from ..experiment import Experiment, ModelRun
+from ...images import ImageSet
+from ..results.experiment import Experiment
+from ..results.runs import ModelRun
 from ...mixing import multi_input_mixup
 from ...models import input_normalization
 

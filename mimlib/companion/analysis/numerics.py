@@ -16,10 +16,10 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ..catalog import GROUP_LABELS, display_name, groups_of
+from ..results.catalog import GROUP_LABELS, display_name, groups_of
 from ...device import bf16_native, planned_device
-from ..experiment import Experiment
-from ..store import RECORD
+from ..results.experiment import Experiment
+from ..results.store import RECORD
 from .stats import auroc_difference
 
 

@@ -23,12 +23,13 @@ import numpy as np
 import pandas as pd
 
 from ...detectors import TABLE1_DETECTORS, check_detectors
-from ..catalog import GROUP_LABELS, groups_of
-from ..experiment import Experiment, ModelRun
-from ..store import Entry
-from ..protocol import check_protocol
-from ..report import openood_leaderboard
-from ..score_codes import FLOAT32, QUANTILE8
+from ..results.catalog import GROUP_LABELS, groups_of
+from ..results.experiment import Experiment
+from ..results.runs import ModelRun
+from ..results.store import Entry
+from ..results.protocol import check_protocol
+from .report import openood_leaderboard
+from ..results.score_codes import FLOAT32, QUANTILE8
 from .claims import JUDGED_GROUPS, NOT_RESOLVED
 from .stats import Interval, stored_auroc_difference
 from .tables import replace_setup
@@ -140,14 +141,15 @@ def _drift(coded: Entry, stored: Entry) -> float:
     return max(abs(r["auroc"] - stored_rows[r["ood"]]) for r in coded.record["result"]["rows"])
 
 
-def forest_rows(frame: pd.DataFrame, protocol: str) -> pd.DataFrame:
-    """The figure's rows for one protocol, in :func:`~mimlib.companion.plots.detector_forest`'s
-    form: detector, comparison (words), group, estimate, low, high, reading."""
-    part = frame[(frame["protocol"] == protocol) & frame["group"].isin(JUDGED_GROUPS)]
+def forest_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The figure's rows, every protocol run, in the form
+    :func:`~mimlib.companion.analysis.plots.detector_forest` draws: protocol, detector,
+    comparison (words), group, estimate, low, high, reading."""
+    part = frame[frame["group"].isin(JUDGED_GROUPS)]
     words = dict(COMPARISONS)
-    rows = [{"detector": r["detector"], "comparison": words[key], "group": r["group"],
-             "estimate": r[key], "low": r[f"{key}_low"], "high": r[f"{key}_high"],
-             "reading": r[f"{key}_reading"]}
+    rows = [{"protocol": r["protocol"], "detector": r["detector"], "comparison": words[key],
+             "group": r["group"], "estimate": r[key], "low": r[f"{key}_low"],
+             "high": r[f"{key}_high"], "reading": r[f"{key}_reading"]}
             for _, r in part.iterrows() for key in DRAWN]
     return pd.DataFrame(rows)
 

@@ -8,9 +8,10 @@ from typing import Any
 import pandas as pd
 
 from ...detectors import DETECTORS, FITTED_DETECTORS, TABLE1_DETECTORS
-from ..experiment import Experiment, ModelRun
-from ..protocol import DESIGN_CHOICES, QUIRKS, protocol_settings
-from ...train import BN_MODES
+from ..results.experiment import Experiment
+from ..results.runs import ModelRun
+from ..results.protocol import DESIGN_CHOICES, QUIRKS, protocol_settings
+from ...train_config import BN_MODES
 from .tables import CONTROL, replace_setup, summary_row, sweep_bn_modes
 
 #: The detectors the authors' CIFAR-100 notebook hands the features as logits.
@@ -84,7 +85,7 @@ def design_choices() -> pd.DataFrame:
 def bn_mode_effect(exp: Experiment, base: ModelRun, mim: dict[str, Any],
                    seeds: list[int]) -> pd.DataFrame:
     """The batch-norm design choice measured: MIM with ``mim`` in each mode of
-    :data:`~mimlib.train.BN_MODES` and its control (the same fine-tuning without mixed images,
+    :data:`~mimlib.train_config.BN_MODES` and its control (the same fine-tuning without mixed images,
     which id-stats and mixed-stats share: both are train mode on the ID batch), per OOD group
     and ID accuracy, the mean over ``seeds``, MIM's standard deviation and its change from the
     control."""

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ...models import architecture_display
-from ..store import Entry, Store
+from ..results.store import Entry, Store
 
 
 def _timed_parts(entry: Entry) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ import numpy as np
 from scipy import stats
 
 if TYPE_CHECKING:  # the store-backed forms take an experiment; the rest is plain numpy
-    from ..experiment import Experiment
+    from ..results.experiment import Experiment
 
 #: Scores of one arm: per seed, per set ("__id__" for the ID test images), one score per image.
 ArmScores = Sequence[Mapping[str, np.ndarray]]

@@ -10,13 +10,15 @@ import numpy as np
 import pandas as pd
 
 from ... import pins
-from ..catalog import groups_of
-from ...data import known_num_classes
+from ..results.catalog import groups_of
+from ...data_checks import known_num_classes
 from ...detectors import NEWER_DETECTORS
 from ...errors import ConfigError
-from ..experiment import Evaluation, Experiment, ModelRun, Setup
+from ..results.experiment import Experiment
+from ..results.runs import Evaluation, ModelRun
+from ..results.setup import Setup
 from ...models import published_oe_weights
-from ..report import compare_with_paper, is_mean_row, with_average
+from .report import compare_with_paper, is_mean_row, with_average
 from ...specs import BaseSpec
 
 
@@ -97,7 +99,7 @@ def table1_grid(template: Experiment, id_datasets: Sequence[str], protocols: Seq
 
 def group_means(rows: list[dict[str, Any]], metric: str = "auroc") -> dict[str, float]:
     """The mean of a metric over each group of OOD sets (near, far, noise: see
-    :mod:`mimlib.companion.catalog`), as ``mean_<metric>_<group>`` for the groups present."""
+    :mod:`mimlib.companion.results.catalog`), as ``mean_<metric>_<group>`` for the groups present."""
     sets = [r["ood"] for r in rows]
     return {f"mean_{metric}_{group}": float(np.mean([r[metric] for r in rows
                                                       if r["ood"] in members]))
@@ -344,8 +346,8 @@ def id_tag(id_data: str, id_datasets: Sequence[str]) -> str:
 
 def data_label(spec: str) -> str:
     """A data set as captions, titles and headers name it, for readers: its display name in
-    :mod:`mimlib.companion.catalog` (the spec, path and pin, is in the provenance line)."""
-    from ..catalog import spec_display
+    :mod:`mimlib.companion.results.catalog` (the spec, path and pin, is in the provenance line)."""
+    from ..results.catalog import spec_display
 
     return spec_display(spec)
 

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .experiment import Experiment, Setup
+from .experiment import Experiment
+
+from .setup import Setup
 from .store import Store
 
 SHORT_RUN_STEPS = 5
@@ -140,7 +142,7 @@ def this_machine() -> dict[str, Any]:
 
     import torch
 
-    from ..device import bf16_native
+    from ...device import bf16_native
 
     cpuinfo = Path("/proc/cpuinfo")
     names = [line.split(":", 1)[1].strip() for line in
@@ -171,7 +173,7 @@ def measure_machines(command: list[str], out: Path, profile: str) -> dict[str, A
     import subprocess
     import time
 
-    from .store import environment
+    from .provenance import environment
 
     results: dict[str, Any] = {}
     for name, env in MACHINES.items():

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..errors import MimlibError
+from ...errors import MimlibError
 
 
 def build_book(root: Path, *, strict: bool = True) -> Path:

@@ -15,8 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .pages import EXECUTED, NOTEBOOKS
-from .store import canonical_json
+from ..book.pages import EXECUTED, NOTEBOOKS
+from ..results.store import canonical_json
 
 MANIFEST = EXECUTED / "manifest.json"
 MANIFEST_LOCK = EXECUTED / "manifest.lock"
@@ -25,7 +25,7 @@ MANIFEST_LOCK = EXECUTED / "manifest.lock"
 def mimlib_fingerprint() -> str:
     """A hash of mimlib's own code and profiles: results of a changed library are stale."""
     h = hashlib.sha256()
-    package = Path(__file__).resolve().parents[1]  # mimlib/, not only its companion
+    package = Path(__file__).resolve().parents[2]  # mimlib/, not only its companion
     for path in sorted(package.rglob("*")):
         if path.suffix in (".py", ".yml", ".csv") and "__pycache__" not in path.parts:
             h.update(path.relative_to(package).as_posix().encode())

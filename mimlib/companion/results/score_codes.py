@@ -15,8 +15,8 @@ from typing import Mapping
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..metrics import ood_metrics
+from ...errors import ConfigError
+from ...metrics import ood_metrics
 
 #: The ways a scores entry keeps per-image scores.
 FLOAT32, QUANTILE8 = "float32", "quantile-uint8"

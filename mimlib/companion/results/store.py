@@ -24,10 +24,8 @@ import errno
 import hashlib
 import json
 import os
-import platform
 import shutil
 import socket
-import subprocess
 import tempfile
 import threading
 import time
@@ -40,7 +38,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from ..errors import StoreError
+from ...errors import StoreError
+from .provenance import environment
 
 RECORD = "record.json"
 LOCKS = ".locks"  # one lock file per key being computed (see Store.lock)
@@ -87,38 +86,6 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
-
-
-def environment() -> dict[str, Any]:
-    """Library versions, Python, platform and the git revision of the project."""
-    versions = {}
-    for name in ("torch", "torchvision", "numpy", "sklearn", "pytorch_ood", "mimlib"):
-        try:
-            versions[name] = __import__(name).__version__
-        except (ImportError, AttributeError):
-            versions[name] = None
-    cuda = None
-    with contextlib.suppress(Exception):
-        import torch
-
-        cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"versions": versions, "python": platform.python_version(),
-            "platform": platform.platform(), "device": cuda or "cpu", "git": git_revision()}
-
-
-def git_revision() -> str | None:
-    """``<commit>`` or ``<commit>-dirty`` of the checkout holding this package, else None."""
-    here = Path(__file__).resolve().parent
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                             text=True, timeout=10)
-        if rev.returncode:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return rev.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 @dataclass
@@ -168,7 +135,7 @@ class Store:
 
     def _note_use(self, kind: str, key: str) -> None:
         """Append this entry to ``$MIMLIB_USAGE`` when it is set (by
-        :func:`mimlib.companion.papermill_run.execute_notebook`, per notebook run): which stored results a
+        :func:`mimlib.companion.run.papermill_run.execute_notebook`, per notebook run): which stored results a
         chapter used, the basis of what each chapter costs (:func:`usage`)."""
         target = os.environ.get(USAGE_ENV)
         if target:

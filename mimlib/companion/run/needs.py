@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import data as D
-from .. import fetch
-from ..checkpoints import weights_item
-from ..device import resolve_device
-from ..errors import DataError, MimlibError
-from ..models import published_oe_weights
-from .setups import setups_of
-from ..specs import DataSpec
+from ... import data as D
+from ... import data_checks, fetch
+from ...checkpoints import weights_item
+from ...device import resolve_device
+from ...errors import DataError, MimlibError
+from ...models import published_oe_weights
+from ..results.setups import setups_of
+from ...specs import DataSpec
 
 
 def items_of(params: dict[str, Any]) -> tuple[list[tuple[fetch.Item, bool]], list[str]]:
@@ -43,7 +43,7 @@ def items_of(params: dict[str, Any]) -> tuple[list[tuple[fetch.Item, bool]], lis
                 remote += found
                 continue
             try:  # a local path, a noise or an embedded set
-                D.check_available(spec, options, role=role)
+                data_checks.check_available(spec, options, role=role)
             except MimlibError as err:
                 problems.append(f"- {spec.text}: {err}")
         if setup.results_only:

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..detectors import DetectorOptions
-from ..errors import ConfigError
-from ..train import MIMConfig
+from ...detectors import DetectorOptions
+from ...errors import ConfigError
+from ...train_config import MIMConfig
 
 PROTOCOLS = ("faithful", "corrected")
 #: What figures and tables call each protocol.

@@ -18,26 +18,21 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from .. import pins
-from ..checks import is_number, is_whole
-from .analysis.claims import columns_from
-from .analysis.runtime import short_git
-from ..detectors import check_detectors
-from ..errors import ConfigError
-from .experiment import Experiment, Setup
-from .labels import readers_label, readers_table
-from ..models import ARCHITECTURES
+from ... import pins
+from ..analysis.runtime import short_git
+from ...errors import ConfigError
+from ..results.experiment import Experiment
+from ..results.setup import Setup
+from ..analysis.labels import readers_label, readers_table
 from .pages import EXECUTED
 from .profiles import load_profile, profile_names
-from .protocol import PROTOCOLS
-from .report import (cite_line, label, markdown_table, result_id, save_figure, save_table,
+from ..analysis.report import (cite_line, label, markdown_table, result_id, save_figure, save_table,
                      written_path)
 from .rerun import page_of, rerun_line
-from ..specs import ID_SETS, DataSpec
-from .store import Store, canonical_json, environment, git_revision
-from ..train import BN_MODES, MIMConfig, OEConfig
-
-MIM_FIELDS = {f.name for f in dataclasses.fields(MIMConfig)} - {"device", "eval_every"}
+from ..results.provenance import environment, git_revision
+from ..results.store import Store, canonical_json
+from .parameters import CHECKS, check_parameters
+from .style import plot_style
 
 
 class Provenance(str):
@@ -126,7 +121,7 @@ class Session:
               shown: list[str] | None = None, folded: str | None = None) -> None:
         """Show df as a numbered table whose caption names the profile and parameters (or
         the given provenance, for results that another run produced), and links its CSV;
-        its headers and label cells in readers' words (``readers``; see mimlib.companion.labels), the
+        its headers and label cells in readers' words (``readers``; see mimlib.companion.analysis.labels), the
         CSV with the machine names, and under it the cite line and the re-run command.
         ``shown``: the columns the page shows (the CSV keeps all); ``folded``: the title of
         a folded block that holds the table (details a reader opens)."""
@@ -143,7 +138,7 @@ class Session:
         display(Markdown(markup))
 
     def rerun_line(self) -> str:
-        """The commands that re-run this page with its parameters (see mimlib.companion.rerun)."""
+        """The commands that re-run this page with its parameters (see mimlib.companion.book.rerun)."""
         return rerun_line(page_of(self.params), self.profile, self.params)
 
     def cite_as(self, label: str) -> str:
@@ -159,7 +154,7 @@ class Session:
         display(Markdown(f":::{{{kind}}}\n{text}\n:::"))
 
     def figure(self, fig: Any, name: str, provenance: str | None = None) -> None:
-        """Fit fig to the book's width (:func:`~mimlib.companion.plots.fit_to_page`), save
+        """Fit fig to the book's width (:func:`~mimlib.companion.analysis.plots.fit_to_page`), save
         it (PNG + PDF, the provenance in their metadata) and glue it and its caption's
         provenance (this page's, or the given one for results that another run produced)."""
         import matplotlib.pyplot as plt
@@ -167,7 +162,7 @@ class Session:
         from myst_nb import glue
 
         provenance = provenance or self.provenance
-        from .plots import fit_to_page
+        from ..analysis.plots import fit_to_page
 
         smallest = fit_to_page(fig)  # legible at the book's width
         png, pdf = save_figure(fig, name, spec_of(provenance), self.profile, smallest)
@@ -237,7 +232,7 @@ def start(profile: str, setup: dict[str, Any], mim: dict[str, Any] | None = None
             and not os.environ.get("MIMLIB_EXPORTS"):
         # not run by mimlib: the book's exports stay those of its pages
         os.environ["MIMLIB_EXPORTS"] = str(RERUN_EXPORTS)
-    _plot_style()
+    plot_style()
     exp_setup = Setup(**setup)
     exp_setup.preflight()
     session = Session(profile, Experiment(exp_setup, Store(store) if store else None,
@@ -299,9 +294,9 @@ def _check_given(params: dict[str, Any], given: set[str]) -> None:
             "notebooks/NN_name.ipynb out.ipynb -f params.yml`")
     for name in sorted(given):
         value = params.get(name)
-        if isinstance(value, str) and name in _CHECKS:
+        if isinstance(value, str) and name in CHECKS:
             try:
-                _CHECKS[name](value)
+                CHECKS[name](value)
             except ConfigError as err:
                 raise ConfigError(f"parameter {name!r}: {err}; papermill's -p passes text "
                                   f"and numbers only: give lists and mappings as YAML with -y "
@@ -313,141 +308,3 @@ def _profile_about(profile: str) -> str:
     return str(load_profile(profile).get("about", "")) if profile in profile_names() else ""
 
 
-def check_parameters(notebook: str | None, params: dict[str, Any]) -> None:
-    """Check every parameter of a notebook run (by name; one meaning per name everywhere).
-
-    The values alone are checked: no file is opened, so a profile's parameters are valid or not
-    whether or not its data are on this machine (:meth:`Setup.preflight` checks those)."""
-    where = f" of {notebook}" if notebook else ""
-    for name, value in params.items():
-        check = _CHECKS.get(name)
-        if check is None:
-            raise ConfigError(f"unknown parameter {name!r}{where}")
-        try:
-            check(value)
-        except ConfigError as err:
-            raise ConfigError(f"parameter {name!r}{where}: {err}") from None
-
-
-def _setup(value: Any) -> None:
-    known = {f.name for f in dataclasses.fields(Setup)}
-    _fields("setup", value, known)
-    Setup(**value)
-
-
-def _setup_changes(value: Any) -> None:
-    _fields("arch_setup", value, {f.name for f in dataclasses.fields(Setup)})
-
-
-def _mim(value: Any) -> None:
-    _fields("mim", value, MIM_FIELDS)
-    MIMConfig(device="cpu", **value)
-
-
-def _oe(value: Any) -> None:
-    known = {f.name for f in dataclasses.fields(OEConfig)} - {"device", "eval_every"}
-    _fields("oe", value, known)
-    OEConfig(device="cpu", **value)
-
-
-def _fields(name: str, value: Any, known: set[str]) -> None:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{name} must be a mapping, got {type(value).__name__}")
-    unknown = sorted(set(value) - known)
-    if unknown:
-        raise ConfigError(f"unknown field(s) {unknown}; known: {sorted(known)}")
-
-
-def _list_of(kind: str, check: Callable[[Any], bool]) -> Callable[[Any], None]:
-    def checker(value: Any) -> None:
-        if not isinstance(value, list) or not value or not all(check(v) for v in value):
-            raise ConfigError(f"must be a non-empty list of {kind}, got {value!r}")
-    return checker
-
-
-def _one(kind: str, check: Callable[[Any], bool]) -> Callable[[Any], None]:
-    def checker(value: Any) -> None:
-        if not check(value):
-            raise ConfigError(f"must be {kind}, got {value!r}")
-    return checker
-
-
-def _is_spec(role: str) -> Callable[[Any], bool]:
-    """Whether a value is a data spec that ``role`` (id, ood) accepts."""
-    def check(v: Any) -> bool:
-        try:
-            DataSpec.parse(v, role)
-        except ConfigError:
-            return False
-        return True
-    return check
-
-
-_id_spec, _ood_spec = _is_spec("id"), _is_spec("ood")
-
-
-def _detectors(value: Any) -> None:
-    if not isinstance(value, list) or not value:
-        raise ConfigError(f"must be a non-empty list of detector names, got {value!r}")
-    check_detectors(value)
-
-
-def _columns(value: Any) -> None:
-    if not isinstance(value, list) or not value:
-        raise ConfigError(f"must be a non-empty list of claims columns, got {value!r}")
-    for column in columns_from(value):
-        _mim(column.overrides)
-
-
-_CHECKS: dict[str, Callable[[Any], None]] = {
-    "profile": _one("a profile name", lambda v: isinstance(v, str) and bool(v)),
-    "setup": _setup,
-    "mim": _mim,
-    "store": _one("a folder path or None", lambda v: v is None or isinstance(v, str)),
-    "ks": _list_of("whole numbers >= 1", is_whole),
-    "seeds": _list_of("whole numbers >= 0", lambda v: is_whole(v, 0)),
-    "ablation_seeds": _list_of("whole numbers >= 0", lambda v: is_whole(v, 0)),
-    "steps_grid": _list_of("whole numbers >= 1 or None (one whole epoch)",
-                           lambda v: v is None or is_whole(v)),
-    "n_gallery": _one("a whole number >= 1", is_whole),
-    "n_stats": _one("a whole number >= 1", is_whole),
-    "n_points": _one("a whole number >= 1", is_whole),
-    "eval_every": _one("a whole number >= 1", is_whole),
-    "ps": _list_of("probabilities in [0, 1]", lambda v: is_number(v) and 0 <= v <= 1),
-    "lrs": _list_of("numbers > 0", lambda v: is_number(v) and v > 0),
-    "lams": _list_of("numbers >= 0", lambda v: is_number(v) and v >= 0),
-    "alphas": _list_of("numbers > 0", lambda v: is_number(v) and v > 0),
-    "id_datasets": _list_of(f"ID data sets ({list(ID_SETS)} or folder:PATH)", _id_spec),
-    "protocols": _list_of(f"protocols {list(PROTOCOLS)}", lambda v: v in PROTOCOLS),
-    "detectors": _detectors,
-    "paper_ids": _one("a mapping from ID specs to cifar10 / cifar100",
-                      lambda v: isinstance(v, dict) and all(
-                          x in ("cifar10", "cifar100") for x in v.values())),
-    "oe_outliers": _one("an auxiliary outlier set (tinyimages300k, synthetic_clutter, "
-                        "crop:PATH...) or None (none available)",
-                        lambda v: v is None or _ood_spec(v)),
-    "oe": _oe,
-    "published_oe": _one("true or false", lambda v: isinstance(v, bool)),
-    "embeddings": _list_of("embeddings (pca, tsne, umap)", lambda v: v in ("pca", "tsne", "umap")),
-    "ablation": _mim,
-    "arch_mim": _mim,
-    "archs": _list_of(f"architectures {sorted(ARCHITECTURES)}", lambda v: v in ARCHITECTURES),
-    "arch_setup": _setup_changes,
-    "benchmark": _one("a folder path", lambda v: isinstance(v, str)),
-    "gpu_results": _one("a folder path", lambda v: isinstance(v, str)),
-    "columns": _columns,
-    "precision_seeds": _one("a list of whole numbers >= 0 (empty: no comparison)",
-                            lambda v: isinstance(v, list) and all(is_whole(x, 0) for x in v)),
-    "bn_modes": _list_of(f"batch-norm modes {list(BN_MODES)}", lambda v: v in BN_MODES),
-}
-
-
-def _plot_style() -> None:
-    """One theme for every figure of the book: seaborn's, with the book's sizes on top."""
-    import matplotlib
-    import seaborn as sns  # here, not at the top: a page that draws nothing skips its second
-
-    sns.set_theme(context="paper", style="whitegrid", palette="deep")
-    matplotlib.rcParams.update({"figure.dpi": 110, "axes.spines.top": False,
-                                "axes.spines.right": False, "axes.grid": True,
-                                "grid.alpha": 0.3, "font.size": 9})

@@ -13,12 +13,12 @@ from typing import Any
 
 import yaml
 
-from ...errors import ConfigError
+from ....errors import ConfigError
 
 
 def profile_names() -> list[str]:
-    """The profiles shipped with mimlib (``mimlib/companion/profiles/*.yml``)."""
-    folder = resources.files("mimlib.companion.profiles")
+    """The profiles shipped with mimlib (``mimlib/companion/book/profiles/*.yml``)."""
+    folder = resources.files("mimlib.companion.book.profiles")
     return sorted(p.name[:-4] for p in folder.iterdir() if p.name.endswith(".yml"))
 
 
@@ -26,7 +26,7 @@ def load_profile(name: str) -> dict[str, Any]:
     """A profile as data (YAML parsed with ``safe_load``), with ``extends`` resolved."""
     if name not in profile_names():
         raise ConfigError(f"unknown profile {name!r}; choose one of {profile_names()}")
-    text = resources.files("mimlib.companion.profiles").joinpath(f"{name}.yml").read_text()
+    text = resources.files("mimlib.companion.book.profiles").joinpath(f"{name}.yml").read_text()
     profile = yaml.safe_load(text) or {}
     parent = profile.pop("extends", None)
     if parent:

@@ -2,11 +2,11 @@
 
 Only a run that succeeds replaces the page and moves its exports into ``book/exports/``; a
 failed one lands in ``book/failed/`` with its traceback. This is the unit of work that
-:mod:`mimlib.companion.executors` runs, here or as a job.
+:mod:`mimlib.companion.run.executors` runs, here or as a job.
 
 While it runs, a notebook's page so far, its staged exports and its store usage lie beside the
 executed page, named by the run's host and process: removed when it ends (SIGTERM included, see
-:mod:`mimlib.companion.interrupt`), and, when it was killed, by the next run on that host once
+:mod:`mimlib.companion.run.interrupt`), and, when it was killed, by the next run on that host once
 that process is dead.
 """
 
@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .interrupt import sigterm_as_interrupt
-from .pages import FAILED, NOTEBOOKS
-from .parameters_cell import fold_parameters
-from ..progress import progress_channel
-from .report import exports_dir
-from .store import USAGE_ENV, Store, writer_id
+from ..book.pages import FAILED, NOTEBOOKS
+from ..book.parameters_cell import fold_parameters
+from ...progress import progress_channel
+from ..analysis.report import exports_dir
+from ..results.store import USAGE_ENV, Store, writer_id
 
 #: what a run leaves beside the page while it runs: the page so far, the exports staged, the store
 #: entries used; named by its writer (host-PID; pages of versions before hosts by PID alone)
@@ -47,7 +47,7 @@ class NotebookResult:
     executed: str
     seconds: float
     error: str = ""
-    log: str = ""  # the job's log, when it ran as a job (mimlib.companion.executors)
+    log: str = ""  # the job's log, when it ran as a job (mimlib.companion.run.executors)
 
 
 def execute_notebook(root: Path, name: str, params: dict[str, Any], out: Path,
@@ -58,7 +58,7 @@ def execute_notebook(root: Path, name: str, params: dict[str, Any], out: Path,
     ``book/exports/`` and, with ``record_usage``, records which store entries it used: a
     failed one is kept in ``book/failed/`` with its traceback, and the last good page, exports
     and records stay as they were. No manifest, no skipping: see
-    :func:`mimlib.companion.orchestrate.run_notebooks`.
+    :func:`mimlib.companion.run.orchestrate.run_notebooks`.
     """
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(out.parent)

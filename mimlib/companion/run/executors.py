@@ -7,7 +7,7 @@ exist. Those (the base models every chapter starts from: pretrained, loaded or a
 computed first, once, by one job; then the notebooks run concurrently, one job each
 (``processes``: at most ``workers`` at a time; ``slurm``: all submitted, queued by the
 scheduler). Jobs share the store
-through its per-key locks (:meth:`mimlib.companion.store.Store.lock`), so two chapters that need the same
+through its per-key locks (:meth:`mimlib.companion.results.store.Store.lock`), so two chapters that need the same
 run compute it once. Only the calling process writes the manifest and builds the book, once
 every job has finished; a failed job is reported with its log and the executed notebook that
 holds its traceback.
@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Collection
 
-from ..checks import choice, whole
-from ..errors import ConfigError, MimlibError
-from .experiment import Experiment
+from ...checks import choice, whole
+from ...errors import ConfigError, MimlibError
+from ..results.experiment import Experiment
 from .papermill_run import NotebookResult, execute_notebook
-from .setups import setups_of
-from .store import Store
+from ..results.setups import setups_of
+from ..results.store import Store
 
 EXECUTORS = ("local", "processes", "slurm")
 POLL_S = 1.0

@@ -1,12 +1,12 @@
 """Readers' labels: what the book's figures and tables call each data set, model and protocol.
 
-Each name lives next to what it names: data sets in :mod:`mimlib.companion.catalog` (store
+Each name lives next to what it names: data sets in :mod:`mimlib.companion.results.catalog` (store
 names, and the files a profile's specs read, known by their checksum), architectures and
 published weights in :mod:`mimlib.models.registry` (``ARCHITECTURE_NAMES``,
-``PublishedWeights.display``), protocols in :data:`mimlib.companion.protocol.PROTOCOL_NAMES`.
+``PublishedWeights.display``), protocols in :data:`mimlib.companion.results.protocol.PROTOCOL_NAMES`.
 This module applies them: to a table's headers and label cells (:func:`readers_table`, which the
 notebooks' tables go through) and to any one label (:func:`readers_label`, which
-:mod:`mimlib.companion.plots` uses for titles, legends and tick labels).
+:mod:`mimlib.companion.analysis.plots` uses for titles, legends and tick labels).
 
 Specs, pins and registry keys stay where a result is traced: the provenance line of every table
 and figure, and the exported CSV files, whose comment line is that provenance and whose columns
@@ -20,9 +20,9 @@ from typing import Any
 
 import pandas as pd
 
-from .catalog import spec_display
-from .protocol import PROTOCOL_NAMES
-from ..specs import BaseSpec
+from ..results.catalog import spec_display
+from ..results.protocol import PROTOCOL_NAMES
+from ...specs import BaseSpec
 
 #: Metrics as column headers name them (``auroc[SET]`` becomes ``AUROC: <set's name>``).
 METRIC_NAMES = {"auroc": "AUROC", "aupr_in": "AUPR-IN", "aupr_out": "AUPR-OUT",
@@ -40,7 +40,7 @@ def readers_label(text: Any) -> Any:
     weights (``registry:KEY``) or a protocol by its display name, ``METRIC[SET]`` as
     ``METRIC: set``, each part of ``A / B`` on its own; any other text (and any non-text)
     comes back unchanged."""
-    from ..models import ARCHITECTURE_NAMES, weights_display
+    from ...models import ARCHITECTURE_NAMES, weights_display
 
     if not isinstance(text, str):
         return text
@@ -63,7 +63,7 @@ def readers_table(df: pd.DataFrame) -> pd.DataFrame:
     """A copy of a table for the page: headers and text cells through :func:`readers_label`
     (cells of a weights column through :func:`mimlib.models.weights_display`), numbers as
     they are."""
-    from ..models import weights_display
+    from ...models import weights_display
 
     out = df.copy()
     for i, column in enumerate(df.columns):

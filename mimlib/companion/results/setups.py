@@ -1,6 +1,6 @@
 """The setups one page runs, from its parameters: its own, one per ID set, one per architecture.
 
-Both the run's preparation (:mod:`mimlib.companion.needs`, :mod:`mimlib.companion.executors`) and the chapters
+Both the run's preparation (:mod:`mimlib.companion.run.needs`, :mod:`mimlib.companion.run.executors`) and the chapters
 (:mod:`mimlib.companion.analysis`) expand a page's setup this way, so it lives below both.
 """
 
@@ -9,10 +9,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Sequence
 
-from ..errors import ConfigError
-from .experiment import Setup
-from ..models import PUBLISHED
-from ..specs import BaseSpec
+from ...errors import ConfigError
+from .setup import Setup
+from ...models import PUBLISHED
+from ...specs import BaseSpec
 
 
 def setups_of(params: dict[str, Any]) -> list[Setup]:

@@ -18,21 +18,21 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from .catalog import GROUP_LABELS, groups_of
-from .store import canonical_json, config_key
+from ..results.catalog import GROUP_LABELS, groups_of
+from ..results.store import canonical_json, config_key
 
 EXPORT_DPI = 150  # the figures' PNG and PDF resolution (the book shows the PNG)
 
 def paper_numbers() -> pd.DataFrame:
     """Every number of the paper's Tables 1 and 2 (long format; see paper/SOURCE.md)."""
-    with resources.files("mimlib.companion.paper").joinpath("paper_tables.csv").open() as fh:
+    with resources.files("mimlib.companion.analysis.paper").joinpath("paper_tables.csv").open() as fh:
         return pd.read_csv(fh)
 
 
 def openood_leaderboard() -> pd.DataFrame:
     """The OpenOOD v1.5 CIFAR-10 leaderboard rows the book quotes (near / far AUROC in percent,
     ResNet-18; see paper/SOURCE.md)."""
-    with resources.files("mimlib.companion.paper").joinpath("openood_v15_cifar10.csv").open() as fh:
+    with resources.files("mimlib.companion.analysis.paper").joinpath("openood_v15_cifar10.csv").open() as fh:
         return pd.read_csv(fh)
 
 
@@ -178,7 +178,7 @@ def save_table(df: pd.DataFrame, name: str, provenance: str, profile: str) -> Pa
 
 def _export_path(profile: str, filename: str) -> Path:
     """The file's place under ``exports_dir()``, which links name. While a run is staged
-    (``$MIMLIB_EXPORTS_STAGING``, set by :func:`mimlib.companion.papermill_run.execute_notebook`), the
+    (``$MIMLIB_EXPORTS_STAGING``, set by :func:`mimlib.companion.run.papermill_run.execute_notebook`), the
     file is written there instead and moved to its place only if the whole notebook succeeds."""
     return exports_dir() / profile / filename
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ConfigError, MimlibError
+from ...errors import ConfigError, MimlibError
 
 NOTEBOOKS = Path("notebooks")
 EXECUTED = Path("book") / "executed"

@@ -3,10 +3,10 @@ run the rest.
 
 Every notebook's parameters (profile, then ``-p`` overrides) are checked before anything runs;
 what the notebooks need is fetched or listed; a notebook whose fingerprint is unchanged is
-skipped unless forced (:mod:`mimlib.companion.manifest`); the others run where the executor says
-(:mod:`mimlib.companion.executors`), each through papermill (:mod:`mimlib.companion.papermill_run`). A failing
+skipped unless forced (:mod:`mimlib.companion.run.manifest`); the others run where the executor says
+(:mod:`mimlib.companion.run.executors`), each through papermill (:mod:`mimlib.companion.run.papermill_run`). A failing
 notebook does not stop the others; the summary names it and the executed notebook that holds
-its traceback. The book is built afterwards (:mod:`mimlib.companion.book_build`).
+its traceback. The book is built afterwards (:mod:`mimlib.companion.run.book_build`).
 """
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ from typing import Any
 
 import yaml
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 from .executors import ExecutorSettings, run_jobs
 from .manifest import fingerprint, read_manifest, record_run
 from .needs import prepare
-from .notebook import check_parameters
-from .pages import EXECUTED, NOTEBOOKS
+from ..book.parameters import check_parameters
+from ..book.pages import EXECUTED, NOTEBOOKS
 from .papermill_run import NotebookResult
-from .profiles import apply_overrides, check_gpu, load_profile, profile_parameters
-from ..progress import terminal_bar
+from ..book.profiles import apply_overrides, check_gpu, load_profile, profile_parameters
+from ...progress import terminal_bar
 
 
 def notebook_parameters(root: Path, name: str, profile: dict[str, Any],
@@ -33,7 +33,7 @@ def notebook_parameters(root: Path, name: str, profile: dict[str, Any],
     """The parameters a notebook runs with: profile (common, then its own), then overrides.
 
     Every name must be a parameter of the notebook, and the values must pass mimlib's checks
-    (:func:`mimlib.companion.notebook.check_parameters`), before anything runs.
+    (:func:`mimlib.companion.book.session.check_parameters`), before anything runs.
     """
     import papermill as pm  # imported when parameters are checked: papermill is slow to import
 
@@ -67,7 +67,7 @@ def run_notebooks(root: Path, names: list[str], profile_name: str,
     """Execute notebooks with papermill; see the module docstring. ``progress`` draws terminal
     bars; ``announce`` prints a plain line as each notebook starts (for logs, not terminals);
     ``allow_cpu`` runs a profile that needs a GPU on a machine without one; ``executor`` says
-    where the notebooks run (default: here, one after another; see :mod:`mimlib.companion.executors`)."""
+    where the notebooks run (default: here, one after another; see :mod:`mimlib.companion.run.executors`)."""
     profile = load_profile(profile_name)
     check_gpu(profile_name, profile, allow_cpu)
     # validate everything first: a typo in the last notebook must not cost the first ones

@@ -16,8 +16,8 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from ..errors import ConfigError
-from ..specs import DataSpec
+from ...errors import ConfigError
+from ...specs import DataSpec
 
 #: The groups, in the order tables show them.
 OOD_GROUPS = ("near", "far", "noise")

@@ -22,10 +22,10 @@ import sys
 from pathlib import Path
 
 from .book_build import build_book
-from ..errors import ConfigError, MimlibError
+from ...errors import ConfigError, MimlibError
 from .interrupt import Terminated, sigterm_as_interrupt
-from .pages import notebook_names, resolve_notebook
-from .profiles import load_profile, profile_names
+from ..book.pages import notebook_names, resolve_notebook
+from ..book.profiles import load_profile, profile_names
 
 #: The profile of ``mimlib reproduce`` and ``mimlib run`` when none is given.
 DEFAULT_PROFILE = "cifar10-cpu"
@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     red.add_argument("--one-epoch", action="store_true", help="also the main table's one-epoch "
                      "MIM run (minutes on a CPU)")
     red.add_argument("--machines", nargs="?", const="", metavar="FILE", help="on every CPU kind "
-                     "and thread count of mimlib.companion.rederive.MACHINES, into FILE "
+                     "and thread count of mimlib.companion.results.rederive.MACHINES, into FILE "
                      "(default: cross-machine.json beside the profile's store)")
     sub.add_parser("book", help="build the book from the executed notebooks (strict)")
     sub.add_parser("profiles", help="list the profiles")
@@ -84,7 +84,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--allow-cpu", action="store_true", help="run a profile that needs a "
                         "GPU (paper, paper-scratch) on a machine without one")
-    jobs = parser.add_argument_group("where the notebooks run (mimlib.companion.executors)")
+    jobs = parser.add_argument_group("where the notebooks run (mimlib.companion.run.executors)")
     jobs.add_argument("--executor", choices=["local", "processes", "slurm"], default=None,
                       help="local: here, one after another (default); processes: worker "
                       "processes on this machine; slurm: jobs of a Slurm cluster (submitit)")
@@ -163,8 +163,8 @@ def _rederive(args: argparse.Namespace) -> int:
     """``mimlib rederive``: the check here (its summary as one JSON line), or per machine."""
     import json
 
-    from . import rederive
-    from .experiment import Setup
+    from ..results import rederive
+    from ..results.setup import Setup
 
     settings = load_profile(args.profile)["common"]
     setup = Setup(**settings["setup"])
@@ -173,7 +173,7 @@ def _rederive(args: argparse.Namespace) -> int:
                           "recomputes from them")
     if args.machines is not None:
         out = Path(args.machines or Path(settings["store"]).parent / "cross-machine.json")
-        command = [sys.executable, "-m", "mimlib.companion.cli", "rederive", "--profile",
+        command = [sys.executable, "-m", "mimlib.companion.run.cli", "rederive", "--profile",
                    args.profile]
         rederive.measure_machines(command, out, args.profile)
         print(f"rederive: {out}")
@@ -184,7 +184,7 @@ def _rederive(args: argparse.Namespace) -> int:
     return 1 if summary["beyond_tolerance"] else 0
 
 
-def _executor(args: argparse.Namespace):  # -> mimlib.companion.executors.ExecutorSettings
+def _executor(args: argparse.Namespace):  # -> mimlib.companion.run.executors.ExecutorSettings
     from .executors import executor_settings  # imports torch: see _dispatch
 
     options = {}
