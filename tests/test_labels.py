@@ -102,7 +102,7 @@ def _smoke_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, page: str = 
     monkeypatch.setattr(IPython.display, "display", shown.append)
     params = _page_parameters(page, "smoke", list(overrides))
     params["store"] = str(tmp_path / "store")  # nothing computed: an empty store
-    session = start(**params)
+    session = start(**params, page=page)
     shown.clear()  # the profile's note
     return session, params, shown
 
@@ -317,16 +317,22 @@ def test_the_rerun_command_under_a_figure_names_the_page_mimlib_run_ran(
 
 def test_a_run_that_names_no_page_or_profile_says_why_it_has_no_command(
         tmp_path, monkeypatch) -> None:
-    from mimlib.companion.book.rerun import page_of, rerun_line
+    from mimlib.companion.book.rerun import rerun_line
+    from mimlib.companion.book.session import start
 
     monkeypatch.delenv("MIMLIB_NOTEBOOK", raising=False)
-    monkeypatch.chdir(tmp_path)  # no notebooks/ here
-    assert page_of({"profile": "smoke", "ks": [1]}) is None
     assert "page is not known" in rerun_line(None, "smoke", {})
     assert "not one of mimlib's profiles" in rerun_line("07_ablation_k", "mine", {})
-    monkeypatch.chdir(ROOT)
-    assert page_of(_page_parameters("09_ablation_training", "smoke", [])) == \
-        "09_ablation_training"
+    setup = {"id_data": "synthetic", "ood_sets": ["gaussian"], "arch": "small_cnn",
+             "base": "pretrain", "protocol": "corrected", "device": "cpu"}
+    # a page is what start() is told, never guessed from its parameters' names
+    unnamed = start("smoke", setup, {}, str(tmp_path / "store"), ks=[1])
+    assert unnamed.page is None and "page is not known" in unnamed.rerun_line()
+    named = start("smoke", setup, {}, str(tmp_path / "store"), page="07_ablation_k", ks=[1])
+    assert named.page == "07_ablation_k" and "mimlib run 07_ablation_k" in named.rerun_line()
+    monkeypatch.setenv("MIMLIB_NOTEBOOK", "01_mixed_samples")  # as mimlib run sets it
+    assert start("smoke", setup, {}, str(tmp_path / "store"), ks=[1]).page == \
+        "01_mixed_samples"
 
 
 def test_the_forest_plot_is_legible_at_the_books_width() -> None:

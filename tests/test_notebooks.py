@@ -1,14 +1,15 @@
 """The source notebooks: valid, clean, parameterised, and every profile's parameters accepted."""
 
+import ast
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from mimlib.companion.book.parameters import check_parameters
-from mimlib.companion.run.orchestrate import notebook_parameters
 from mimlib.companion.book.pages import notebook_names
-from mimlib.companion.book.profiles import load_profile, profile_names
+from mimlib.companion.book.parameters import check_parameters
+from mimlib.companion.book.profiles import load_profile, profile_names, profile_parameters
+from mimlib.companion.run.orchestrate import notebook_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = notebook_names(ROOT)
@@ -123,3 +124,17 @@ def _csv_spec(root: Path, caption: str) -> str:
 
     name = re.search(r":name: (\S+)", caption).group(1)
     return (root / "exports" / "smoke" / f"{name}.csv").read_text().splitlines()[0]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_template_runs_the_profile_it_names_as_that_profile_gives_it(name: str) -> None:
+    """A template's defaults are the paper profile's (which its ``profile`` names): run with
+    papermill alone it runs that profile's setup, never a contradicting one."""
+    import papermill as pm
+
+    defaults = {k: ast.literal_eval(v["default"])
+                for k, v in pm.inspect_notebook(str(ROOT / "notebooks" / f"{name}.ipynb")).items()}
+    assert defaults["profile"] == "paper"
+    given = profile_parameters(load_profile("paper"), name)
+    assert defaults["setup"] == given["setup"]
+    assert defaults["mim"] == given["mim"]

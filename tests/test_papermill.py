@@ -74,10 +74,13 @@ def test_every_parameter_of_a_template_reaches_start(name: str) -> None:
              for node in ast.walk(ast.parse(cell.source))
              if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "start"]
     assert len(calls) == 1, "one start() call"
-    passed = [a.id for a in calls[0].args] + [k.arg for k in calls[0].keywords]
+    page = [k for k in calls[0].keywords if k.arg == "page"]
+    assert len(page) == 1 and page[0].value.value == name, "start() is told its own page"
+    keywords = [k for k in calls[0].keywords if k.arg != "page"]
+    passed = [a.id for a in calls[0].args] + [k.arg for k in keywords]
     assert passed[:4] == ["profile", "setup", "mim", "store"]
     assert sorted(passed) == sorted(declared)
-    assert all(k.arg == getattr(k.value, "id", None) for k in calls[0].keywords)
+    assert all(k.arg == getattr(k.value, "id", None) for k in keywords)
 
 
 def test_the_docs_show_both_papermill_forms() -> None:
@@ -200,8 +203,8 @@ def _check_rerun(clone: Clone, out: Path, exports: Path) -> None:
     assert spec(exports / PROFILE / "tbl-ablation-k.csv") == spec(book_csv)  # and store
     assert spec(book_csv).startswith(f"# profile {PROFILE}; data=")
     # under the table, the commands that re-run what this run did: the page as mimlib run made
-    # it names the profile alone; papermill's run (no MIMLIB_NOTEBOOK: the page is found by
-    # its parameters) names the page and the k it was given
+    # it names the profile alone; papermill's run (no MIMLIB_NOTEBOOK: the template tells
+    # start() its page) names the page and the k it was given
     ks = _chosen_ks()
     assert _rerun_commands(_table_block(page, "tbl-ablation-k")[2]) == [
         f"mimlib run {PAGE} --profile {PROFILE}",

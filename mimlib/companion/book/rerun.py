@@ -6,9 +6,8 @@ profile gives the page, and the same through papermill alone on the template
 (``mimlib parameters ... > params.yml && papermill notebooks/PAGE.ipynb out.ipynb -f
 params.yml``), which needs no executed page: a fresh clone has none until ``mimlib reproduce``.
 
-The page is the one ``mimlib run`` names (``$MIMLIB_NOTEBOOK``); a page that papermill runs
-alone is found by its parameters, since every template of ``notebooks/`` passes ``start()``
-exactly its own, and no two templates have the same names.
+The page is the one the template tells ``start()`` (``page=``), which every template of
+``notebooks/`` does, so a page is never guessed from its parameters.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from __future__ import annotations
 import ast
 import functools
 import json
-import os
 import shlex
 from pathlib import Path
 from typing import Any
@@ -30,19 +28,6 @@ PARAMS_FILE = "params.yml"
 OUT_FILE = "out.ipynb"
 
 _MISSING = object()
-
-
-def page_of(params: dict[str, Any], root: Path | None = None) -> str | None:
-    """The notebook that runs with these parameters: the one ``mimlib run`` names, else the
-    one template under ``root/notebooks`` (default: the current folder, where papermill runs)
-    whose parameters are exactly these names; None when there is none."""
-    named = os.environ.get("MIMLIB_NOTEBOOK")
-    if named:
-        return named
-    folder = (root or Path.cwd()) / "notebooks"
-    matches = [name for name, defaults in _templates(str(folder.resolve())).items()
-               if set(defaults) == set(params)]
-    return matches[0] if len(matches) == 1 else None
 
 
 @functools.lru_cache(maxsize=4)

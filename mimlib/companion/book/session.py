@@ -28,7 +28,7 @@ from .pages import EXECUTED
 from .profiles import load_profile, profile_names
 from ..analysis.report import (cite_line, label, markdown_table, result_id, save_figure, save_table,
                      written_path)
-from .rerun import page_of, rerun_line
+from .rerun import rerun_line
 from ..results.provenance import environment, git_revision
 from ..results.store import Store, canonical_json
 from .parameters import CHECKS, check_parameters
@@ -67,6 +67,9 @@ class Session:
     exp: Experiment
     mim: dict[str, Any]
     params: dict[str, Any]
+    #: The page this session runs: what start() was told, else the one ``mimlib run`` names
+    #: (``$MIMLIB_NOTEBOOK``); None for a session opened outside both.
+    page: str | None = None
 
     @property
     def provenance(self) -> "Provenance":
@@ -139,12 +142,12 @@ class Session:
 
     def rerun_line(self) -> str:
         """The commands that re-run this page with its parameters (see mimlib.companion.book.rerun)."""
-        return rerun_line(page_of(self.params), self.profile, self.params)
+        return rerun_line(self.page, self.profile, self.params)
 
     def cite_as(self, label: str) -> str:
         """The "cite as" line of a figure or table of this page (see report.cite_line)."""
-        page = os.environ.get("MIMLIB_NOTEBOOK", "(run outside mimlib reproduce)")
-        return cite_line(label, page, self.profile, short_git(git_revision()))
+        return cite_line(label, self.page or "(run outside mimlib reproduce)", self.profile,
+                         short_git(git_revision()))
 
     def note(self, text: str, kind: str = "note") -> None:
         """Show text in a MyST admonition (``note``, ``warning``...): what a reader must not
@@ -190,7 +193,7 @@ class Session:
         else:
             rows += [(f"sha256 of the pixels: {k}", v)
                      for k, v in self.exp.data_checksums().items()]
-        page = page_of(self.params)
+        page = self.page
         name = "tbl-provenance" + (f"-{re.sub(r'[^a-z0-9]+', '-', page.lower())}" if page else "")
         self.table(pd.DataFrame(rows, columns=["what", "value"]), "Provenance of this page",
                    name, provenance=Provenance(profile_tag(self.profile), self.provenance.spec),
@@ -219,9 +222,11 @@ def download_link(path: Path, text: str) -> str:
 
 
 def start(profile: str, setup: dict[str, Any], mim: dict[str, Any] | None = None,
-          store: str | None = None, **extras: Any) -> Session:
+          store: str | None = None, *, page: str | None = None, **extras: Any) -> Session:
     """Validate a notebook's parameters, check that its data and base model are in place,
-    and open its experiment (nothing is computed yet)."""
+    and open its experiment (nothing is computed yet). ``page`` is the notebook's own name
+    (every template of ``notebooks/`` passes it: its re-run line and cite line name it);
+    ``extras`` are its other parameters."""
     params = {"profile": profile, "setup": setup, "mim": dict(mim or {}), "store": store,
               **extras}
     given = papermill_given()
@@ -236,7 +241,8 @@ def start(profile: str, setup: dict[str, Any], mim: dict[str, Any] | None = None
     exp_setup = Setup(**setup)
     exp_setup.preflight()
     session = Session(profile, Experiment(exp_setup, Store(store) if store else None,
-                                          profile=profile), dict(mim or {}), params)
+                                          profile=profile), dict(mim or {}), params,
+                      page or os.environ.get("MIMLIB_NOTEBOOK") or None)
     about = _profile_about(profile)
     if about:  # what this page's numbers are, before any of them
         session.note(about, "important")
