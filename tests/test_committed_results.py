@@ -20,7 +20,10 @@ from mimlib.companion.results.store import Store, config_key
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = "cifar10-cpu"
 STORE = ROOT / "results" / PROFILE / "store"
-BUDGET_MB = 40  # the verdicts issue allows 40 MB: its seeds, BN modes and per-image predictions
+# the verdicts issue allowed 40 MB (its seeds, BN modes and per-image predictions); the
+# other-detectors chapter's one-byte scores add about 6 MB per protocol, and readers clone
+# results/ under its hard limit of 50 MB
+BUDGET_MB = 48
 
 
 def _files(folder: Path) -> list[Path]:
