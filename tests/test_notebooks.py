@@ -138,3 +138,21 @@ def test_every_template_runs_the_profile_it_names_as_that_profile_gives_it(name:
     given = profile_parameters(load_profile("paper"), name)
     assert defaults["setup"] == given["setup"]
     assert defaults["mim"] == given["mim"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_name_a_template_imports_from_mimlib_exists(name: str) -> None:
+    """A template's ``from mimlib... import X`` lines resolve (a module moved or split must
+    take its templates along: a fresh clone's book stops at the first that does not)."""
+    import importlib.util
+
+    nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", 4)
+    imports = [node for cell in nb.cells if cell.cell_type == "code"
+               for node in ast.walk(ast.parse(cell.source))
+               if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mimlib")]
+    assert imports, "every template imports mimlib"
+    for node in imports:
+        module = importlib.import_module(node.module)
+        missing = [a.name for a in node.names if not hasattr(module, a.name)
+                   and importlib.util.find_spec(f"{node.module}.{a.name}") is None]
+        assert not missing, f"{node.module} has no {missing}"
